@@ -1,0 +1,461 @@
+"""The `kugetsu` command: parse, call the engine, print.
+
+Every subcommand is a thin face on an engine call (Control for actions, the Supervisor
+for `run`). User mistakes arrive here as UsageError/ConfigError and leave as one line
+on stderr with exit code 2; nothing else is caught. Keep the import path light: `add`
+and `status` must not load Textual or psutil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from kugetsu_tui import __version__
+from kugetsu_tui.config import Config, load_config, parse_duration
+from kugetsu_tui.engine.control import Control, Outcome
+from kugetsu_tui.engine.home import Home, default_home
+from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
+from kugetsu_tui.engine.store import Store, StoreCorrupt
+from kugetsu_tui.errors import UsageError
+
+ADD_KEYS = ("prompt", "repo", "agent", "priority", "max_attempts", "timeout", "no_worktree")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def task_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a task id (a whole number >= 1), got {text!r}")
+    return int(text)
+
+
+def duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'expected a duration like "90s", "10m" or "24h", got {text!r}') from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+# --- context: the home, its config and store, opened once per command ------------------
+
+
+class Context:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.home = Home(Path(args.home).expanduser() if args.home else default_home()).ensure()
+        self.config_path = Path(args.config).expanduser() if args.config else self.home.config_path
+        self.config: Config = load_config(self.config_path)
+        try:
+            self.store = Store(self.home.db_path)
+        except StoreCorrupt as err:
+            raise UsageError(f"the state database is unreadable: {err}; move it aside to start "
+                             "afresh (your tasks in it would be lost)") from None
+        self.control = Control(self.home, self.store)
+
+
+def _print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> int:
+    for outcome in outcomes:
+        done = ctx.control.wait_for(outcome)
+        prefix = f"task {done.task_id}: " if done.task_id is not None else ""
+        print(f"{prefix}{done.message}")
+    return 0
+
+
+# --- add -----------------------------------------------------------------------------
+
+
+def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[str, str]) -> NewTask:
+    """Validate one task's options (from argv or a JSON line) into a NewTask."""
+    from kugetsu_tui.engine.worktree import repo_root
+
+    prompt = spec.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UsageError(f"{where}empty prompt (expected the task's text, e.g. kugetsu add \"fix the flaky test\")")
+    if "\x00" in prompt:
+        raise UsageError(f"{where}the prompt contains a NUL byte, which a command line cannot carry")
+    agent = spec.get("agent") or ctx.config.default_agent
+    if not isinstance(agent, str):
+        raise UsageError(f"{where}agent: expected an agent name, got {agent!r}")
+    ctx.config.agent(agent)  # raises for an unknown name
+    priority = spec.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise UsageError(f"{where}priority: expected a whole number, got {priority!r}")
+    attempts = spec.get("max_attempts") or ctx.config.max_attempts
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise UsageError(f"{where}max_attempts: expected a whole number >= 1, got {attempts!r}")
+    timeout = spec.get("timeout")
+    if timeout is not None:
+        try:
+            if isinstance(timeout, bool):
+                raise ValueError
+            timeout = float(timeout) if isinstance(timeout, (int, float)) else parse_duration(str(timeout))
+            if timeout <= 0:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f'{where}timeout: expected a duration like "90s", "10m" or "24h", got {spec["timeout"]!r}') from None
+    no_worktree = spec.get("no_worktree", False)
+    if not isinstance(no_worktree, bool):
+        raise UsageError(f"{where}no_worktree: expected true or false, got {no_worktree!r}")
+    repo_arg = spec.get("repo")
+    if repo_arg is not None and not isinstance(repo_arg, str):
+        raise UsageError(f"{where}repo: expected a path, got {repo_arg!r}")
+    raw = str(Path(repo_arg).expanduser()) if repo_arg else os.getcwd()
+    if raw not in repo_cache:
+        path = Path(raw).resolve()
+        if no_worktree:
+            if not path.is_dir():
+                raise UsageError(f"{where}repo {path} does not exist (expected a directory)")
+            repo_cache[raw] = str(path)
+        else:
+            try:
+                repo_cache[raw] = str(repo_root(path))
+            except UsageError as err:
+                raise UsageError(f"{where}{err}") from None
+    return NewTask(prompt=prompt, agent=agent, repo=repo_cache[raw], no_worktree=no_worktree,
+                   priority=priority, max_attempts=attempts, timeout=timeout)
+
+
+def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--from-file {source}: no such file (expected JSON lines, one task each)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"--from-file {source}: cannot read: {err}") from None
+    tasks = []
+    cache: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{source}:{n}: "
+        try:
+            spec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{where}not valid JSON ({err.msg}); expected one JSON object a line") from None
+        if not isinstance(spec, dict):
+            raise UsageError(f"{where}expected a JSON object like {{\"prompt\": \"...\"}}, got {type(spec).__name__}")
+        unknown = set(spec) - set(ADD_KEYS)
+        if unknown:
+            raise UsageError(f"{where}unknown key {sorted(unknown)[0]!r} (expected: {', '.join(ADD_KEYS)})")
+        tasks.append(_new_task(ctx, spec, where, cache))
+    if not tasks:
+        raise UsageError(f"--from-file {source}: no tasks in it (expected JSON lines, one task each)")
+    return tasks
+
+
+def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
+    if args.from_file:
+        if args.prompt:
+            raise UsageError("give either a prompt or --from-file, not both")
+        new_tasks = _read_jsonl(ctx, args.from_file)
+    else:
+        prompt = " ".join(args.prompt)
+        if prompt == "-":
+            prompt = sys.stdin.read()
+        spec = {"prompt": prompt, "repo": args.repo, "agent": args.agent,
+                "priority": args.priority, "max_attempts": args.max_attempts,
+                "timeout": args.timeout, "no_worktree": args.no_worktree}
+        new_tasks = [_new_task(ctx, spec, "", {})]
+    ids = ctx.control.add(new_tasks)
+    sys.stdout.write("".join(f"{i}\n" for i in ids))
+    return 0
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.present import STATE_SYMBOL, elapsed, status_report
+
+    now = time.time()
+    report = status_report(ctx.store, ctx.home, ctx.config.cap, now)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    counts = report["counts"]
+    sup = report["supervisor_pid"]
+    parts = [f"live {report['live']}/{report['cap']}", f"queued {counts['queued']}",
+             f"succeeded {counts['succeeded']}", f"failed {counts['failed']}"]
+    for extra in ("cancelled", "expired"):
+        if counts[extra]:
+            parts.append(f"{extra} {counts[extra]}")
+    parts.append(f"supervisor pid {sup}" if sup else "no supervisor running")
+    print(" · ".join(parts))
+    rows = report["tasks"]
+    order = {**{str(s): 0 for s in LIVE_STATES}, "queued": 1}
+    rows.sort(key=lambda r: (order.get(r["state"], 2), 0 if r["state"] == "queued" else -r["id"]))
+    if not args.all:
+        rows = [r for r in rows if r["state"] != "succeeded"] + [
+            r for r in rows if r["state"] == "succeeded"][:5]
+    shown = rows[: args.limit]
+    if not shown:
+        print("no tasks (add one: kugetsu add \"...\")")
+        return 0
+    width = max(len(str(r["id"])) for r in shown)
+    print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
+    for r in shown:
+        state = State(r["state"])
+        when = ""
+        detail = " ".join(r["prompt"].split())
+        if state is State.QUEUED:
+            when = f"#{r['position']}" if r["position"] else "held"
+            detail = f"{detail[:40]:<40}  {r['wait_reason']}"
+        elif state.is_live and r["started_at"]:
+            when = elapsed(now - _ts(r["started_at"]))
+        elif r["ended_at"]:
+            when = time.strftime("%H:%M", time.localtime(_ts(r["ended_at"])))
+            if state is not State.SUCCEEDED and r["reason"]:
+                detail = f"{detail[:40]:<40}  {r['reason']}"
+            if r["worktree"]:
+                detail += f"  [kept {r['worktree']}]"
+        print(f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
+              f"{r['attempts']}/{r['max_attempts']:<3} {r['agent'][:9]:<9} {when:<8} {detail[:110]}")
+    if len(rows) > len(shown):
+        print(f"… and {len(rows) - len(shown)} more (--limit N, --all, or --json for every task)")
+    return 0
+
+
+def _ts(iso_text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_text).timestamp()
+
+
+# --- actions ---------------------------------------------------------------------------
+
+
+def _action(name: str) -> Callable[[Context, argparse.Namespace], int]:
+    def run(ctx: Context, args: argparse.Namespace) -> int:
+        method: Callable[[Sequence[int]], list[Outcome]] = getattr(ctx.control, name)
+        return _print_outcomes(ctx, method(args.ids))
+
+    return run
+
+
+def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:
+    if args.cap is None:
+        print(f"cap {ctx.config.cap}, live {ctx.store.live_count()}")
+        return 0
+    return _print_outcomes(ctx, [ctx.control.set_cap(args.cap)])
+
+
+# --- logs and events -------------------------------------------------------------------
+
+
+def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
+    task = ctx.store.get(args.id)
+    if task is None:
+        raise UsageError(f"no task {args.id} (expected an id listed by `kugetsu status`)")
+    path = ctx.home.log_path(args.id)
+    out = sys.stdout.buffer
+    position = 0
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(position)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            out.write(chunk)
+            out.flush()
+            position += len(chunk)
+            continue
+        if not args.follow:
+            break
+        task = ctx.store.get(args.id)
+        if task is not None and task.state.is_settled:
+            break
+        time.sleep(0.2)
+    return 0
+
+
+def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
+    since = args.since
+    while True:
+        events = ctx.store.events(since=since, task_id=args.task)
+        for event in events:
+            since = event.id
+            if args.type and event.type not in args.type:
+                continue
+            print(event.to_line(), flush=True)
+        if not args.follow:
+            return 0
+        time.sleep(0.2)
+
+
+# --- run and demo ------------------------------------------------------------------------
+
+
+def event_line(event: Event) -> str:
+    """One human line per event, for `run --headless` without --json."""
+    data = event.data
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+    kind = event.type.removeprefix("task_")
+    if event.task_id is None:
+        detail = ", ".join(f"{k} {v}" for k, v in data.items())
+        return f"{stamp}  {kind:<10} {detail}"
+    prompt = " ".join(str(data.get("prompt", "")).split())[:50]
+    extra = ""
+    if data.get("reason") and kind not in ("completed", "started", "dequeued"):
+        extra = f"  ({data['reason']})"
+    attempt = f" {data.get('attempts')}/{data.get('max_attempts')}" if "attempts" in data else ""
+    return f"{stamp}  {kind:<10} task {event.task_id}{attempt} [{data.get('agent', '')}] {prompt}{extra}"
+
+
+def run_headless(home: Home, config: Config, *, forever: bool, as_json: bool) -> int:
+    import asyncio
+
+    from kugetsu_tui.engine.supervisor import Supervisor
+
+    def show(events: list[Event]) -> None:
+        for event in events:
+            if event.type in ("task_dequeued",) and not as_json:
+                continue
+            print(event.to_line() if as_json else event_line(event), flush=True)
+
+    supervisor = Supervisor(home, config, forever=forever, on_events=show)
+    return asyncio.run(supervisor.run())
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.headless:
+        print("kugetsu: the dashboard is not available yet; running headless", file=sys.stderr)
+    ctx.store.close()
+    return run_headless(ctx.home, ctx.config, forever=args.forever, as_json=args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kugetsu_tui.demo import run_demo
+
+    return run_demo(home=Path(args.home).expanduser() if args.home else None,
+                    headless=args.headless, tasks=args.tasks, as_json=args.json)
+
+
+# --- the parser --------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
+                        help="state directory (default: $KUGETSU_HOME, else $XDG_STATE_HOME/kugetsu)")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: HOME/config.toml)")
+    parser = Parser(prog="kugetsu", parents=[common],
+                    description="Run many coding agents in parallel, each in its own git worktree.")
+    parser.add_argument("--version", action="version", version=f"kugetsu-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    add = sub.add_parser("add", parents=[common], help="queue a task (prints its id)")
+    add.add_argument("prompt", nargs="*", help="the task's text ('-' reads it from stdin)")
+    add.add_argument("--repo", metavar="PATH", help="git repo to work in (default: the one you are in)")
+    add.add_argument("--agent", metavar="NAME", help="agent from the config (default: default_agent)")
+    add.add_argument("--priority", type=integer, default=0, metavar="INT", help="higher runs first (default 0)")
+    add.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts before it fails (default from config: 3)")
+    add.add_argument("--timeout", type=duration, metavar="DUR", help="end an attempt that runs longer (e.g. 30m)")
+    add.add_argument("--no-worktree", action="store_true", help="run in the repo folder itself (or any folder)")
+    add.add_argument("--from-file", metavar="FILE", help="JSON lines, one task each ('-' for stdin)")
+    add.set_defaults(func=cmd_add)
+
+    status = sub.add_parser("status", parents=[common], help="what runs, what waits and why")
+    status.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    status.add_argument("--all", action="store_true", help="every succeeded task too")
+    status.add_argument("--limit", type=positive_int, default=50, metavar="N", help="rows to show (default 50)")
+    status.set_defaults(func=cmd_status)
+
+    run = sub.add_parser("run", parents=[common], help="supervise the queue")
+    run.add_argument("--headless", action="store_true", help="no dashboard: print events (for CI)")
+    run.add_argument("--forever", action="store_true", help="keep serving when the queue is empty")
+    run.add_argument("--json", action="store_true", help="print each event as a JSON line")
+    run.set_defaults(func=cmd_run)
+
+    for name, verb in (("cancel", "end live tasks (SIGTERM, then SIGKILL) or drop queued ones"),
+                       ("requeue", "queue failed, cancelled or expired tasks again"),
+                       ("pause", "stop a running task's whole process tree (SIGSTOP)"),
+                       ("resume", "continue a paused task (SIGCONT)"),
+                       ("hold", "keep a queued task from starting"),
+                       ("release", "let a held task run again")):
+        action = sub.add_parser(name, parents=[common], help=verb)
+        action.add_argument("ids", nargs="+", type=task_id, metavar="ID")
+        action.set_defaults(func=_action(name))
+
+    cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")
+    cap.add_argument("cap", nargs="?", type=positive_int, metavar="N")
+    cap.set_defaults(func=cmd_cap)
+
+    logs = sub.add_parser("logs", parents=[common], help="a task's output")
+    logs.add_argument("id", type=task_id, metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the task settles")
+    logs.set_defaults(func=cmd_logs)
+
+    events = sub.add_parser("events", parents=[common], help="the event log as JSON lines")
+    events.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    events.add_argument("--since", type=integer, default=0, metavar="ID", help="only events after this id")
+    events.add_argument("--task", type=task_id, metavar="ID", help="only this task's events")
+    events.add_argument("--type", action="append", metavar="TYPE", help="only this event type (repeatable)")
+    events.set_defaults(func=cmd_events)
+
+    demo = sub.add_parser("demo", parents=[common], help="a sandbox with simulated agents")
+    demo.add_argument("--headless", action="store_true", help="no dashboard: print events")
+    demo.add_argument("--json", action="store_true", help="with --headless: events as JSON lines")
+    demo.add_argument("--tasks", type=positive_int, default=12, metavar="N", help="how many tasks (default 12)")
+    demo.set_defaults(func=None, demo=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("home", "config"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    try:
+        if getattr(args, "demo", False):
+            return cmd_demo(args)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        ctx = Context(args)
+        result: int = args.func(ctx, args)
+        return result
+    except UsageError as err:
+        print(f"kugetsu: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Load, validate and save `config.toml`.
+
+Owns the schema of the config file: every key, its type and its default. Reads with
+tomllib, writes back with tomli-w (keeping the user's other keys). Every problem is a
+ConfigError whose one line names the file, the key and what was expected; nothing here
+raises anything else for bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kugetsu_tui.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+DURATION_HINT = 'a duration like "90s", "10m" or "24h"'
+
+
+def parse_duration(text: str) -> float:
+    """'90s' -> 90.0, '10m' -> 600.0, '24h' -> 86400.0; a bare number is seconds.
+
+    Raises ValueError for anything else (the caller names the key)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+PLACEHOLDERS = ("{prompt}", "{task_id}", "{worktree}")
+
+# Agents kugetsu knows without any config. `{prompt}` is one whole argv element.
+BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
+    "opencode": ("opencode", "run", "{prompt}"),
+    "claude": ("claude", "-p", "{prompt}"),
+    "codex": ("codex", "exec", "{prompt}"),
+    "aider": ("aider", "--yes", "--message", "{prompt}"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    name: str
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    cap: int = 3
+    max_attempts: int = 3
+    retry_backoff: float = 10.0
+    expire_after: float = 86400.0
+    kill_grace: float = 10.0
+    default_agent: str = "opencode"
+    agents: Mapping[str, AgentConfig] = field(
+        default_factory=lambda: {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
+    )
+    path: Path | None = None
+
+    def agent(self, name: str) -> AgentConfig:
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self.agents))
+            raise ConfigError(f"unknown agent {name!r} (expected one of: {known})") from None
+
+
+# --- validation -------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks the parsed TOML, converting each known key and rejecting unknown ones."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, expected: str, got: object) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: expected {expected}, got {got!r}")
+
+    def table(self, data: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+        for key in data:
+            if key not in allowed:
+                names = ", ".join(sorted(allowed))
+                place = f"{where} {key}" if where else key
+                raise ConfigError(f"{self.path}: unknown key {place} (expected one of: {names})")
+
+    def get(
+        self, data: Mapping[str, Any], where: str, key: str, convert: Callable[[Any], Any],
+        expected: str, default: Any,
+    ) -> Any:
+        if key not in data:
+            return default
+        value = data[key]
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            raise self.fail(f"{where} {key}".strip(), expected, value) from None
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(value)
+    return value
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = parse_duration(value)
+    else:
+        raise TypeError(value)
+    if seconds < 0:
+        raise ValueError(value)
+    return seconds
+
+
+def _argv(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise TypeError(value)
+    if not value[0].strip():
+        raise ValueError(value)
+    return tuple(value)
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(value)
+    return value
+
+
+def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
+    r = _Reader(path)
+    r.table(data, "", {"default_agent", "capacity", "queue", "agents"})
+    for section in ("capacity", "queue", "agents"):
+        if section in data and not isinstance(data[section], dict):
+            raise r.fail(f"[{section}]", "a table", data[section])
+    capacity = data.get("capacity", {})
+    queue = data.get("queue", {})
+    r.table(capacity, "[capacity]", {"cap"})
+    r.table(queue, "[queue]", {"max_attempts", "retry_backoff", "expire_after", "kill_grace"})
+    defaults = Config()
+    agents = dict(defaults.agents)
+    for name, spec in data.get("agents", {}).items():
+        where = f"[agents.{name}]"
+        if not isinstance(spec, dict):
+            raise r.fail(where, "a table with command = [...]", spec)
+        r.table(spec, where, {"command"})
+        if "command" not in spec:
+            raise ConfigError(f"{path}: {where} command: missing (expected a list of strings)")
+        argv = r.get(spec, where, "command", _argv, 'a non-empty list of strings like ["opencode", "run", "{prompt}"]', None)
+        agents[name] = AgentConfig(name, argv)
+    default_agent = r.get(data, "", "default_agent", _name, "an agent name", defaults.default_agent)
+    if default_agent not in agents:
+        known = ", ".join(sorted(agents))
+        raise ConfigError(f"{path}: default_agent: unknown agent {default_agent!r} (expected one of: {known})")
+    return Config(
+        cap=r.get(capacity, "[capacity]", "cap", _positive_int, "a whole number >= 1", defaults.cap),
+        max_attempts=r.get(queue, "[queue]", "max_attempts", _positive_int, "a whole number >= 1", defaults.max_attempts),
+        retry_backoff=r.get(queue, "[queue]", "retry_backoff", _duration, DURATION_HINT, defaults.retry_backoff),
+        expire_after=r.get(queue, "[queue]", "expire_after", _duration, DURATION_HINT, defaults.expire_after),
+        kill_grace=r.get(queue, "[queue]", "kill_grace", _duration, DURATION_HINT, defaults.kill_grace),
+        default_agent=default_agent,
+        agents=agents,
+        path=path,
+    )
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file's raw table; {} when it does not exist."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (expected a TOML file)") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def load_config(path: Path) -> Config:
+    """A missing file means all defaults; a bad one raises ConfigError."""
+    return config_from_dict(read_toml(path), path)
+
+
+def save_setting(path: Path, section: str, key: str, value: Any) -> Config:
+    """Set one key and write the file back, keeping every other key. Returns the new config.
+
+    The result is validated before anything is written, so a bad value leaves the file
+    as it was."""
+    import tomli_w
+
+    data = read_toml(path)
+    table = data.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{section}]: expected a table, got {table!r}")
+    table[key] = value
+    config = config_from_dict(data, path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        tomli_w.dump(data, out)
+    os.replace(tmp, path)
+    return config

@@ -1,0 +1,188 @@
+"""The actions a person or a script takes on the queue: the one implementation behind both
+the CLI's subcommands and the dashboard's keys.
+
+A change that touches only the store (hold, release, requeue, cancelling a queued task)
+is made here, in one transaction. A change that touches a process (pause, resume,
+cancelling a live task, a new cap) becomes a request row for the supervisor, which is
+then poked with SIGUSR1; nothing here ever signals an agent. Every id is checked before
+anything changes, so a bad id leaves the queue exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from kugetsu_tui.config import save_setting
+from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.model import (
+    LIVE_STATES,
+    REQUEUEABLE_STATES,
+    EventType,
+    NewTask,
+    RequestAction,
+    State,
+    Task,
+)
+from kugetsu_tui.engine.store import Store
+from kugetsu_tui.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one action: done now, or a request a supervisor will carry out."""
+
+    task_id: int | None
+    message: str
+    request_id: int | None = None
+
+
+class Control:
+    def __init__(self, home: Home, store: Store, *, clock: Callable[[], float] = time.time,
+                 wake: Callable[[], None] | None = None) -> None:
+        self.home = home
+        self.store = store
+        self.clock = clock
+        self.wake = wake  # set when the supervisor runs in this very process
+
+    def supervisor_pid(self) -> int | None:
+        return self.home.supervisor_pid()
+
+    def poke(self) -> None:
+        """Tell a running supervisor to look at the store now rather than at its next poll."""
+        if self.wake is not None:
+            self.wake()
+            return
+        pid = self.supervisor_pid()
+        if pid and pid > 0 and pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    # --- checks ---------------------------------------------------------------------
+
+    def find(self, ids: Sequence[int], allowed: Collection[State], what: str,
+             test: Callable[[Task], bool] | None = None) -> list[Task]:
+        """The tasks named by ids, or UsageError for the first one that cannot take `what`."""
+        tasks = []
+        for task_id in ids:
+            task = self.store.get(task_id)
+            if task is None:
+                raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+            if task.state not in allowed or (test is not None and not test(task)):
+                states = " or ".join(sorted(str(s) for s in allowed))
+                detail = f"{task.state}{', held' if task.held else ''}"
+                raise UsageError(f"task {task_id} is {detail}; only {states} tasks can be {what}")
+            tasks.append(task)
+        return tasks
+
+    # --- actions --------------------------------------------------------------------
+
+    def add(self, new_tasks: Sequence[NewTask]) -> list[int]:
+        ids = self.store.add(new_tasks, self.clock())
+        self.poke()
+        return ids
+
+    def cancel(self, ids: Sequence[int]) -> list[Outcome]:
+        tasks = self.find(ids, {State.QUEUED, *LIVE_STATES}, "cancelled")
+        outcomes = []
+        for task in tasks:
+            now = self.clock()
+            if task.state is State.QUEUED and self.store.transition(
+                task.id, State.CANCELLED, now=now, event=EventType.TASK_CANCELLED,
+                expect={State.QUEUED}, ended_at=now, reason="cancelled",
+            ):
+                outcomes.append(Outcome(task.id, "cancelled"))
+                continue
+            # Live (or admitted a moment ago): only the supervisor may end its processes.
+            outcomes.append(self._request(RequestAction.CANCEL, task.id, None, "cancel"))
+        self.poke()
+        return outcomes
+
+    def pause(self, ids: Sequence[int]) -> list[Outcome]:
+        tasks = self.find(ids, {State.RUNNING}, "paused")
+        outcomes = [self._request(RequestAction.PAUSE, t.id, None, "pause") for t in tasks]
+        self.poke()
+        return outcomes
+
+    def resume(self, ids: Sequence[int]) -> list[Outcome]:
+        tasks = self.find(ids, {State.PAUSED}, "resumed")
+        outcomes = [self._request(RequestAction.RESUME, t.id, None, "resume") for t in tasks]
+        self.poke()
+        return outcomes
+
+    def hold(self, ids: Sequence[int]) -> list[Outcome]:
+        tasks = self.find(ids, {State.QUEUED}, "held", lambda t: not t.held)
+        return [self._set_held(t, True) for t in tasks]
+
+    def release(self, ids: Sequence[int]) -> list[Outcome]:
+        tasks = self.find(ids, {State.QUEUED}, "released (held ones)", lambda t: t.held)
+        outcomes = [self._set_held(t, False) for t in tasks]
+        self.poke()
+        return outcomes
+
+    def requeue(self, ids: Sequence[int]) -> list[Outcome]:
+        tasks = self.find(ids, REQUEUEABLE_STATES, "requeued")
+        outcomes = []
+        for task in tasks:
+            now = self.clock()
+            done = self.store.transition(
+                task.id, State.QUEUED, now=now, event=EventType.TASK_REQUEUED,
+                expect=REQUEUEABLE_STATES, attempts=0, not_before=None, queued_at=now,
+                exit_code=None, reason=None, started_at=None, ended_at=None, held=False,
+            )
+            outcomes.append(Outcome(task.id, "requeued" if done else "changed meanwhile; not requeued"))
+        self.poke()
+        return outcomes
+
+    def set_cap(self, cap: int) -> Outcome:
+        """Write the cap to config.toml and have the supervisor use it (lowering never kills)."""
+        if cap < 1:
+            raise UsageError(f"cap must be a whole number >= 1, got {cap}")
+        save_setting(self.home.config_path, "capacity", "cap", cap)
+        if self.supervisor_pid() is None:
+            self.store.record(self.clock(), EventType.CAP_CHANGED, None, {"cap": cap})
+            return Outcome(None, f"cap {cap}")
+        outcome = self._request(RequestAction.CAP, None, str(cap), f"cap {cap}")
+        self.poke()
+        return outcome
+
+    def _set_held(self, task: Task, held: bool) -> Outcome:
+        done = self.store.transition(
+            task.id, State.QUEUED, now=self.clock(), expect={State.QUEUED}, held=held,
+            event=EventType.TASK_HELD if held else EventType.TASK_RELEASED,
+        )
+        verb = "held" if held else "released"
+        return Outcome(task.id, verb if done else f"changed meanwhile; not {verb}")
+
+    def _request(self, action: RequestAction, task_id: int | None, arg: str | None,
+                 verb: str) -> Outcome:
+        request_id = self.store.add_request(action, task_id, arg, self.clock())
+        return Outcome(task_id, f"{verb} requested", request_id)
+
+    def wait_for(self, outcome: Outcome, timeout: float = 5.0) -> Outcome:
+        """Block until the supervisor has carried out outcome's request (CLI only)."""
+        if outcome.request_id is None:
+            return outcome
+        if self.supervisor_pid() is None:
+            return Outcome(outcome.task_id,
+                           f"{outcome.message}; no supervisor is running, it will be carried "
+                           "out when one starts (kugetsu run)", outcome.request_id)
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            result = self.store.request_result(outcome.request_id)
+            if result is not None:
+                ok = result.startswith("ok: ")
+                text = result.removeprefix("ok: ").removeprefix("error: ")
+                if not ok:
+                    raise UsageError(text)
+                return Outcome(outcome.task_id, text, outcome.request_id)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return Outcome(outcome.task_id, f"{outcome.message}; the supervisor has not answered yet",
+                       outcome.request_id)

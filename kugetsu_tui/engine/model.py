@@ -1,0 +1,211 @@
+"""Tasks, their states and the one table of allowed transitions.
+
+This module owns the vocabulary of the engine: what a task is, which states exist,
+which moves between them are legal, and what an event records. It must never do
+I/O; the store persists these values and the supervisor decides when to move them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_live(self) -> bool:
+        return self in LIVE_STATES
+
+    @property
+    def is_settled(self) -> bool:
+        return self in SETTLED_STATES
+
+
+LIVE_STATES = frozenset({State.STARTING, State.RUNNING, State.PAUSED})
+SETTLED_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.EXPIRED})
+# A settled task that a person may put back in the queue.
+REQUEUEABLE_STATES = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
+
+# Every legal move. A live task goes back to QUEUED when an attempt fails and another
+# attempt remains (retry with backoff), or when its process vanished without an exit
+# status (interrupted). FAILED straight from QUEUED is a dependency or spawn failure.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.STARTING, State.CANCELLED, State.EXPIRED, State.FAILED}),
+    State.STARTING: frozenset(
+        {State.RUNNING, State.QUEUED, State.FAILED, State.CANCELLED, State.SUCCEEDED}
+    ),
+    State.RUNNING: frozenset(
+        {State.PAUSED, State.SUCCEEDED, State.FAILED, State.QUEUED, State.CANCELLED}
+    ),
+    State.PAUSED: frozenset(
+        {State.RUNNING, State.SUCCEEDED, State.FAILED, State.QUEUED, State.CANCELLED}
+    ),
+    State.SUCCEEDED: frozenset(),
+    State.FAILED: frozenset({State.QUEUED}),
+    State.CANCELLED: frozenset({State.QUEUED}),
+    State.EXPIRED: frozenset({State.QUEUED}),
+}
+
+
+class IllegalTransition(Exception):
+    """An engine bug or a race lost: a task was asked to move where it may not."""
+
+    def __init__(self, task_id: int, old: State, new: State) -> None:
+        super().__init__(f"task {task_id}: {old} -> {new} is not a legal transition")
+        self.task_id = task_id
+        self.old = old
+        self.new = new
+
+
+def check_transition(task_id: int, old: State, new: State) -> None:
+    """Raise IllegalTransition unless old -> new is in the table. The only such check."""
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(task_id, old, new)
+
+
+class EventType(StrEnum):
+    TASK_QUEUED = "task_queued"
+    TASK_DEQUEUED = "task_dequeued"
+    TASK_STARTED = "task_started"
+    TASK_COMPLETED = "task_completed"
+    TASK_ERROR = "task_error"
+    TASK_RETRYING = "task_retrying"
+    TASK_CANCELLED = "task_cancelled"
+    TASK_REQUEUED = "task_requeued"
+    TASK_EXPIRED = "task_expired"
+    TASK_PAUSED = "task_paused"
+    TASK_RESUMED = "task_resumed"
+    TASK_HELD = "task_held"
+    TASK_RELEASED = "task_released"
+    TASK_INTERRUPTED = "task_interrupted"
+    TASK_ADOPTED = "task_adopted"
+    CAP_CHANGED = "cap_changed"
+    SUPERVISOR_STARTED = "supervisor_started"
+    SUPERVISOR_STOPPED = "supervisor_stopped"
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC, or None for unknown."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: int
+    prompt: str
+    agent: str
+    repo: str | None
+    no_worktree: bool
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    state: State
+    attempts: int
+    held: bool
+    created_at: float
+    queued_at: float
+    not_before: float | None = None
+    worktree: str | None = None
+    branch: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    pid: int | None = None
+    pid_started: float | None = None
+    updated_at: float = 0.0
+
+    @property
+    def is_live(self) -> bool:
+        return self.state.is_live
+
+    def short_prompt(self, width: int = 60) -> str:
+        line = " ".join(self.prompt.split())
+        return line if len(line) <= width else line[: width - 1] + "…"
+
+    def to_json(self) -> dict[str, Any]:
+        """The task as `kugetsu status --json` and event rows show it."""
+        return {
+            "id": self.id,
+            "state": str(self.state),
+            "prompt": self.prompt,
+            "agent": self.agent,
+            "repo": self.repo,
+            "worktree": self.worktree,
+            "branch": self.branch,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "held": self.held,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "timeout": self.timeout,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "not_before": iso(self.not_before),
+        }
+
+    def replace(self, **changes: Any) -> Task:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task as `kugetsu add` describes it, validated, before it has an id."""
+
+    prompt: str
+    agent: str
+    repo: str | None
+    no_worktree: bool = False
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    ts: float
+    type: str
+    task_id: int | None
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "ts": iso(self.ts), "type": self.type, "task_id": self.task_id,
+                **self.data}
+
+    def to_line(self) -> str:
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
+
+class RequestAction(StrEnum):
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CAP = "cap"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Work for a running supervisor, left in the store by another process."""
+
+    id: int
+    action: RequestAction
+    task_id: int | None
+    arg: str | None

@@ -1,0 +1,171 @@
+"""Spawn, signal and reap agent processes.
+
+Each agent runs under a tiny `sh` wrapper in a session (and process group) of its own.
+The wrapper waits for the agent and writes its exit status to `runs/<id>/exit`
+(temp file, then rename), so a supervisor that restarts after a crash learns how
+agents that ended while it was away fared. The wrapper is `sh`, not Python: it runs
+once per task, and an interpreter start would cost more than the rest of dispatch.
+
+This module never decides what an exit means; the supervisor does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# $1 run dir, $2 working dir, $3 attempt number, then the agent's argv.
+# The agent is the wrapper's foreground child; its status goes to exit.tmp, then exit.
+WRAPPER = r"""
+run=$1; dir=$2; attempt=$3; shift 3
+[ "$attempt" -gt 1 ] && printf '\n--- kugetsu: attempt %s ---\n' "$attempt"
+cd -- "$dir" || exit 126
+"$@"
+code=$?
+printf '%s\n' "$code" > "$run/exit.tmp" && mv -f -- "$run/exit.tmp" "$run/exit"
+exit "$code"
+"""
+
+SH = shutil.which("sh") or "/bin/sh"
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
+class SpawnError(Exception):
+    """The agent could not be started; the message says why, for the task's reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    pid: int
+    started: float | None  # the process's start time, to tell it from a recycled pid
+
+
+def substitute(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """Replace `{prompt}`, `{task_id}` and `{worktree}` inside argv elements.
+
+    Each value lands inside the one element that names it, so a prompt is always one
+    argv element (or part of one), never split, never seen by a shell."""
+    argv = []
+    for part in command:
+        for name, value in values.items():
+            placeholder = "{" + name + "}"
+            if placeholder in part:
+                part = value if part == placeholder else part.replace(placeholder, value)
+        argv.append(part)
+    return argv
+
+
+def spawn(argv: Sequence[str], *, cwd: Path, run_dir: Path, attempt: int,
+          env: Mapping[str, str]) -> Spawned:
+    """Start argv under the wrapper in a new session; stdout+stderr append to run_dir/log."""
+    program = argv[0]
+    if os.sep not in program and shutil.which(program, path=env.get("PATH")) is None:
+        raise SpawnError(f"agent command {program!r} not found on PATH")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(run_dir / "exit")  # a stale status must never be read as this attempt's
+    log = os.open(run_dir / "log", _LOG_FLAGS, 0o600)
+    try:
+        pid = os.posix_spawn(
+            SH,
+            [SH, "-c", WRAPPER, "kugetsu-agent", str(run_dir), str(cwd), str(attempt), *argv],
+            dict(env),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log, 1),
+                (os.POSIX_SPAWN_DUP2, log, 2),
+            ],
+            setsid=True,
+        )
+    except OSError as err:
+        raise SpawnError(f"cannot start {program!r}: {err.strerror}") from None
+    finally:
+        os.close(log)
+    return Spawned(pid, start_time(pid))
+
+
+def start_time(pid: int) -> float | None:
+    """The process's start time in clock ticks since boot (from /proc), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return float(fields[19])
+
+
+def is_same_process(pid: int, started: float | None) -> bool:
+    """True if pid is alive and is the very process that started at `started`."""
+    now_started = start_time(pid)
+    if now_started is None:
+        return False
+    if _is_zombie(pid):
+        return False
+    return started is None or now_started == started
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] in (b"Z", b"X")
+
+
+def read_exit_file(run_dir: Path) -> int | None:
+    try:
+        text = (run_dir / "exit").read_text().strip()
+    except OSError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send sig to the whole process group; False if the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap(pid: int) -> int | None:
+    """Collect our child's status without blocking: its exit code (-N for signal N),
+    or None if it has not ended or is not our child."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if done == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def open_pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when pid exits (child or not), or None if gone."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None

@@ -1,0 +1,390 @@
+"""The persistent queue and event log: one SQLite file in WAL mode.
+
+This is the only place SQL lives. Every state change is one short transaction that also
+writes its event row, so the log never disagrees with the tasks. Writers take the
+database lock up front (`BEGIN IMMEDIATE`), which makes admission atomic across
+processes on its own, independent of the supervisor's flock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from kugetsu_tui.engine.model import (
+    LIVE_STATES,
+    Event,
+    EventType,
+    IllegalTransition,
+    NewTask,
+    Request,
+    RequestAction,
+    State,
+    Task,
+    check_transition,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt       TEXT    NOT NULL,
+    agent        TEXT    NOT NULL,
+    repo         TEXT,
+    no_worktree  INTEGER NOT NULL DEFAULT 0,
+    priority     INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout      REAL,
+    state        TEXT    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    held         INTEGER NOT NULL DEFAULT 0,
+    created_at   REAL    NOT NULL,
+    queued_at    REAL    NOT NULL,
+    not_before   REAL,
+    worktree     TEXT,
+    branch       TEXT,
+    exit_code    INTEGER,
+    reason       TEXT,
+    started_at   REAL,
+    ended_at     REAL,
+    pid          INTEGER,
+    pid_started  REAL,
+    updated_at   REAL    NOT NULL
+);
+-- Serves admission (state = 'queued' ORDER BY priority DESC, id) and live counts.
+CREATE INDEX IF NOT EXISTS tasks_by_queue_order ON tasks (state, priority DESC, id);
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts      REAL    NOT NULL,
+    type    TEXT    NOT NULL,
+    task_id INTEGER,
+    data    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, id);
+CREATE TABLE IF NOT EXISTS requests (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts      REAL    NOT NULL,
+    action  TEXT    NOT NULL,
+    task_id INTEGER,
+    arg     TEXT,
+    done_at REAL,
+    result  TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
+"""
+
+_TASK_COLUMNS = tuple(f.name for f in fields(Task))
+_TASK_SELECT = "SELECT " + ", ".join(_TASK_COLUMNS) + " FROM tasks"
+_WRITABLE = frozenset(_TASK_COLUMNS) - {"id", "created_at"}
+_LIVE = tuple(str(s) for s in LIVE_STATES)
+_LIVE_SQL = "state IN (" + ",".join("?" * len(_LIVE)) + ")"
+# Admission order: priority first (higher first), then first come, first served.
+QUEUE_ORDER = "ORDER BY priority DESC, id ASC"
+EVENT_PROMPT_CHARS = 200
+
+
+def _task_from_row(row: Sequence[Any]) -> Task:
+    (id_, prompt, agent, repo, no_worktree, priority, max_attempts, timeout, state, attempts,
+     held, created_at, queued_at, not_before, worktree, branch, exit_code, reason, started_at,
+     ended_at, pid, pid_started, updated_at) = row
+    return Task(
+        id_, prompt, agent, repo, bool(no_worktree), priority, max_attempts, timeout,
+        State(state), attempts, bool(held), created_at, queued_at, not_before, worktree,
+        branch, exit_code, reason, started_at, ended_at, pid, pid_started, updated_at,
+    )
+
+
+def event_data(task: Task, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The task's fields as an event carries them (the prompt cut short)."""
+    data = task.to_json()
+    del data["id"]
+    data["prompt"] = task.short_prompt(EVENT_PROMPT_CHARS)
+    if extra:
+        data.update(extra)
+    return data
+
+
+class StoreCorrupt(Exception):
+    pass
+
+
+class Store:
+    """One connection to `state.db`. Cheap to open; one per process (or thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        new = not path.exists()
+        if new:
+            # Create it private before SQLite touches it.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None,
+                                  check_same_thread=False)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                with self._write():
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self.db.execute(statement)
+                    self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise StoreCorrupt(f"{path}: {err}") from None
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(path) + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that holds the database lock from its first statement."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def _event(self, ts: float, type_: EventType | str, task_id: int | None,
+               data: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO events (ts, type, task_id, data) VALUES (?, ?, ?, ?)",
+            (ts, str(type_), task_id, json.dumps(data, ensure_ascii=False)),
+        )
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a free way to notice new work."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    # --- reading ------------------------------------------------------------------
+
+    def get(self, task_id: int) -> Task | None:
+        row = self.db.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
+        return _task_from_row(row) if row else None
+
+    def tasks(self, states: Collection[State] | None = None, limit: int | None = None) -> list[Task]:
+        """Tasks in queue order within each state group; all of them when states is None."""
+        sql = _TASK_SELECT
+        params: list[Any] = []
+        if states is not None:
+            sql += " WHERE state IN (" + ",".join("?" * len(states)) + ")"
+            params.extend(str(s) for s in states)
+        sql += " " + QUEUE_ORDER
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_task_from_row(r) for r in self.db.execute(sql, params)]
+
+    def queued(self, limit: int | None = None) -> list[Task]:
+        """Queued tasks in admission order."""
+        return self.tasks([State.QUEUED], limit)
+
+    def live(self) -> list[Task]:
+        return [_task_from_row(r) for r in self.db.execute(
+            _TASK_SELECT + f" WHERE {_LIVE_SQL} ORDER BY id", _LIVE)]
+
+    def changed_since(self, updated_at: float) -> list[Task]:
+        return [_task_from_row(r) for r in self.db.execute(
+            _TASK_SELECT + " WHERE updated_at > ? ORDER BY id", (updated_at,))]
+
+    def counts(self) -> dict[State, int]:
+        found = dict(self.db.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
+        return {s: int(found.get(str(s), 0)) for s in State}
+
+    def live_count(self) -> int:
+        return int(self.db.execute(f"SELECT count(*) FROM tasks WHERE {_LIVE_SQL}", _LIVE).fetchone()[0])
+
+    def runnable_count(self) -> int:
+        """Queued tasks that are not held: work a headless run still waits for."""
+        return int(self.db.execute(
+            "SELECT count(*) FROM tasks WHERE state = 'queued' AND held = 0").fetchone()[0])
+
+    def next_ready_at(self, now: float) -> float | None:
+        """When the next task in backoff becomes runnable, if any."""
+        row = self.db.execute(
+            "SELECT min(not_before) FROM tasks WHERE state = 'queued' AND held = 0"
+            " AND not_before > ?", (now,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def expired(self, queued_before: float) -> list[Task]:
+        """Queued tasks (not held) that have waited since before `queued_before`."""
+        return [_task_from_row(r) for r in self.db.execute(
+            _TASK_SELECT + " WHERE state = 'queued' AND held = 0 AND queued_at < ? ORDER BY id",
+            (queued_before,))]
+
+    def events(self, since: int = 0, task_id: int | None = None, limit: int | None = None) -> list[Event]:
+        sql = "SELECT id, ts, type, task_id, data FROM events WHERE id > ?"
+        params: list[Any] = [since]
+        if task_id is not None:
+            sql += " AND task_id = ?"
+            params.append(task_id)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [Event(i, ts, t, tid, json.loads(d)) for i, ts, t, tid, d in self.db.execute(sql, params)]
+
+    def last_event_id(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+    # --- writing ------------------------------------------------------------------
+
+    def add(self, new_tasks: Sequence[NewTask], now: float) -> list[int]:
+        """Enqueue all of them in one transaction: all or none."""
+        ids: list[int] = []
+        with self._write() as db:
+            for new in new_tasks:
+                cur = db.execute(
+                    "INSERT INTO tasks (prompt, agent, repo, no_worktree, priority, max_attempts,"
+                    " timeout, state, created_at, queued_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (new.prompt, new.agent, new.repo, int(new.no_worktree), new.priority,
+                     new.max_attempts, new.timeout, now, now, now),
+                )
+                task_id = int(cur.lastrowid or 0)
+                ids.append(task_id)
+                self._event(now, EventType.TASK_QUEUED, task_id, {
+                    "state": "queued", "prompt": new.prompt[:EVENT_PROMPT_CHARS],
+                    "agent": new.agent, "repo": new.repo, "priority": new.priority,
+                    "max_attempts": new.max_attempts,
+                })
+        return ids
+
+    def admit(self, cap: int, now: float, limit: int | None = None) -> list[Task]:
+        """Mark queued tasks `starting` while live < cap, in one atomic step.
+
+        Counts live, picks the next runnable queued tasks by (priority desc, id asc) whose
+        backoff has passed and that are not held, marks them starting and writes their
+        events, all inside one BEGIN IMMEDIATE transaction. Fails closed: a task that is
+        not admitted here is untouched (no attempt spent)."""
+        with self._write() as db:
+            live = int(db.execute(f"SELECT count(*) FROM tasks WHERE {_LIVE_SQL}", _LIVE).fetchone()[0])
+            free = cap - live
+            if limit is not None:
+                free = min(free, limit)
+            if free <= 0:
+                return []
+            rows = db.execute(
+                _TASK_SELECT + " WHERE state = 'queued' AND held = 0"
+                " AND (not_before IS NULL OR not_before <= ?) " + QUEUE_ORDER + " LIMIT ?",
+                (now, free),
+            ).fetchall()
+            admitted = []
+            for row in rows:
+                task = _task_from_row(row)
+                check_transition(task.id, task.state, State.STARTING)
+                task = task.replace(state=State.STARTING, attempts=task.attempts + 1,
+                                    started_at=now, ended_at=None, exit_code=None,
+                                    reason=None, not_before=None, pid=None,
+                                    pid_started=None, updated_at=now)
+                db.execute(
+                    "UPDATE tasks SET state = 'starting', attempts = ?, started_at = ?,"
+                    " ended_at = NULL, exit_code = NULL, reason = NULL, not_before = NULL,"
+                    " pid = NULL, pid_started = NULL, updated_at = ? WHERE id = ?",
+                    (task.attempts, now, now, task.id),
+                )
+                self._event(now, EventType.TASK_DEQUEUED, task.id, event_data(task))
+                admitted.append(task)
+            return admitted
+
+    def transition(
+        self,
+        task_id: int,
+        new_state: State,
+        *,
+        now: float,
+        event: EventType,
+        expect: Collection[State] | None = None,
+        extra: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> Task | None:
+        """Move one task to new_state (and set `changes`), writing `event`, atomically.
+
+        With `expect`, the move happens only if the task is in one of those states
+        right now; otherwise nothing changes and None is returned (a race lost, e.g. a
+        cancel that arrives just after the task was admitted). An illegal move raises."""
+        bad = set(changes) - _WRITABLE
+        if bad:
+            raise ValueError(f"not task columns: {sorted(bad)}")
+        with self._write() as db:
+            row = db.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                return None
+            task = _task_from_row(row)
+            if expect is not None and task.state not in expect:
+                return None
+            if new_state != task.state:
+                check_transition(task_id, task.state, new_state)
+            task = task.replace(state=new_state, updated_at=now, **changes)
+            values = {"state": str(new_state), "updated_at": now, **changes}
+            assignments = ", ".join(f"{k} = ?" for k in values)
+            db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?",
+                       (*[_sql_value(v) for v in values.values()], task_id))
+            self._event(now, event, task_id, event_data(task, extra))
+            return task
+
+    def update(self, task_id: int, now: float, **changes: Any) -> None:
+        """Set fields that are not a change of state (pid, worktree path)."""
+        bad = set(changes) - _WRITABLE
+        if bad:
+            raise ValueError(f"not task columns: {sorted(bad)}")
+        values = {**changes, "updated_at": now}
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with self._write() as db:
+            db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?",
+                       (*[_sql_value(v) for v in values.values()], task_id))
+
+    def record(self, now: float, type_: EventType, task_id: int | None = None,
+               data: dict[str, Any] | None = None) -> None:
+        """An event that is not a task transition (cap changes, supervisor start/stop)."""
+        with self._write():
+            self._event(now, type_, task_id, data or {})
+
+    # --- requests to a running supervisor -----------------------------------------
+
+    def add_request(self, action: RequestAction, task_id: int | None, arg: str | None,
+                    now: float) -> int:
+        with self._write() as db:
+            cur = db.execute("INSERT INTO requests (ts, action, task_id, arg) VALUES (?, ?, ?, ?)",
+                             (now, str(action), task_id, arg))
+            return int(cur.lastrowid or 0)
+
+    def pending_requests(self) -> list[Request]:
+        return [Request(i, RequestAction(a), t, arg) for i, a, t, arg in self.db.execute(
+            "SELECT id, action, task_id, arg FROM requests WHERE done_at IS NULL ORDER BY id")]
+
+    def finish_request(self, request_id: int, result: str, now: float) -> None:
+        with self._write() as db:
+            db.execute("UPDATE requests SET done_at = ?, result = ? WHERE id = ?",
+                       (now, result, request_id))
+
+    def request_result(self, request_id: int) -> str | None:
+        row = self.db.execute("SELECT result FROM requests WHERE id = ? AND done_at IS NOT NULL",
+                              (request_id,)).fetchone()
+        return row[0] if row else None
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, State):
+        return str(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+__all__ = ["Store", "StoreCorrupt", "IllegalTransition", "QUEUE_ORDER", "event_data"]

@@ -1,0 +1,502 @@
+"""The one async loop that runs agents: admit -> spawn -> reap -> settle.
+
+One supervisor per KUGETSU_HOME (it holds the home's flock). It is the only code that
+starts, signals or settles agent processes; everyone else (the CLI in another terminal,
+a dashboard attached from another process) leaves request rows in the store and pokes
+it with SIGUSR1. Each tick runs in one fixed order:
+
+1. carry out request rows (cancel, pause, resume, cap);
+2. settle attempts whose process ended (succeeded, retry with backoff, failed);
+3. expire queued tasks past `expire_after`; end attempts past their timeout;
+4. admit while live < cap (one transaction), then spawn outside the transaction.
+
+The loop sleeps until a child exits (pidfd), a poke arrives, or the next deadline;
+never by polling every task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kugetsu_tui.config import Config, format_duration
+from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine.home import Home, private_dir
+from kugetsu_tui.engine.model import (
+    LIVE_STATES,
+    Event,
+    EventType,
+    Request,
+    RequestAction,
+    State,
+    Task,
+)
+from kugetsu_tui.engine.slots import retry_delay, should_retry
+from kugetsu_tui.engine.store import Store
+
+Clock = Callable[[], float]
+IDLE_POLL = 0.5  # how often an idle loop looks for work added by other processes
+SETTLE_POLL = 0.05  # while an ended agent's stray children are still being stopped
+
+BAD_OUTCOMES = frozenset({EventType.TASK_ERROR, EventType.TASK_CANCELLED, EventType.TASK_EXPIRED})
+GOOD_OUTCOMES = frozenset({EventType.TASK_COMPLETED})
+
+
+@dataclass(slots=True)
+class Proc:
+    """An agent attempt this supervisor watches (spawned here, or adopted after a restart)."""
+
+    task_id: int
+    pid: int  # the wrapper's pid, which is also the process group id
+    child: bool  # our own child (reaped with waitpid) or adopted from an earlier supervisor
+    pidfd: int | None = None
+    deadline: float | None = None  # the attempt's timeout
+    ending: str | None = None  # "cancel" or "timeout" once we started ending it
+    kill_at: float | None = None  # when SIGKILL follows SIGTERM
+    exited: bool = False
+    status: int | None = None  # the wrapper's exit code (-N: killed by signal N)
+
+
+@dataclass(slots=True)
+class RunSummary:
+    outcomes: dict[int, EventType] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(o in BAD_OUTCOMES for o in self.outcomes.values()) else 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        home: Home,
+        config: Config,
+        *,
+        forever: bool = False,
+        clock: Clock = time.time,
+        install_signals: bool = True,
+        on_events: Callable[[list[Event]], None] | None = None,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.cap = config.cap
+        self.forever = forever
+        self.clock = clock
+        self.install_signals = install_signals
+        self.on_events = on_events
+        self.procs: dict[int, Proc] = {}
+        self.starting: set[int] = set()  # admitted, worktree being made
+        self.cancel_on_start: set[int] = set()
+        self.summary = RunSummary()
+        self.stopping = False
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._store: Store | None = None
+        self._last_event = 0
+        self._data_version = -1
+        self._env = dict(os.environ)
+        self._next_expiry_check = 0.0
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the supervisor is not running"
+        return self._store
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop admitting and return from run(); agents keep running, to be re-adopted."""
+        self.stopping = True
+        self._wake.set()
+
+    async def run(self) -> int:
+        """Supervise until the queue is drained (or stop(), or forever). Returns the exit code."""
+        lock = self.home.lock_supervisor()
+        self._loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if self.install_signals else ()
+        try:
+            self._store = Store(self.home.db_path)
+            self._last_event = self.store.last_event_id()
+            self.store.record(self.clock(), EventType.SUPERVISOR_STARTED, None,
+                              {"pid": os.getpid(), "cap": self.cap})
+            for sig in signals:
+                self._loop.add_signal_handler(sig, self.stop)
+            self._loop.add_signal_handler(signal.SIGUSR1, self.wake)
+            self._reconcile()
+            while True:
+                self._tick()
+                if self.stopping or (not self.forever and self._drained()):
+                    break
+                timeout = self._next_wakeup()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                self._wake.clear()
+            # Let worktrees in the making (or being removed) finish: nothing left half-done.
+            while self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
+            self.store.record(self.clock(), EventType.SUPERVISOR_STOPPED, None,
+                              {"pid": os.getpid(), "live_left_running": len(self.procs)})
+            self._emit_events()
+        finally:
+            for proc in self.procs.values():
+                self._unwatch(proc)
+            for sig in (*signals, signal.SIGUSR1):
+                self._loop.remove_signal_handler(sig)
+            if self._store is not None:
+                self._store.close()
+            lock.release()
+        return self.summary.exit_code
+
+    def _drained(self) -> bool:
+        return not self.procs and not self.starting and self.store.runnable_count() == 0
+
+    def _next_wakeup(self) -> float:
+        now = self.clock()
+        times = [now + IDLE_POLL]
+        for proc in self.procs.values():
+            if proc.exited:
+                times.append(now + SETTLE_POLL)
+            if proc.kill_at is not None:
+                times.append(proc.kill_at)
+            if proc.deadline is not None and proc.ending is None:
+                times.append(proc.deadline)
+        ready_at = self.store.next_ready_at(now)
+        if ready_at is not None:
+            times.append(ready_at)
+        return max(min(times) - now, 0.0)
+
+    # --- the tick ---------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self.clock()
+        self._carry_out_requests(now)
+        self._settle_exited(now)
+        self._enforce_deadlines(now)
+        if not self.stopping:
+            self._admit(now)
+        self._emit_events()
+
+    def _emit_events(self) -> None:
+        events = self.store.events(since=self._last_event)
+        if not events:
+            return
+        self._last_event = events[-1].id
+        for event in events:
+            kind = EventType(event.type) if event.type in EventType._value2member_map_ else None
+            if event.task_id is not None and kind in BAD_OUTCOMES | GOOD_OUTCOMES:
+                self.summary.outcomes[event.task_id] = kind
+            elif event.task_id is not None and kind is EventType.TASK_REQUEUED:
+                self.summary.outcomes.pop(event.task_id, None)
+        if self.on_events is not None:
+            self.on_events(events)
+
+    # 1. requests -------------------------------------------------------------------
+
+    def _carry_out_requests(self, now: float) -> None:
+        version = self.store.data_version()
+        if version == self._data_version:
+            return  # no other process wrote anything since we last looked
+        self._data_version = version
+        for request in self.store.pending_requests():
+            result = self._carry_out(request, now)
+            self.store.finish_request(request.id, result, now)
+
+    def _carry_out(self, request: Request, now: float) -> str:
+        if request.action is RequestAction.CAP:
+            return self.set_cap(int(request.arg or self.cap), now)
+        assert request.task_id is not None
+        if request.action is RequestAction.CANCEL:
+            return self.cancel(request.task_id, now)
+        if request.action is RequestAction.PAUSE:
+            return self.pause(request.task_id, now)
+        return self.resume(request.task_id, now)
+
+    def set_cap(self, cap: int, now: float) -> str:
+        old, self.cap = self.cap, cap
+        if old != cap:
+            self.store.record(now, EventType.CAP_CHANGED, None, {"cap": cap, "old_cap": old})
+        return f"ok: cap {cap}"
+
+    def cancel(self, task_id: int, now: float) -> str:
+        task = self.store.get(task_id)
+        if task is None:
+            return f"error: no task {task_id}"
+        if task.state is State.QUEUED:
+            done = self.store.transition(task_id, State.CANCELLED, now=now,
+                                         event=EventType.TASK_CANCELLED, expect={State.QUEUED},
+                                         ended_at=now)
+            return "ok: cancelled" if done else f"error: task {task_id} changed meanwhile"
+        proc = self.procs.get(task_id)
+        if task_id in self.starting and proc is None:
+            self.cancel_on_start.add(task_id)
+            return "ok: cancelling"
+        if proc is None:
+            return f"error: task {task_id} is {task.state}; only queued or live tasks can be cancelled"
+        self._end(proc, "cancel", now)
+        return "ok: cancelling"
+
+    def pause(self, task_id: int, now: float) -> str:
+        proc = self.procs.get(task_id)
+        task = self.store.get(task_id)
+        if proc is None or task is None or task.state is not State.RUNNING or proc.ending:
+            state = task.state if task else "unknown"
+            return f"error: task {task_id} is {state}; only running tasks can be paused"
+        runner.signal_group(proc.pid, signal.SIGSTOP)
+        self.store.transition(task_id, State.PAUSED, now=now, event=EventType.TASK_PAUSED,
+                              expect={State.RUNNING})
+        return "ok: paused"
+
+    def resume(self, task_id: int, now: float) -> str:
+        proc = self.procs.get(task_id)
+        task = self.store.get(task_id)
+        if proc is None or task is None or task.state is not State.PAUSED:
+            state = task.state if task else "unknown"
+            return f"error: task {task_id} is {state}; only paused tasks can be resumed"
+        runner.signal_group(proc.pid, signal.SIGCONT)
+        self.store.transition(task_id, State.RUNNING, now=now, event=EventType.TASK_RESUMED,
+                              expect={State.PAUSED})
+        return "ok: resumed"
+
+    def _end(self, proc: Proc, why: str, now: float) -> None:
+        if proc.ending is None:
+            proc.ending = why
+        self._terminate(proc, now)
+
+    def _terminate(self, proc: Proc, now: float) -> None:
+        """SIGTERM the attempt's whole group (waking it if paused); SIGKILL after kill_grace."""
+        proc.kill_at = now + self.config.kill_grace
+        runner.signal_group(proc.pid, signal.SIGTERM)
+        runner.signal_group(proc.pid, signal.SIGCONT)  # a stopped process cannot act on TERM
+
+    # 2. reaping ----------------------------------------------------------------------
+
+    def _watch(self, proc: Proc) -> None:
+        assert self._loop is not None
+        proc.pidfd = runner.open_pidfd(proc.pid)
+        if proc.pidfd is None:
+            self._on_exit(proc)
+        else:
+            self._loop.add_reader(proc.pidfd, self._on_exit, proc)
+
+    def _unwatch(self, proc: Proc) -> None:
+        if proc.pidfd is not None and self._loop is not None:
+            self._loop.remove_reader(proc.pidfd)
+            os.close(proc.pidfd)
+            proc.pidfd = None
+
+    def _on_exit(self, proc: Proc) -> None:
+        """The wrapper ended: collect its status now so no zombie is left."""
+        self._unwatch(proc)
+        proc.exited = True
+        if proc.child:
+            proc.status = runner.reap(proc.pid)
+        else:
+            proc.status = runner.read_exit_file(self.home.run_dir(proc.task_id))
+        self._wake.set()
+
+    def _settle_exited(self, now: float) -> None:
+        for proc in [p for p in self.procs.values() if p.exited]:
+            if runner.group_alive(proc.pid):
+                # The agent is gone but something it started is still in its group:
+                # end it too before the slot counts as free.
+                if proc.kill_at is None:
+                    self._terminate(proc, now)
+                continue
+            del self.procs[proc.task_id]
+            self._settle(proc, now)
+
+    def _settle(self, proc: Proc, now: float) -> None:
+        task_id, status = proc.task_id, proc.status
+        live = set(LIVE_STATES)
+        if proc.ending == "cancel":
+            task = self.store.transition(task_id, State.CANCELLED, now=now, expect=live,
+                                         event=EventType.TASK_CANCELLED, ended_at=now,
+                                         exit_code=status, reason="cancelled")
+        elif proc.ending == "timeout":
+            task = self.store.get(task_id)
+            timeout = format_duration(task.timeout) if task and task.timeout else "?"
+            task = self._fail(task_id, now, status, f"timed out after {timeout}")
+        elif status == 0:
+            task = self.store.transition(task_id, State.SUCCEEDED, now=now, expect=live,
+                                         event=EventType.TASK_COMPLETED, ended_at=now,
+                                         exit_code=0, reason=None)
+        elif status is None:
+            task = self._interrupted(task_id, now, "agent vanished without an exit status")
+        else:
+            task = self._fail(task_id, now, status, describe_status(status))
+        if task is not None and task.state.is_settled:
+            self._clean_worktree(task)
+
+    def _fail(self, task_id: int, now: float, status: int | None, reason: str) -> Task | None:
+        task = self.store.get(task_id)
+        if task is None:
+            return None
+        live = set(LIVE_STATES)
+        if should_retry(task):
+            delay = retry_delay(self.config.retry_backoff, task.attempts)
+            return self.store.transition(
+                task_id, State.QUEUED, now=now, expect=live, event=EventType.TASK_RETRYING,
+                exit_code=status, reason=reason, ended_at=now, queued_at=now,
+                not_before=now + delay, pid=None, pid_started=None,
+                extra={"retry_in": delay},
+            )
+        return self.store.transition(task_id, State.FAILED, now=now, expect=live,
+                                     event=EventType.TASK_ERROR, exit_code=status,
+                                     reason=reason, ended_at=now)
+
+    def _interrupted(self, task_id: int, now: float, reason: str, *, refund: bool = False) -> Task | None:
+        task = self.store.get(task_id)
+        if task is None:
+            return None
+        attempts = task.attempts - 1 if refund else task.attempts
+        return self.store.transition(
+            task_id, State.QUEUED, now=now, expect=set(LIVE_STATES),
+            event=EventType.TASK_INTERRUPTED, reason=reason, attempts=max(attempts, 0),
+            queued_at=now, pid=None, pid_started=None, ended_at=now,
+        )
+
+    def _clean_worktree(self, task: Task) -> None:
+        if task.no_worktree or not task.worktree or not task.repo:
+            return
+        repo, where = Path(task.repo), Path(task.worktree)
+
+        async def remove() -> None:
+            if await asyncio.to_thread(worktree.remove_if_clean, repo, where):
+                self.store.update(task.id, self.clock(), worktree=None)
+
+        self._in_background(remove())
+
+    # 3. deadlines --------------------------------------------------------------------
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for proc in self.procs.values():
+            if proc.exited:
+                if proc.kill_at is not None and now >= proc.kill_at:
+                    runner.signal_group(proc.pid, signal.SIGKILL)
+                continue
+            if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
+                self._end(proc, "timeout", now)
+            elif proc.kill_at is not None and now >= proc.kill_at:
+                runner.signal_group(proc.pid, signal.SIGKILL)
+        if now >= self._next_expiry_check:
+            self._next_expiry_check = now + 1.0
+            for task in self.store.expired(now - self.config.expire_after):
+                self.store.transition(
+                    task.id, State.EXPIRED, now=now, expect={State.QUEUED},
+                    event=EventType.TASK_EXPIRED, ended_at=now,
+                    reason=f"waited longer than {format_duration(self.config.expire_after)}",
+                )
+
+    # 4. admission --------------------------------------------------------------------
+
+    def _admit(self, now: float) -> None:
+        if len(self.procs) + len(self.starting) >= self.cap and self.store.live_count() >= self.cap:
+            return
+        for task in self.store.admit(self.cap, now):
+            if task.no_worktree or (task.worktree and Path(task.worktree).is_dir()):
+                self._spawn(task, Path(task.worktree or task.repo or "."))
+            else:
+                self.starting.add(task.id)
+                self._in_background(self._start_in_worktree(task))
+
+    def _in_background(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _start_in_worktree(self, task: Task) -> None:
+        try:
+            where = self.home.worktree_path(task.id)
+            assert task.repo is not None
+            try:
+                branch = await asyncio.to_thread(
+                    worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch)
+            except (worktree.WorktreeError, OSError) as err:
+                self._spawn_failed(task, str(err))
+                return
+            self.store.update(task.id, self.clock(), worktree=str(where), branch=branch)
+            self._spawn(task.replace(worktree=str(where), branch=branch), where)
+        finally:
+            self.starting.discard(task.id)
+            self._wake.set()
+
+    def _spawn(self, task: Task, cwd: Path) -> None:
+        now = self.clock()
+        if task.id in self.cancel_on_start:
+            self.cancel_on_start.discard(task.id)
+            self.store.transition(task.id, State.CANCELLED, now=now, expect={State.STARTING},
+                                  event=EventType.TASK_CANCELLED, ended_at=now, reason="cancelled")
+            return
+        agent = self.config.agents.get(task.agent)
+        if agent is None:
+            self._spawn_failed(task, f"unknown agent {task.agent!r}")
+            return
+        argv = runner.substitute(agent.command, {
+            "prompt": task.prompt, "task_id": str(task.id), "worktree": str(cwd)})
+        run_dir = private_dir(self.home.run_dir(task.id))
+        env = self._env | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
+        try:
+            spawned = runner.spawn(argv, cwd=cwd, run_dir=run_dir, attempt=task.attempts, env=env)
+        except runner.SpawnError as err:
+            self._spawn_failed(task, str(err))
+            return
+        deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
+        proc = Proc(task.id, spawned.pid, child=True, deadline=deadline)
+        self.procs[task.id] = proc
+        self.store.transition(task.id, State.RUNNING, now=now, expect={State.STARTING},
+                              event=EventType.TASK_STARTED, pid=spawned.pid,
+                              pid_started=spawned.started, extra={"argv0": argv[0]})
+        self._watch(proc)
+
+    def _spawn_failed(self, task: Task, reason: str) -> None:
+        now = self.clock()
+        settled = self._fail(task.id, now, None, reason)
+        if settled is not None and settled.state.is_settled:
+            self._clean_worktree(settled)
+
+    # --- crash recovery -----------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """Take over every task the store says is live: re-adopt, settle or requeue it."""
+        now = self.clock()
+        for task in self.store.live():
+            if task.pid is None:
+                self._interrupted(task.id, now, "supervisor stopped before the agent started",
+                                  refund=True)
+                continue
+            proc = Proc(task.id, task.pid, child=False,
+                        deadline=task.started_at + task.timeout
+                        if task.timeout and task.started_at else None)
+            if runner.is_same_process(task.pid, task.pid_started):
+                self.procs[task.id] = proc
+                self.store.record(now, EventType.TASK_ADOPTED, task.id, {"pid": task.pid})
+                self._watch(proc)
+            else:
+                proc.exited = True
+                proc.status = runner.read_exit_file(self.home.run_dir(task.id))
+                self.procs[task.id] = proc
+
+
+def describe_status(status: int) -> str:
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"killed by {name}"
+    if status > 128:
+        try:
+            return f"exit code {status} ({signal.Signals(status - 128).name}?)"
+        except ValueError:
+            pass
+    return f"exit code {status}"
