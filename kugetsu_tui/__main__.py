@@ -1,0 +1,3 @@
+from kugetsu_tui.cli import entry
+
+entry()
