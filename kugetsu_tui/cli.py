@@ -46,7 +46,8 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f'expected a duration like "90s", "10m" or "24h", got {text!r}') from None
+            f'expected a duration like "90s", "10m" or "24h", got {text!r}'
+        ) from None
 
 
 def positive_int(text: str) -> int:
@@ -77,8 +78,10 @@ class Context:
         try:
             self.store = Store(self.home.db_path)
         except StoreCorrupt as err:
-            raise UsageError(f"the state database is unreadable: {err}; move it aside to start "
-                             "afresh (your tasks in it would be lost)") from None
+            raise UsageError(
+                f"the state database is unreadable: {err}; move it aside to start "
+                "afresh (your tasks in it would be lost)"
+            ) from None
         self.control = Control(self.home, self.store)
 
 
@@ -99,7 +102,9 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
 
     prompt = spec.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise UsageError(f"{where}empty prompt (expected the task's text, e.g. kugetsu add \"fix the flaky test\")")
+        raise UsageError(
+            f'{where}empty prompt (expected the task\'s text, e.g. kugetsu add "fix the flaky test")'
+        )
     if "\x00" in prompt:
         raise UsageError(f"{where}the prompt contains a NUL byte, which a command line cannot carry")
     agent = spec.get("agent") or ctx.config.default_agent
@@ -121,7 +126,9 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
             if timeout <= 0:
                 raise ValueError
         except ValueError:
-            raise UsageError(f'{where}timeout: expected a duration like "90s", "10m" or "24h", got {spec["timeout"]!r}') from None
+            raise UsageError(
+                f'{where}timeout: expected a duration like "90s", "10m" or "24h", got {spec["timeout"]!r}'
+            ) from None
     no_worktree = spec.get("no_worktree", False)
     if not isinstance(no_worktree, bool):
         raise UsageError(f"{where}no_worktree: expected true or false, got {no_worktree!r}")
@@ -140,8 +147,15 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
                 repo_cache[raw] = str(repo_root(path))
             except UsageError as err:
                 raise UsageError(f"{where}{err}") from None
-    return NewTask(prompt=prompt, agent=agent, repo=repo_cache[raw], no_worktree=no_worktree,
-                   priority=priority, max_attempts=attempts, timeout=timeout)
+    return NewTask(
+        prompt=prompt,
+        agent=agent,
+        repo=repo_cache[raw],
+        no_worktree=no_worktree,
+        priority=priority,
+        max_attempts=attempts,
+        timeout=timeout,
+    )
 
 
 def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
@@ -162,7 +176,9 @@ def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
         except json.JSONDecodeError as err:
             raise UsageError(f"{where}not valid JSON ({err.msg}); expected one JSON object a line") from None
         if not isinstance(spec, dict):
-            raise UsageError(f"{where}expected a JSON object like {{\"prompt\": \"...\"}}, got {type(spec).__name__}")
+            raise UsageError(
+                f'{where}expected a JSON object like {{"prompt": "..."}}, got {type(spec).__name__}'
+            )
         unknown = set(spec) - set(ADD_KEYS)
         if unknown:
             raise UsageError(f"{where}unknown key {sorted(unknown)[0]!r} (expected: {', '.join(ADD_KEYS)})")
@@ -181,9 +197,15 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
         prompt = " ".join(args.prompt)
         if prompt == "-":
             prompt = sys.stdin.read()
-        spec = {"prompt": prompt, "repo": args.repo, "agent": args.agent,
-                "priority": args.priority, "max_attempts": args.max_attempts,
-                "timeout": args.timeout, "no_worktree": args.no_worktree}
+        spec = {
+            "prompt": prompt,
+            "repo": args.repo,
+            "agent": args.agent,
+            "priority": args.priority,
+            "max_attempts": args.max_attempts,
+            "timeout": args.timeout,
+            "no_worktree": args.no_worktree,
+        }
         new_tasks = [_new_task(ctx, spec, "", {})]
     ids = ctx.control.add(new_tasks)
     sys.stdout.write("".join(f"{i}\n" for i in ids))
@@ -203,8 +225,12 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     counts = report["counts"]
     sup = report["supervisor_pid"]
-    parts = [f"live {report['live']}/{report['cap']}", f"queued {counts['queued']}",
-             f"succeeded {counts['succeeded']}", f"failed {counts['failed']}"]
+    parts = [
+        f"live {report['live']}/{report['cap']}",
+        f"queued {counts['queued']}",
+        f"succeeded {counts['succeeded']}",
+        f"failed {counts['failed']}",
+    ]
     for extra in ("cancelled", "expired"):
         if counts[extra]:
             parts.append(f"{extra} {counts[extra]}")
@@ -215,10 +241,11 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: (order.get(r["state"], 2), 0 if r["state"] == "queued" else -r["id"]))
     if not args.all:
         rows = [r for r in rows if r["state"] != "succeeded"] + [
-            r for r in rows if r["state"] == "succeeded"][:5]
+            r for r in rows if r["state"] == "succeeded"
+        ][:5]
     shown = rows[: args.limit]
     if not shown:
-        print("no tasks (add one: kugetsu add \"...\")")
+        print('no tasks (add one: kugetsu add "...")')
         return 0
     width = max(len(str(r["id"])) for r in shown)
     print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
@@ -237,8 +264,10 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 detail = f"{detail[:40]:<40}  {r['reason']}"
             if r["worktree"]:
                 detail += f"  [kept {r['worktree']}]"
-        print(f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
-              f"{r['attempts']}/{r['max_attempts']:<3} {r['agent'][:9]:<9} {when:<8} {detail[:110]}")
+        print(
+            f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
+            f"{r['attempts']}/{r['max_attempts']:<3} {r['agent'][:9]:<9} {when:<8} {detail[:110]}"
+        )
     if len(rows) > len(shown):
         print(f"… and {len(rows) - len(shown)} more (--limit N, --all, or --json for every task)")
     return 0
@@ -357,21 +386,33 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from kugetsu_tui.demo import run_demo
 
-    return run_demo(home=Path(args.home).expanduser() if args.home else None,
-                    headless=args.headless, tasks=args.tasks, as_json=args.json)
+    return run_demo(
+        home=Path(args.home).expanduser() if args.home else None,
+        headless=args.headless,
+        tasks=args.tasks,
+        as_json=args.json,
+    )
 
 
 # --- the parser --------------------------------------------------------------------------
 
 
 def build_parser() -> Parser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
-                        help="state directory (default: $KUGETSU_HOME, else $XDG_STATE_HOME/kugetsu)")
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="config file (default: HOME/config.toml)")
-    parser = Parser(prog="kugetsu", parents=[common],
-                    description="Run many coding agents in parallel, each in its own git worktree.")
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--home",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="state directory (default: $KUGETSU_HOME, else $XDG_STATE_HOME/kugetsu)",
+    )
+    common.add_argument(
+        "--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (default: HOME/config.toml)"
+    )
+    parser = Parser(
+        prog="kugetsu",
+        parents=[common],
+        description="Run many coding agents in parallel, each in its own git worktree.",
+    )
     parser.add_argument("--version", action="version", version=f"kugetsu-tui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
@@ -379,17 +420,30 @@ def build_parser() -> Parser:
     add.add_argument("prompt", nargs="*", help="the task's text ('-' reads it from stdin)")
     add.add_argument("--repo", metavar="PATH", help="git repo to work in (default: the one you are in)")
     add.add_argument("--agent", metavar="NAME", help="agent from the config (default: default_agent)")
-    add.add_argument("--priority", type=integer, default=0, metavar="INT", help="higher runs first (default 0)")
-    add.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts before it fails (default from config: 3)")
-    add.add_argument("--timeout", type=duration, metavar="DUR", help="end an attempt that runs longer (e.g. 30m)")
-    add.add_argument("--no-worktree", action="store_true", help="run in the repo folder itself (or any folder)")
+    add.add_argument(
+        "--priority", type=integer, default=0, metavar="INT", help="higher runs first (default 0)"
+    )
+    add.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        metavar="N",
+        help="attempts before it fails (default from config: 3)",
+    )
+    add.add_argument(
+        "--timeout", type=duration, metavar="DUR", help="end an attempt that runs longer (e.g. 30m)"
+    )
+    add.add_argument(
+        "--no-worktree", action="store_true", help="run in the repo folder itself (or any folder)"
+    )
     add.add_argument("--from-file", metavar="FILE", help="JSON lines, one task each ('-' for stdin)")
     add.set_defaults(func=cmd_add)
 
     status = sub.add_parser("status", parents=[common], help="what runs, what waits and why")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
     status.add_argument("--all", action="store_true", help="every succeeded task too")
-    status.add_argument("--limit", type=positive_int, default=50, metavar="N", help="rows to show (default 50)")
+    status.add_argument(
+        "--limit", type=positive_int, default=50, metavar="N", help="rows to show (default 50)"
+    )
     status.set_defaults(func=cmd_status)
 
     run = sub.add_parser("run", parents=[common], help="supervise the queue")
@@ -398,12 +452,14 @@ def build_parser() -> Parser:
     run.add_argument("--json", action="store_true", help="print each event as a JSON line")
     run.set_defaults(func=cmd_run)
 
-    for name, verb in (("cancel", "end live tasks (SIGTERM, then SIGKILL) or drop queued ones"),
-                       ("requeue", "queue failed, cancelled or expired tasks again"),
-                       ("pause", "stop a running task's whole process tree (SIGSTOP)"),
-                       ("resume", "continue a paused task (SIGCONT)"),
-                       ("hold", "keep a queued task from starting"),
-                       ("release", "let a held task run again")):
+    for name, verb in (
+        ("cancel", "end live tasks (SIGTERM, then SIGKILL) or drop queued ones"),
+        ("requeue", "queue failed, cancelled or expired tasks again"),
+        ("pause", "stop a running task's whole process tree (SIGSTOP)"),
+        ("resume", "continue a paused task (SIGCONT)"),
+        ("hold", "keep a queued task from starting"),
+        ("release", "let a held task run again"),
+    ):
         action = sub.add_parser(name, parents=[common], help=verb)
         action.add_argument("ids", nargs="+", type=task_id, metavar="ID")
         action.set_defaults(func=_action(name))
@@ -427,7 +483,9 @@ def build_parser() -> Parser:
     demo = sub.add_parser("demo", parents=[common], help="a sandbox with simulated agents")
     demo.add_argument("--headless", action="store_true", help="no dashboard: print events")
     demo.add_argument("--json", action="store_true", help="with --headless: events as JSON lines")
-    demo.add_argument("--tasks", type=positive_int, default=12, metavar="N", help="how many tasks (default 12)")
+    demo.add_argument(
+        "--tasks", type=positive_int, default=12, metavar="N", help="how many tasks (default 12)"
+    )
     demo.set_defaults(func=None, demo=True)
     return parser
 

@@ -98,8 +98,13 @@ class _Reader:
                 raise ConfigError(f"{self.path}: unknown key {place} (expected one of: {names})")
 
     def get(
-        self, data: Mapping[str, Any], where: str, key: str, convert: Callable[[Any], Any],
-        expected: str, default: Any,
+        self,
+        data: Mapping[str, Any],
+        where: str,
+        key: str,
+        convert: Callable[[Any], Any],
+        expected: str,
+        default: Any,
     ) -> Any:
         if key not in data:
             return default
@@ -163,16 +168,29 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
         r.table(spec, where, {"command"})
         if "command" not in spec:
             raise ConfigError(f"{path}: {where} command: missing (expected a list of strings)")
-        argv = r.get(spec, where, "command", _argv, 'a non-empty list of strings like ["opencode", "run", "{prompt}"]', None)
+        argv = r.get(
+            spec,
+            where,
+            "command",
+            _argv,
+            'a non-empty list of strings like ["opencode", "run", "{prompt}"]',
+            None,
+        )
         agents[name] = AgentConfig(name, argv)
     default_agent = r.get(data, "", "default_agent", _name, "an agent name", defaults.default_agent)
     if default_agent not in agents:
         known = ", ".join(sorted(agents))
-        raise ConfigError(f"{path}: default_agent: unknown agent {default_agent!r} (expected one of: {known})")
+        raise ConfigError(
+            f"{path}: default_agent: unknown agent {default_agent!r} (expected one of: {known})"
+        )
     return Config(
         cap=r.get(capacity, "[capacity]", "cap", _positive_int, "a whole number >= 1", defaults.cap),
-        max_attempts=r.get(queue, "[queue]", "max_attempts", _positive_int, "a whole number >= 1", defaults.max_attempts),
-        retry_backoff=r.get(queue, "[queue]", "retry_backoff", _duration, DURATION_HINT, defaults.retry_backoff),
+        max_attempts=r.get(
+            queue, "[queue]", "max_attempts", _positive_int, "a whole number >= 1", defaults.max_attempts
+        ),
+        retry_backoff=r.get(
+            queue, "[queue]", "retry_backoff", _duration, DURATION_HINT, defaults.retry_backoff
+        ),
         expire_after=r.get(queue, "[queue]", "expire_after", _duration, DURATION_HINT, defaults.expire_after),
         kill_grace=r.get(queue, "[queue]", "kill_grace", _duration, DURATION_HINT, defaults.kill_grace),
         default_agent=default_agent,

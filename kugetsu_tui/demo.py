@@ -63,9 +63,16 @@ def prepare(root: Path, tasks: int) -> Home:
     home.config_path.write_bytes(tomli_w.dumps(config).encode())
     home.config_path.chmod(0o600)
     store = Store(home.db_path)
-    new = [NewTask(prompt=PROMPTS[i % len(PROMPTS)][1], agent="sim", repo=str(repo),
-                   priority=PROMPTS[i % len(PROMPTS)][0], max_attempts=3)
-           for i in range(tasks)]
+    new = [
+        NewTask(
+            prompt=PROMPTS[i % len(PROMPTS)][1],
+            agent="sim",
+            repo=str(repo),
+            priority=PROMPTS[i % len(PROMPTS)][0],
+            max_attempts=3,
+        )
+        for i in range(tasks)
+    ]
     Control(home, store).add(new)
     store.close()
     return home
@@ -78,8 +85,7 @@ def run_demo(*, home: Path | None, headless: bool, tasks: int, as_json: bool) ->
     sandbox = prepare(root, tasks)
     config = load_config(sandbox.config_path)
     if not as_json:
-        print(f"kugetsu demo: sandbox in {root} ({tasks} simulated tasks, cap {config.cap})",
-              flush=True)
+        print(f"kugetsu demo: sandbox in {root} ({tasks} simulated tasks, cap {config.cap})", flush=True)
     code = run_headless(sandbox, config, forever=False, as_json=as_json)
     if not as_json:
         print(f"kugetsu demo: done; look around with  kugetsu status --home {sandbox.root}")

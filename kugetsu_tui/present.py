@@ -40,8 +40,9 @@ def elapsed(seconds: float | None) -> str:
 
 
 def queue_view(store: Store, queued: list[Task], cap: int, now: float, home: Home) -> QueueView:
-    return explain_queue(queued, live=store.live_count(), cap=cap, now=now,
-                         supervisor=home.supervisor_pid() is not None)
+    return explain_queue(
+        queued, live=store.live_count(), cap=cap, now=now, supervisor=home.supervisor_pid() is not None
+    )
 
 
 def status_report(store: Store, home: Home, cap: int, now: float) -> dict[str, Any]:

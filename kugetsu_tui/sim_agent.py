@@ -13,8 +13,13 @@ import subprocess
 import sys
 import time
 
-STEPS = ("reading the code", "planning the change", "editing files", "running the tests",
-         "writing the summary")
+STEPS = (
+    "reading the code",
+    "planning the change",
+    "editing files",
+    "running the tests",
+    "writing the summary",
+)
 
 
 def commit_work(prompt: str) -> None:
@@ -37,7 +42,7 @@ def main(argv: list[str]) -> int:
     for n, step in enumerate(STEPS, 1):
         print(f"[{n}/{len(STEPS)}] {step}…", flush=True)
         time.sleep(pause)
-        if "broken" in prompt and n == 4 or "flaky" in prompt and attempt == 1 and n == 3:
+        if ("broken" in prompt and n == 4) or ("flaky" in prompt and attempt == 1 and n == 3):
             print("error: 2 tests failed", file=sys.stderr, flush=True)
             return 1
     if os.path.exists(".git"):

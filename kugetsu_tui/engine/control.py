@@ -10,6 +10,7 @@ anything changes, so a bad id leaves the queue exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -41,8 +42,14 @@ class Outcome:
 
 
 class Control:
-    def __init__(self, home: Home, store: Store, *, clock: Callable[[], float] = time.time,
-                 wake: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        home: Home,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         self.home = home
         self.store = store
         self.clock = clock
@@ -58,15 +65,18 @@ class Control:
             return
         pid = self.supervisor_pid()
         if pid and pid > 0 and pid != os.getpid():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGUSR1)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     # --- checks ---------------------------------------------------------------------
 
-    def find(self, ids: Sequence[int], allowed: Collection[State], what: str,
-             test: Callable[[Task], bool] | None = None) -> list[Task]:
+    def find(
+        self,
+        ids: Sequence[int],
+        allowed: Collection[State],
+        what: str,
+        test: Callable[[Task], bool] | None = None,
+    ) -> list[Task]:
         """The tasks named by ids, or UsageError for the first one that cannot take `what`."""
         tasks = []
         for task_id in ids:
@@ -93,8 +103,13 @@ class Control:
         for task in tasks:
             now = self.clock()
             if task.state is State.QUEUED and self.store.transition(
-                task.id, State.CANCELLED, now=now, event=EventType.TASK_CANCELLED,
-                expect={State.QUEUED}, ended_at=now, reason="cancelled",
+                task.id,
+                State.CANCELLED,
+                now=now,
+                event=EventType.TASK_CANCELLED,
+                expect={State.QUEUED},
+                ended_at=now,
+                reason="cancelled",
             ):
                 outcomes.append(Outcome(task.id, "cancelled"))
                 continue
@@ -131,9 +146,19 @@ class Control:
         for task in tasks:
             now = self.clock()
             done = self.store.transition(
-                task.id, State.QUEUED, now=now, event=EventType.TASK_REQUEUED,
-                expect=REQUEUEABLE_STATES, attempts=0, not_before=None, queued_at=now,
-                exit_code=None, reason=None, started_at=None, ended_at=None, held=False,
+                task.id,
+                State.QUEUED,
+                now=now,
+                event=EventType.TASK_REQUEUED,
+                expect=REQUEUEABLE_STATES,
+                attempts=0,
+                not_before=None,
+                queued_at=now,
+                exit_code=None,
+                reason=None,
+                started_at=None,
+                ended_at=None,
+                held=False,
             )
             outcomes.append(Outcome(task.id, "requeued" if done else "changed meanwhile; not requeued"))
         self.poke()
@@ -153,14 +178,17 @@ class Control:
 
     def _set_held(self, task: Task, held: bool) -> Outcome:
         done = self.store.transition(
-            task.id, State.QUEUED, now=self.clock(), expect={State.QUEUED}, held=held,
+            task.id,
+            State.QUEUED,
+            now=self.clock(),
+            expect={State.QUEUED},
+            held=held,
             event=EventType.TASK_HELD if held else EventType.TASK_RELEASED,
         )
         verb = "held" if held else "released"
         return Outcome(task.id, verb if done else f"changed meanwhile; not {verb}")
 
-    def _request(self, action: RequestAction, task_id: int | None, arg: str | None,
-                 verb: str) -> Outcome:
+    def _request(self, action: RequestAction, task_id: int | None, arg: str | None, verb: str) -> Outcome:
         request_id = self.store.add_request(action, task_id, arg, self.clock())
         return Outcome(task_id, f"{verb} requested", request_id)
 
@@ -169,9 +197,12 @@ class Control:
         if outcome.request_id is None:
             return outcome
         if self.supervisor_pid() is None:
-            return Outcome(outcome.task_id,
-                           f"{outcome.message}; no supervisor is running, it will be carried "
-                           "out when one starts (kugetsu run)", outcome.request_id)
+            return Outcome(
+                outcome.task_id,
+                f"{outcome.message}; no supervisor is running, it will be carried "
+                "out when one starts (kugetsu run)",
+                outcome.request_id,
+            )
         deadline = time.monotonic() + timeout
         delay = 0.005
         while time.monotonic() < deadline:
@@ -184,5 +215,6 @@ class Control:
                 return Outcome(outcome.task_id, text, outcome.request_id)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-        return Outcome(outcome.task_id, f"{outcome.message}; the supervisor has not answered yet",
-                       outcome.request_id)
+        return Outcome(
+            outcome.task_id, f"{outcome.message}; the supervisor has not answered yet", outcome.request_id
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -44,15 +44,9 @@ REQUEUEABLE_STATES = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
 # status (interrupted). FAILED straight from QUEUED is a dependency or spawn failure.
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.STARTING, State.CANCELLED, State.EXPIRED, State.FAILED}),
-    State.STARTING: frozenset(
-        {State.RUNNING, State.QUEUED, State.FAILED, State.CANCELLED, State.SUCCEEDED}
-    ),
-    State.RUNNING: frozenset(
-        {State.PAUSED, State.SUCCEEDED, State.FAILED, State.QUEUED, State.CANCELLED}
-    ),
-    State.PAUSED: frozenset(
-        {State.RUNNING, State.SUCCEEDED, State.FAILED, State.QUEUED, State.CANCELLED}
-    ),
+    State.STARTING: frozenset({State.RUNNING, State.QUEUED, State.FAILED, State.CANCELLED, State.SUCCEEDED}),
+    State.RUNNING: frozenset({State.PAUSED, State.SUCCEEDED, State.FAILED, State.QUEUED, State.CANCELLED}),
+    State.PAUSED: frozenset({State.RUNNING, State.SUCCEEDED, State.FAILED, State.QUEUED, State.CANCELLED}),
     State.SUCCEEDED: frozenset(),
     State.FAILED: frozenset({State.QUEUED}),
     State.CANCELLED: frozenset({State.QUEUED}),
@@ -101,7 +95,7 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC, or None for unknown."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +181,7 @@ class Event:
     data: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "ts": iso(self.ts), "type": self.type, "task_id": self.task_id,
-                **self.data}
+        return {"id": self.id, "ts": iso(self.ts), "type": self.type, "task_id": self.task_id, **self.data}
 
     def to_line(self) -> str:
         return json.dumps(self.to_json(), ensure_ascii=False)

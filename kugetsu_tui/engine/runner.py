@@ -60,8 +60,7 @@ def substitute(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
     return argv
 
 
-def spawn(argv: Sequence[str], *, cwd: Path, run_dir: Path, attempt: int,
-          env: Mapping[str, str]) -> Spawned:
+def spawn(argv: Sequence[str], *, cwd: Path, run_dir: Path, attempt: int, env: Mapping[str, str]) -> Spawned:
     """Start argv under the wrapper in a new session; stdout+stderr append to run_dir/log."""
     program = argv[0]
     if os.sep not in program and shutil.which(program, path=env.get("PATH")) is None:

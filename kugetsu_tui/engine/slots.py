@@ -18,7 +18,7 @@ MAX_BACKOFF = 3600.0
 
 def retry_delay(base: float, attempts: int) -> float:
     """Exponential backoff: base, 2*base, 4*base … after attempt 1, 2, 3 …, at most an hour."""
-    return min(base * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+    return min(base * 2.0 ** max(attempts - 1, 0), MAX_BACKOFF)
 
 
 def should_retry(task: Task) -> bool:
@@ -38,7 +38,12 @@ class QueueView:
 
 
 def explain_queue(
-    queued: Sequence[Task], *, live: int, cap: int, now: float, supervisor: bool,
+    queued: Sequence[Task],
+    *,
+    live: int,
+    cap: int,
+    now: float,
+    supervisor: bool,
 ) -> QueueView:
     """Positions count the tasks that would be admitted first (held ones have none).
 
@@ -57,7 +62,9 @@ def explain_queue(
         n += 1
         position[task.id] = n
         if task.not_before is not None and task.not_before > now:
-            reason[task.id] = f"backoff until {clock_text(task.not_before)} (attempt {task.attempts + 1} of {task.max_attempts})"
+            reason[task.id] = (
+                f"backoff until {clock_text(task.not_before)} (attempt {task.attempts + 1} of {task.max_attempts})"
+            )
         elif not supervisor:
             reason[task.id] = "no supervisor running (start one: kugetsu run)"
         elif ready_ahead < free:

@@ -91,13 +91,55 @@ EVENT_PROMPT_CHARS = 200
 
 
 def _task_from_row(row: Sequence[Any]) -> Task:
-    (id_, prompt, agent, repo, no_worktree, priority, max_attempts, timeout, state, attempts,
-     held, created_at, queued_at, not_before, worktree, branch, exit_code, reason, started_at,
-     ended_at, pid, pid_started, updated_at) = row
+    (
+        id_,
+        prompt,
+        agent,
+        repo,
+        no_worktree,
+        priority,
+        max_attempts,
+        timeout,
+        state,
+        attempts,
+        held,
+        created_at,
+        queued_at,
+        not_before,
+        worktree,
+        branch,
+        exit_code,
+        reason,
+        started_at,
+        ended_at,
+        pid,
+        pid_started,
+        updated_at,
+    ) = row
     return Task(
-        id_, prompt, agent, repo, bool(no_worktree), priority, max_attempts, timeout,
-        State(state), attempts, bool(held), created_at, queued_at, not_before, worktree,
-        branch, exit_code, reason, started_at, ended_at, pid, pid_started, updated_at,
+        id_,
+        prompt,
+        agent,
+        repo,
+        bool(no_worktree),
+        priority,
+        max_attempts,
+        timeout,
+        State(state),
+        attempts,
+        bool(held),
+        created_at,
+        queued_at,
+        not_before,
+        worktree,
+        branch,
+        exit_code,
+        reason,
+        started_at,
+        ended_at,
+        pid,
+        pid_started,
+        updated_at,
     )
 
 
@@ -124,8 +166,7 @@ class Store:
         if new:
             # Create it private before SQLite touches it.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None,
-                                  check_same_thread=False)
+        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -160,8 +201,7 @@ class Store:
         else:
             self.db.execute("COMMIT")
 
-    def _event(self, ts: float, type_: EventType | str, task_id: int | None,
-               data: dict[str, Any]) -> None:
+    def _event(self, ts: float, type_: EventType | str, task_id: int | None, data: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO events (ts, type, task_id, data) VALUES (?, ?, ?, ?)",
             (ts, str(type_), task_id, json.dumps(data, ensure_ascii=False)),
@@ -195,12 +235,16 @@ class Store:
         return self.tasks([State.QUEUED], limit)
 
     def live(self) -> list[Task]:
-        return [_task_from_row(r) for r in self.db.execute(
-            _TASK_SELECT + f" WHERE {_LIVE_SQL} ORDER BY id", _LIVE)]
+        return [
+            _task_from_row(r)
+            for r in self.db.execute(_TASK_SELECT + f" WHERE {_LIVE_SQL} ORDER BY id", _LIVE)
+        ]
 
     def changed_since(self, updated_at: float) -> list[Task]:
-        return [_task_from_row(r) for r in self.db.execute(
-            _TASK_SELECT + " WHERE updated_at > ? ORDER BY id", (updated_at,))]
+        return [
+            _task_from_row(r)
+            for r in self.db.execute(_TASK_SELECT + " WHERE updated_at > ? ORDER BY id", (updated_at,))
+        ]
 
     def counts(self) -> dict[State, int]:
         found = dict(self.db.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
@@ -211,21 +255,26 @@ class Store:
 
     def runnable_count(self) -> int:
         """Queued tasks that are not held: work a headless run still waits for."""
-        return int(self.db.execute(
-            "SELECT count(*) FROM tasks WHERE state = 'queued' AND held = 0").fetchone()[0])
+        return int(
+            self.db.execute("SELECT count(*) FROM tasks WHERE state = 'queued' AND held = 0").fetchone()[0]
+        )
 
     def next_ready_at(self, now: float) -> float | None:
         """When the next task in backoff becomes runnable, if any."""
         row = self.db.execute(
-            "SELECT min(not_before) FROM tasks WHERE state = 'queued' AND held = 0"
-            " AND not_before > ?", (now,)).fetchone()
+            "SELECT min(not_before) FROM tasks WHERE state = 'queued' AND held = 0 AND not_before > ?", (now,)
+        ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def expired(self, queued_before: float) -> list[Task]:
         """Queued tasks (not held) that have waited since before `queued_before`."""
-        return [_task_from_row(r) for r in self.db.execute(
-            _TASK_SELECT + " WHERE state = 'queued' AND held = 0 AND queued_at < ? ORDER BY id",
-            (queued_before,))]
+        return [
+            _task_from_row(r)
+            for r in self.db.execute(
+                _TASK_SELECT + " WHERE state = 'queued' AND held = 0 AND queued_at < ? ORDER BY id",
+                (queued_before,),
+            )
+        ]
 
     def events(self, since: int = 0, task_id: int | None = None, limit: int | None = None) -> list[Event]:
         sql = "SELECT id, ts, type, task_id, data FROM events WHERE id > ?"
@@ -253,16 +302,34 @@ class Store:
                     "INSERT INTO tasks (prompt, agent, repo, no_worktree, priority, max_attempts,"
                     " timeout, state, created_at, queued_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                    (new.prompt, new.agent, new.repo, int(new.no_worktree), new.priority,
-                     new.max_attempts, new.timeout, now, now, now),
+                    (
+                        new.prompt,
+                        new.agent,
+                        new.repo,
+                        int(new.no_worktree),
+                        new.priority,
+                        new.max_attempts,
+                        new.timeout,
+                        now,
+                        now,
+                        now,
+                    ),
                 )
                 task_id = int(cur.lastrowid or 0)
                 ids.append(task_id)
-                self._event(now, EventType.TASK_QUEUED, task_id, {
-                    "state": "queued", "prompt": new.prompt[:EVENT_PROMPT_CHARS],
-                    "agent": new.agent, "repo": new.repo, "priority": new.priority,
-                    "max_attempts": new.max_attempts,
-                })
+                self._event(
+                    now,
+                    EventType.TASK_QUEUED,
+                    task_id,
+                    {
+                        "state": "queued",
+                        "prompt": new.prompt[:EVENT_PROMPT_CHARS],
+                        "agent": new.agent,
+                        "repo": new.repo,
+                        "priority": new.priority,
+                        "max_attempts": new.max_attempts,
+                    },
+                )
         return ids
 
     def admit(self, cap: int, now: float, limit: int | None = None) -> list[Task]:
@@ -288,10 +355,18 @@ class Store:
             for row in rows:
                 task = _task_from_row(row)
                 check_transition(task.id, task.state, State.STARTING)
-                task = task.replace(state=State.STARTING, attempts=task.attempts + 1,
-                                    started_at=now, ended_at=None, exit_code=None,
-                                    reason=None, not_before=None, pid=None,
-                                    pid_started=None, updated_at=now)
+                task = task.replace(
+                    state=State.STARTING,
+                    attempts=task.attempts + 1,
+                    started_at=now,
+                    ended_at=None,
+                    exit_code=None,
+                    reason=None,
+                    not_before=None,
+                    pid=None,
+                    pid_started=None,
+                    updated_at=now,
+                )
                 db.execute(
                     "UPDATE tasks SET state = 'starting', attempts = ?, started_at = ?,"
                     " ended_at = NULL, exit_code = NULL, reason = NULL, not_before = NULL,"
@@ -333,8 +408,10 @@ class Store:
             task = task.replace(state=new_state, updated_at=now, **changes)
             values = {"state": str(new_state), "updated_at": now, **changes}
             assignments = ", ".join(f"{k} = ?" for k in values)
-            db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?",
-                       (*[_sql_value(v) for v in values.values()], task_id))
+            db.execute(
+                f"UPDATE tasks SET {assignments} WHERE id = ?",
+                (*[_sql_value(v) for v in values.values()], task_id),
+            )
             self._event(now, event, task_id, event_data(task, extra))
             return task
 
@@ -346,36 +423,44 @@ class Store:
         values = {**changes, "updated_at": now}
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self._write() as db:
-            db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?",
-                       (*[_sql_value(v) for v in values.values()], task_id))
+            db.execute(
+                f"UPDATE tasks SET {assignments} WHERE id = ?",
+                (*[_sql_value(v) for v in values.values()], task_id),
+            )
 
-    def record(self, now: float, type_: EventType, task_id: int | None = None,
-               data: dict[str, Any] | None = None) -> None:
+    def record(
+        self, now: float, type_: EventType, task_id: int | None = None, data: dict[str, Any] | None = None
+    ) -> None:
         """An event that is not a task transition (cap changes, supervisor start/stop)."""
         with self._write():
             self._event(now, type_, task_id, data or {})
 
     # --- requests to a running supervisor -----------------------------------------
 
-    def add_request(self, action: RequestAction, task_id: int | None, arg: str | None,
-                    now: float) -> int:
+    def add_request(self, action: RequestAction, task_id: int | None, arg: str | None, now: float) -> int:
         with self._write() as db:
-            cur = db.execute("INSERT INTO requests (ts, action, task_id, arg) VALUES (?, ?, ?, ?)",
-                             (now, str(action), task_id, arg))
+            cur = db.execute(
+                "INSERT INTO requests (ts, action, task_id, arg) VALUES (?, ?, ?, ?)",
+                (now, str(action), task_id, arg),
+            )
             return int(cur.lastrowid or 0)
 
     def pending_requests(self) -> list[Request]:
-        return [Request(i, RequestAction(a), t, arg) for i, a, t, arg in self.db.execute(
-            "SELECT id, action, task_id, arg FROM requests WHERE done_at IS NULL ORDER BY id")]
+        return [
+            Request(i, RequestAction(a), t, arg)
+            for i, a, t, arg in self.db.execute(
+                "SELECT id, action, task_id, arg FROM requests WHERE done_at IS NULL ORDER BY id"
+            )
+        ]
 
     def finish_request(self, request_id: int, result: str, now: float) -> None:
         with self._write() as db:
-            db.execute("UPDATE requests SET done_at = ?, result = ? WHERE id = ?",
-                       (now, result, request_id))
+            db.execute("UPDATE requests SET done_at = ?, result = ? WHERE id = ?", (now, result, request_id))
 
     def request_result(self, request_id: int) -> str | None:
-        row = self.db.execute("SELECT result FROM requests WHERE id = ? AND done_at IS NOT NULL",
-                              (request_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT result FROM requests WHERE id = ? AND done_at IS NOT NULL", (request_id,)
+        ).fetchone()
         return row[0] if row else None
 
 
@@ -387,4 +472,4 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
-__all__ = ["Store", "StoreCorrupt", "IllegalTransition", "QUEUE_ORDER", "event_data"]
+__all__ = ["QUEUE_ORDER", "IllegalTransition", "Store", "StoreCorrupt", "event_data"]

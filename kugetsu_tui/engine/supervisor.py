@@ -127,8 +127,9 @@ class Supervisor:
         try:
             self._store = Store(self.home.db_path)
             self._last_event = self.store.last_event_id()
-            self.store.record(self.clock(), EventType.SUPERVISOR_STARTED, None,
-                              {"pid": os.getpid(), "cap": self.cap})
+            self.store.record(
+                self.clock(), EventType.SUPERVISOR_STARTED, None, {"pid": os.getpid(), "cap": self.cap}
+            )
             for sig in signals:
                 self._loop.add_signal_handler(sig, self.stop)
             self._loop.add_signal_handler(signal.SIGUSR1, self.wake)
@@ -144,8 +145,12 @@ class Supervisor:
             # Let worktrees in the making (or being removed) finish: nothing left half-done.
             while self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
-            self.store.record(self.clock(), EventType.SUPERVISOR_STOPPED, None,
-                              {"pid": os.getpid(), "live_left_running": len(self.procs)})
+            self.store.record(
+                self.clock(),
+                EventType.SUPERVISOR_STOPPED,
+                None,
+                {"pid": os.getpid(), "live_left_running": len(self.procs)},
+            )
             self._emit_events()
         finally:
             for proc in self.procs.values():
@@ -232,9 +237,14 @@ class Supervisor:
         if task is None:
             return f"error: no task {task_id}"
         if task.state is State.QUEUED:
-            done = self.store.transition(task_id, State.CANCELLED, now=now,
-                                         event=EventType.TASK_CANCELLED, expect={State.QUEUED},
-                                         ended_at=now)
+            done = self.store.transition(
+                task_id,
+                State.CANCELLED,
+                now=now,
+                event=EventType.TASK_CANCELLED,
+                expect={State.QUEUED},
+                ended_at=now,
+            )
             return "ok: cancelled" if done else f"error: task {task_id} changed meanwhile"
         proc = self.procs.get(task_id)
         if task_id in self.starting and proc is None:
@@ -252,8 +262,9 @@ class Supervisor:
             state = task.state if task else "unknown"
             return f"error: task {task_id} is {state}; only running tasks can be paused"
         runner.signal_group(proc.pid, signal.SIGSTOP)
-        self.store.transition(task_id, State.PAUSED, now=now, event=EventType.TASK_PAUSED,
-                              expect={State.RUNNING})
+        self.store.transition(
+            task_id, State.PAUSED, now=now, event=EventType.TASK_PAUSED, expect={State.RUNNING}
+        )
         return "ok: paused"
 
     def resume(self, task_id: int, now: float) -> str:
@@ -263,8 +274,9 @@ class Supervisor:
             state = task.state if task else "unknown"
             return f"error: task {task_id} is {state}; only paused tasks can be resumed"
         runner.signal_group(proc.pid, signal.SIGCONT)
-        self.store.transition(task_id, State.RUNNING, now=now, event=EventType.TASK_RESUMED,
-                              expect={State.PAUSED})
+        self.store.transition(
+            task_id, State.RUNNING, now=now, event=EventType.TASK_RESUMED, expect={State.PAUSED}
+        )
         return "ok: resumed"
 
     def _end(self, proc: Proc, why: str, now: float) -> None:
@@ -319,17 +331,31 @@ class Supervisor:
         task_id, status = proc.task_id, proc.status
         live = set(LIVE_STATES)
         if proc.ending == "cancel":
-            task = self.store.transition(task_id, State.CANCELLED, now=now, expect=live,
-                                         event=EventType.TASK_CANCELLED, ended_at=now,
-                                         exit_code=status, reason="cancelled")
+            task = self.store.transition(
+                task_id,
+                State.CANCELLED,
+                now=now,
+                expect=live,
+                event=EventType.TASK_CANCELLED,
+                ended_at=now,
+                exit_code=status,
+                reason="cancelled",
+            )
         elif proc.ending == "timeout":
             task = self.store.get(task_id)
             timeout = format_duration(task.timeout) if task and task.timeout else "?"
             task = self._fail(task_id, now, status, f"timed out after {timeout}")
         elif status == 0:
-            task = self.store.transition(task_id, State.SUCCEEDED, now=now, expect=live,
-                                         event=EventType.TASK_COMPLETED, ended_at=now,
-                                         exit_code=0, reason=None)
+            task = self.store.transition(
+                task_id,
+                State.SUCCEEDED,
+                now=now,
+                expect=live,
+                event=EventType.TASK_COMPLETED,
+                ended_at=now,
+                exit_code=0,
+                reason=None,
+            )
         elif status is None:
             task = self._interrupted(task_id, now, "agent vanished without an exit status")
         else:
@@ -345,14 +371,30 @@ class Supervisor:
         if should_retry(task):
             delay = retry_delay(self.config.retry_backoff, task.attempts)
             return self.store.transition(
-                task_id, State.QUEUED, now=now, expect=live, event=EventType.TASK_RETRYING,
-                exit_code=status, reason=reason, ended_at=now, queued_at=now,
-                not_before=now + delay, pid=None, pid_started=None,
+                task_id,
+                State.QUEUED,
+                now=now,
+                expect=live,
+                event=EventType.TASK_RETRYING,
+                exit_code=status,
+                reason=reason,
+                ended_at=now,
+                queued_at=now,
+                not_before=now + delay,
+                pid=None,
+                pid_started=None,
                 extra={"retry_in": delay},
             )
-        return self.store.transition(task_id, State.FAILED, now=now, expect=live,
-                                     event=EventType.TASK_ERROR, exit_code=status,
-                                     reason=reason, ended_at=now)
+        return self.store.transition(
+            task_id,
+            State.FAILED,
+            now=now,
+            expect=live,
+            event=EventType.TASK_ERROR,
+            exit_code=status,
+            reason=reason,
+            ended_at=now,
+        )
 
     def _interrupted(self, task_id: int, now: float, reason: str, *, refund: bool = False) -> Task | None:
         task = self.store.get(task_id)
@@ -360,9 +402,17 @@ class Supervisor:
             return None
         attempts = task.attempts - 1 if refund else task.attempts
         return self.store.transition(
-            task_id, State.QUEUED, now=now, expect=set(LIVE_STATES),
-            event=EventType.TASK_INTERRUPTED, reason=reason, attempts=max(attempts, 0),
-            queued_at=now, pid=None, pid_started=None, ended_at=now,
+            task_id,
+            State.QUEUED,
+            now=now,
+            expect=set(LIVE_STATES),
+            event=EventType.TASK_INTERRUPTED,
+            reason=reason,
+            attempts=max(attempts, 0),
+            queued_at=now,
+            pid=None,
+            pid_started=None,
+            ended_at=now,
         )
 
     def _clean_worktree(self, task: Task) -> None:
@@ -392,8 +442,12 @@ class Supervisor:
             self._next_expiry_check = now + 1.0
             for task in self.store.expired(now - self.config.expire_after):
                 self.store.transition(
-                    task.id, State.EXPIRED, now=now, expect={State.QUEUED},
-                    event=EventType.TASK_EXPIRED, ended_at=now,
+                    task.id,
+                    State.EXPIRED,
+                    now=now,
+                    expect={State.QUEUED},
+                    event=EventType.TASK_EXPIRED,
+                    ended_at=now,
                     reason=f"waited longer than {format_duration(self.config.expire_after)}",
                 )
 
@@ -420,7 +474,8 @@ class Supervisor:
             assert task.repo is not None
             try:
                 branch = await asyncio.to_thread(
-                    worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch)
+                    worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch
+                )
             except (worktree.WorktreeError, OSError) as err:
                 self._spawn_failed(task, str(err))
                 return
@@ -434,15 +489,23 @@ class Supervisor:
         now = self.clock()
         if task.id in self.cancel_on_start:
             self.cancel_on_start.discard(task.id)
-            self.store.transition(task.id, State.CANCELLED, now=now, expect={State.STARTING},
-                                  event=EventType.TASK_CANCELLED, ended_at=now, reason="cancelled")
+            self.store.transition(
+                task.id,
+                State.CANCELLED,
+                now=now,
+                expect={State.STARTING},
+                event=EventType.TASK_CANCELLED,
+                ended_at=now,
+                reason="cancelled",
+            )
             return
         agent = self.config.agents.get(task.agent)
         if agent is None:
             self._spawn_failed(task, f"unknown agent {task.agent!r}")
             return
-        argv = runner.substitute(agent.command, {
-            "prompt": task.prompt, "task_id": str(task.id), "worktree": str(cwd)})
+        argv = runner.substitute(
+            agent.command, {"prompt": task.prompt, "task_id": str(task.id), "worktree": str(cwd)}
+        )
         run_dir = private_dir(self.home.run_dir(task.id))
         env = self._env | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
         try:
@@ -453,9 +516,16 @@ class Supervisor:
         deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
         proc = Proc(task.id, spawned.pid, child=True, deadline=deadline)
         self.procs[task.id] = proc
-        self.store.transition(task.id, State.RUNNING, now=now, expect={State.STARTING},
-                              event=EventType.TASK_STARTED, pid=spawned.pid,
-                              pid_started=spawned.started, extra={"argv0": argv[0]})
+        self.store.transition(
+            task.id,
+            State.RUNNING,
+            now=now,
+            expect={State.STARTING},
+            event=EventType.TASK_STARTED,
+            pid=spawned.pid,
+            pid_started=spawned.started,
+            extra={"argv0": argv[0]},
+        )
         self._watch(proc)
 
     def _spawn_failed(self, task: Task, reason: str) -> None:
@@ -471,12 +541,14 @@ class Supervisor:
         now = self.clock()
         for task in self.store.live():
             if task.pid is None:
-                self._interrupted(task.id, now, "supervisor stopped before the agent started",
-                                  refund=True)
+                self._interrupted(task.id, now, "supervisor stopped before the agent started", refund=True)
                 continue
-            proc = Proc(task.id, task.pid, child=False,
-                        deadline=task.started_at + task.timeout
-                        if task.timeout and task.started_at else None)
+            proc = Proc(
+                task.id,
+                task.pid,
+                child=False,
+                deadline=task.started_at + task.timeout if task.timeout and task.started_at else None,
+            )
             if runner.is_same_process(task.pid, task.pid_started):
                 self.procs[task.id] = proc
                 self.store.record(now, EventType.TASK_ADOPTED, task.id, {"pid": task.pid})
