@@ -51,15 +51,30 @@ BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
 }
 
 
+DEFAULT_EST_RSS = 1.0 * 2**30
+DEFAULT_EST_CPU = 0.5
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     name: str
     command: tuple[str, ...]
+    est_rss: float = DEFAULT_EST_RSS  # bytes one agent is expected to use, before any measured
+    est_cpu: float = DEFAULT_EST_CPU  # cores one agent is expected to keep busy
+
+
+CAP_MODES = ("fixed", "suggest", "auto")
+PRESSURE_MODES = ("off", "pause_newest")
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     cap: int = 3
+    cap_mode: str = "fixed"
+    cap_min: int = 1
+    cap_max: int = 16
+    memory_reserve: float = 2.0 * 2**30
+    memory_pressure: str = "off"
     max_attempts: int = 3
     retry_backoff: float = 10.0
     expire_after: float = 86400.0
@@ -76,6 +91,29 @@ class Config:
         except KeyError:
             known = ", ".join(sorted(self.agents))
             raise ConfigError(f"unknown agent {name!r} (expected one of: {known})") from None
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+SIZE_HINT = 'a size like "512MiB" or "2GiB"'
+
+
+def parse_size(text: str) -> float:
+    """'2GiB' -> 2147483648.0, '512MB' -> 512e6; a bare number is bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
 
 
 # --- validation -------------------------------------------------------------------
@@ -135,6 +173,35 @@ def _duration(value: Any) -> float:
     return seconds
 
 
+def _size(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        size = float(value)
+    elif isinstance(value, str):
+        size = parse_size(value)
+    else:
+        raise TypeError(value)
+    if size < 0:
+        raise ValueError(value)
+    return size
+
+
+def _positive_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(value)
+    return float(value)
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(value)
+        return str(value)
+
+    return convert
+
+
 def _argv(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise TypeError(value)
@@ -157,16 +224,17 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
             raise r.fail(f"[{section}]", "a table", data[section])
     capacity = data.get("capacity", {})
     queue = data.get("queue", {})
-    r.table(capacity, "[capacity]", {"cap"})
+    r.table(capacity, "[capacity]", {"cap", "mode", "min", "max", "memory_reserve", "memory_pressure"})
     r.table(queue, "[queue]", {"max_attempts", "retry_backoff", "expire_after", "kill_grace"})
-    defaults = Config()
-    agents = dict(defaults.agents)
+    d = Config()
+    agents = dict(d.agents)
     for name, spec in data.get("agents", {}).items():
         where = f"[agents.{name}]"
         if not isinstance(spec, dict):
             raise r.fail(where, "a table with command = [...]", spec)
-        r.table(spec, where, {"command"})
-        if "command" not in spec:
+        r.table(spec, where, {"command", "est_rss", "est_cpu"})
+        base = agents.get(name)
+        if "command" not in spec and base is None:
             raise ConfigError(f"{path}: {where} command: missing (expected a list of strings)")
         argv = r.get(
             spec,
@@ -174,29 +242,51 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
             "command",
             _argv,
             'a non-empty list of strings like ["opencode", "run", "{prompt}"]',
-            None,
+            base.command if base else None,
         )
-        agents[name] = AgentConfig(name, argv)
-    default_agent = r.get(data, "", "default_agent", _name, "an agent name", defaults.default_agent)
+        agents[name] = AgentConfig(
+            name,
+            argv,
+            est_rss=r.get(spec, where, "est_rss", _size, SIZE_HINT, DEFAULT_EST_RSS),
+            est_cpu=r.get(
+                spec, where, "est_cpu", _positive_float, "a number of cores > 0 like 1.0", DEFAULT_EST_CPU
+            ),
+        )
+    default_agent = r.get(data, "", "default_agent", _name, "an agent name", d.default_agent)
     if default_agent not in agents:
         known = ", ".join(sorted(agents))
         raise ConfigError(
             f"{path}: default_agent: unknown agent {default_agent!r} (expected one of: {known})"
         )
-    return Config(
-        cap=r.get(capacity, "[capacity]", "cap", _positive_int, "a whole number >= 1", defaults.cap),
-        max_attempts=r.get(
-            queue, "[queue]", "max_attempts", _positive_int, "a whole number >= 1", defaults.max_attempts
+    whole = "a whole number >= 1"
+    c, q = "[capacity]", "[queue]"
+    config = Config(
+        cap=r.get(capacity, c, "cap", _positive_int, whole, d.cap),
+        cap_mode=r.get(capacity, c, "mode", _one_of(*CAP_MODES), '"fixed", "suggest" or "auto"', d.cap_mode),
+        cap_min=r.get(capacity, c, "min", _positive_int, whole, d.cap_min),
+        cap_max=r.get(capacity, c, "max", _positive_int, whole, d.cap_max),
+        memory_reserve=r.get(capacity, c, "memory_reserve", _size, SIZE_HINT, d.memory_reserve),
+        memory_pressure=r.get(
+            capacity,
+            c,
+            "memory_pressure",
+            _one_of(*PRESSURE_MODES),
+            '"off" or "pause_newest"',
+            d.memory_pressure,
         ),
-        retry_backoff=r.get(
-            queue, "[queue]", "retry_backoff", _duration, DURATION_HINT, defaults.retry_backoff
-        ),
-        expire_after=r.get(queue, "[queue]", "expire_after", _duration, DURATION_HINT, defaults.expire_after),
-        kill_grace=r.get(queue, "[queue]", "kill_grace", _duration, DURATION_HINT, defaults.kill_grace),
+        max_attempts=r.get(queue, q, "max_attempts", _positive_int, whole, d.max_attempts),
+        retry_backoff=r.get(queue, q, "retry_backoff", _duration, DURATION_HINT, d.retry_backoff),
+        expire_after=r.get(queue, q, "expire_after", _duration, DURATION_HINT, d.expire_after),
+        kill_grace=r.get(queue, q, "kill_grace", _duration, DURATION_HINT, d.kill_grace),
         default_agent=default_agent,
         agents=agents,
         path=path,
     )
+    if config.cap_min > config.cap_max:
+        raise ConfigError(
+            f"{path}: [capacity] min: expected at most max ({config.cap_max}), got {config.cap_min}"
+        )
+    return config
 
 
 def read_toml(path: Path) -> dict[str, Any]:

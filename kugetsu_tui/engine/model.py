@@ -123,6 +123,26 @@ class Task:
     pid: int | None = None
     pid_started: float | None = None
     updated_at: float = 0.0
+    # Usage of the current (or last) attempt, measured; None means not measured.
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
+    rss: int | None = None
+    cpu_percent: float | None = None
+    procs: int | None = None
+
+    def usage(self, now: float) -> dict[str, Any] | None:
+        """Measured usage for status --json, or None when nothing was measured."""
+        if self.peak_rss is None:
+            return None
+        end = self.ended_at if self.ended_at and not self.is_live else now
+        return {
+            "wall": round(end - self.started_at, 3) if self.started_at else None,
+            "cpu_seconds": self.cpu_seconds,
+            "peak_rss": self.peak_rss,
+            "rss": self.rss if self.is_live else None,
+            "cpu_percent": self.cpu_percent if self.is_live else None,
+            "procs": self.procs if self.is_live else None,
+        }
 
     @property
     def is_live(self) -> bool:

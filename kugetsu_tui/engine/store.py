@@ -56,7 +56,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     ended_at     REAL,
     pid          INTEGER,
     pid_started  REAL,
-    updated_at   REAL    NOT NULL
+    updated_at   REAL    NOT NULL,
+    -- usage of the current (or last) attempt, as measured (NULL: not measured)
+    cpu_seconds  REAL,
+    peak_rss     INTEGER,
+    rss          INTEGER,
+    cpu_percent  REAL,
+    procs        INTEGER
 );
 -- Serves admission (state = 'queued' ORDER BY priority DESC, id) and live counts.
 CREATE INDEX IF NOT EXISTS tasks_by_queue_order ON tasks (state, priority DESC, id);
@@ -68,6 +74,12 @@ CREATE TABLE IF NOT EXISTS events (
     data    TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, id);
+-- Small facts a supervisor publishes for others: effective cap, suggestion, machine.
+CREATE TABLE IF NOT EXISTS meta (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS requests (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     ts      REAL    NOT NULL,
@@ -90,57 +102,16 @@ QUEUE_ORDER = "ORDER BY priority DESC, id ASC"
 EVENT_PROMPT_CHARS = 200
 
 
+_STATE_AT = _TASK_COLUMNS.index("state")
+_BOOL_AT = (_TASK_COLUMNS.index("no_worktree"), _TASK_COLUMNS.index("held"))
+
+
 def _task_from_row(row: Sequence[Any]) -> Task:
-    (
-        id_,
-        prompt,
-        agent,
-        repo,
-        no_worktree,
-        priority,
-        max_attempts,
-        timeout,
-        state,
-        attempts,
-        held,
-        created_at,
-        queued_at,
-        not_before,
-        worktree,
-        branch,
-        exit_code,
-        reason,
-        started_at,
-        ended_at,
-        pid,
-        pid_started,
-        updated_at,
-    ) = row
-    return Task(
-        id_,
-        prompt,
-        agent,
-        repo,
-        bool(no_worktree),
-        priority,
-        max_attempts,
-        timeout,
-        State(state),
-        attempts,
-        bool(held),
-        created_at,
-        queued_at,
-        not_before,
-        worktree,
-        branch,
-        exit_code,
-        reason,
-        started_at,
-        ended_at,
-        pid,
-        pid_started,
-        updated_at,
-    )
+    values = list(row)
+    values[_STATE_AT] = State(values[_STATE_AT])
+    for i in _BOOL_AT:
+        values[i] = bool(values[i])
+    return Task(*values)
 
 
 def event_data(task: Task, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -434,6 +405,53 @@ class Store:
         """An event that is not a task transition (cap changes, supervisor start/stop)."""
         with self._write():
             self._event(now, type_, task_id, data or {})
+
+    def record_usage(self, readings: Sequence[tuple[int, dict[str, Any]]], now: float) -> None:
+        """Store the latest usage of many live tasks in one transaction (no event rows:
+        a measurement is not a change of state)."""
+        if not readings:
+            return
+        with self._write() as db:
+            for task_id, usage in readings:
+                db.execute(
+                    "UPDATE tasks SET cpu_seconds = ?, rss = ?, cpu_percent = ?, procs = ?,"
+                    " peak_rss = max(coalesce(peak_rss, 0), ?), updated_at = ? WHERE id = ?",
+                    (
+                        usage["cpu_seconds"],
+                        usage["rss"],
+                        usage["cpu_percent"],
+                        usage["procs"],
+                        usage["rss"],
+                        now,
+                        task_id,
+                    ),
+                )
+
+    def usage_history(self, agent: str, limit: int = 50) -> list[tuple[float, float]]:
+        """(peak RSS, CPU cores used on average) of this agent's recent finished attempts."""
+        rows = self.db.execute(
+            "SELECT peak_rss, cpu_seconds, ended_at - started_at FROM tasks"
+            " WHERE agent = ? AND state IN ('succeeded', 'failed') AND peak_rss IS NOT NULL"
+            " AND ended_at > started_at ORDER BY ended_at DESC LIMIT ?",
+            (agent, limit),
+        ).fetchall()
+        return [(float(peak), float(cpu or 0.0) / float(wall)) for peak, cpu, wall in rows]
+
+    def set_meta(self, values: dict[str, Any], now: float) -> None:
+        with self._write() as db:
+            for key, value in values.items():
+                db.execute(
+                    "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
+                    " updated_at = excluded.updated_at",
+                    (key, json.dumps(value), now),
+                )
+
+    def meta(self) -> dict[str, tuple[Any, float]]:
+        """Every published fact with the time it was last written."""
+        return {
+            k: (json.loads(v), ts) for k, v, ts in self.db.execute("SELECT key, value, updated_at FROM meta")
+        }
 
     # --- requests to a running supervisor -----------------------------------------
 
