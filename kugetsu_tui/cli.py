@@ -219,7 +219,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     from kugetsu_tui.present import STATE_SYMBOL, elapsed, status_report
 
     now = time.time()
-    report = status_report(ctx.store, ctx.home, ctx.config.cap, now)
+    report = status_report(ctx.store, ctx.home, ctx.config, now)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
         return 0
@@ -236,6 +236,11 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
             parts.append(f"{extra} {counts[extra]}")
     parts.append(f"supervisor pid {sup}" if sup else "no supervisor running")
     print(" · ".join(parts))
+    if report["suggested_cap"] is not None and report["suggested_cap"] != report["cap"]:
+        print(f"suggested cap {report['suggested_cap']} ({report['cap_mode']} mode): {report['cap_reason']}")
+    for key in ("admission_blocked", "config_error"):
+        if report[key]:
+            print(f"note: {report[key]}")
     rows = report["tasks"]
     order = {**{str(s): 0 for s in LIVE_STATES}, "queued": 1}
     rows.sort(key=lambda r: (order.get(r["state"], 2), 0 if r["state"] == "queued" else -r["id"]))
@@ -291,9 +296,22 @@ def _action(name: str) -> Callable[[Context, argparse.Namespace], int]:
 
 
 def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:
-    if args.cap is None:
-        print(f"cap {ctx.config.cap}, live {ctx.store.live_count()}")
+    from kugetsu_tui.present import status_report
+
+    if args.cap is None and not args.accept:
+        report = status_report(ctx.store, ctx.home, ctx.config, time.time())
+        print(
+            f"cap {report['cap']} ({report['cap_mode']}), live {report['live']}, "
+            f"suggested {report['suggested_cap']}: {report['cap_reason']}"
+        )
         return 0
+    if args.accept:
+        if args.cap is not None:
+            raise UsageError("give either a cap N or --accept, not both")
+        report = status_report(ctx.store, ctx.home, ctx.config, time.time())
+        args.cap = report["suggested_cap"]
+    if ctx.config.cap_mode == "auto":
+        print("note: [capacity] mode is auto, so the advisor will keep setting the cap", file=sys.stderr)
     return _print_outcomes(ctx, [ctx.control.set_cap(args.cap)])
 
 
@@ -466,6 +484,7 @@ def build_parser() -> Parser:
 
     cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")
     cap.add_argument("cap", nargs="?", type=positive_int, metavar="N")
+    cap.add_argument("--accept", action="store_true", help="set the cap to the advisor's suggestion")
     cap.set_defaults(func=cmd_cap)
 
     logs = sub.add_parser("logs", parents=[common], help="a task's output")

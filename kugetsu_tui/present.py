@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kugetsu_tui.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import State, Task
-from kugetsu_tui.engine.slots import QueueView, explain_queue
+from kugetsu_tui.engine.model import State
+from kugetsu_tui.engine.slots import explain_queue
 from kugetsu_tui.engine.store import Store
 
 # A symbol per state, so the state reads without colour too.
@@ -39,30 +40,68 @@ def elapsed(seconds: float | None) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
-def queue_view(store: Store, queued: list[Task], cap: int, now: float, home: Home) -> QueueView:
-    return explain_queue(
-        queued, live=store.live_count(), cap=cap, now=now, supervisor=home.supervisor_pid() is not None
-    )
+META_FRESH = 10.0  # seconds: a supervisor publishes every few seconds
 
 
-def status_report(store: Store, home: Home, cap: int, now: float) -> dict[str, Any]:
+def supervisor_facts(store: Store, home: Home, now: float) -> dict[str, Any]:
+    """What the running supervisor last published (cap, suggestion, machine), or {} if none
+    runs or it has gone quiet."""
+    pid = home.supervisor_pid()
+    if pid is None:
+        return {}
+    facts = {k: v for k, (v, ts) in store.meta().items() if now - ts < META_FRESH or k == "cap"}
+    facts["supervisor_pid"] = pid if pid > 0 else None
+    return facts
+
+
+def advise_now(store: Store, config: Config) -> dict[str, Any]:
+    """The advisor's suggestion computed here and now, for when no supervisor publishes one.
+
+    Imports psutil, so only `status` without a supervisor pays for it."""
+    from kugetsu_tui.engine.capacity import Limits, learn_profile, read_machine, suggest_cap
+
+    machine = read_machine()
+    agent = config.agents[config.default_agent]
+    history = store.usage_history(agent.name)
+    profile = learn_profile([p for p, _ in history], [c for _, c in history], agent.est_rss, agent.est_cpu)
+    limits = Limits(config.cap_min, config.cap_max, config.memory_reserve)
+    suggestion = suggest_cap(machine, limits, profile, store.live_count())
+    json_machine = machine.to_json()
+    json_machine["cpu_percent"] = None  # one instant gives no CPU percent: unknown
+    return {"suggested_cap": suggestion.cap, "cap_reason": suggestion.reason, "machine": json_machine}
+
+
+def status_report(store: Store, home: Home, config: Config, now: float) -> dict[str, Any]:
     """The object `kugetsu status --json` prints (the contract scripts rely on)."""
+    facts = supervisor_facts(store, home, now)
+    running = "supervisor_pid" in facts
+    cap = int(facts.get("cap", config.cap)) if running else config.cap
+    if "suggested_cap" not in facts or facts.get("suggested_cap") is None:
+        facts.update(advise_now(store, config))
     tasks = store.tasks()
     queued = [t for t in tasks if t.state is State.QUEUED]
     live = store.live_count()
-    supervisor = home.supervisor_pid()
-    view = explain_queue(queued, live=live, cap=cap, now=now, supervisor=supervisor is not None)
+    view = explain_queue(
+        queued, live=live, cap=cap, now=now, supervisor=running, blocked=facts.get("admission_blocked")
+    )
     counts = store.counts()
     rows = []
     for task in tasks:
         row = task.to_json()
         row["position"] = view.position.get(task.id)
         row["wait_reason"] = view.wait_reason.get(task.id)
+        row["usage"] = task.usage(now)
         rows.append(row)
     return {
         "cap": cap,
         "live": live,
-        "supervisor_pid": supervisor if supervisor and supervisor > 0 else None,
+        "cap_mode": config.cap_mode,
+        "suggested_cap": facts.get("suggested_cap"),
+        "cap_reason": facts.get("cap_reason"),
+        "machine": facts.get("machine"),
+        "admission_blocked": facts.get("admission_blocked"),
+        "config_error": facts.get("config_error"),
+        "supervisor_pid": facts.get("supervisor_pid"),
         "counts": {str(s): n for s, n in counts.items()},
         "tasks": rows,
     }

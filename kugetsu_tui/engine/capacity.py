@@ -162,33 +162,50 @@ class TreeUsage:
 
 @dataclass
 class TreeMeter:
-    """Samples process trees; keeps psutil.Process objects so CPU percent has a baseline."""
+    """Samples agents' process trees with one scan of the process table per sample.
+
+    Keeps psutil.Process objects between samples, since CPU percent needs a baseline."""
 
     _procs: dict[int, Any] = field(default_factory=dict)
 
-    def sample(self, root_pid: int) -> TreeUsage | None:
-        """The tree under root_pid (root included), or None if it is gone."""
+    def sample(self, roots: Iterable[int]) -> dict[int, TreeUsage]:
+        """Usage of the tree under each root pid (root included); absent roots are gone."""
         import psutil
 
-        try:
-            root = psutil.Process(root_pid)
-            members = [root, *root.children(recursive=True)]
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-        cpu_percent: float | None = 0.0
+        roots = list(roots)
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            children.setdefault(proc.info["ppid"], []).append(proc.pid)
+        found: dict[int, TreeUsage] = {}
+        seen: set[int] = set()
+        for root in roots:
+            tree, stack = [], [root]
+            while stack:
+                pid = stack.pop()
+                tree.append(pid)
+                stack.extend(children.get(pid, ()))
+            seen.update(tree)
+            usage = self._measure(root, tree, psutil)
+            if usage is not None:
+                found[root] = usage
+        for pid in [p for p in self._procs if p not in seen]:
+            del self._procs[pid]
+        return found
+
+    def _measure(self, root: int, tree: list[int], psutil: Any) -> TreeUsage | None:
+        cpu_percent: float | None = 0.0 if root in self._procs else None  # first look: baseline
         cpu_seconds = 0.0
         rss = 0
         count = 0
-        if root_pid not in self._procs:
-            cpu_percent = None  # the first look only sets the baseline
-        for proc in members:
-            known = self._procs.setdefault(proc.pid, proc)
+        for pid in tree:
             try:
-                with known.oneshot():
-                    percent = known.cpu_percent(None)
-                    times = known.cpu_times()
-                    rss += known.memory_info().rss
+                proc = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
+                with proc.oneshot():
+                    percent = proc.cpu_percent(None)
+                    times = proc.cpu_times()
+                    rss += proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                self._procs.pop(pid, None)
                 continue
             count += 1
             cpu_seconds += times.user + times.system
@@ -197,12 +214,6 @@ class TreeMeter:
         if count == 0:
             return None
         return TreeUsage(cpu_percent, cpu_seconds, rss, count)
-
-    def forget(self, alive: Iterable[int]) -> None:
-        """Drop baselines of processes that are not in any live tree any more."""
-        keep = set(alive)
-        for pid in [p for p in self._procs if p not in keep]:
-            del self._procs[pid]
 
 
 def read_machine() -> Machine:
@@ -225,3 +236,10 @@ def read_machine() -> Machine:
         swap_total=int(swap.total),
         swap_used=int(swap.used),
     )
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (one read of /proc/meminfo): the admission guard."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)

@@ -87,6 +87,9 @@ class EventType(StrEnum):
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
     CAP_CHANGED = "cap_changed"
+    CONFIG_RELOADED = "config_reloaded"
+    CONFIG_ERROR = "config_error"
+    SUPERVISOR_WARNING = "supervisor_warning"
     SUPERVISOR_STARTED = "supervisor_started"
     SUPERVISOR_STOPPED = "supervisor_stopped"
 

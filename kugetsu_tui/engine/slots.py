@@ -44,10 +44,12 @@ def explain_queue(
     cap: int,
     now: float,
     supervisor: bool,
+    blocked: str | None = None,
 ) -> QueueView:
     """Positions count the tasks that would be admitted first (held ones have none).
 
-    `queued` must be in admission order (priority desc, then first come)."""
+    `queued` must be in admission order (priority desc, then first come). `blocked` is
+    why the supervisor admits nothing right now whatever the cap (the memory reserve)."""
     position: dict[int, int] = {}
     reason: dict[int, str] = {}
     free = max(cap - live, 0)
@@ -67,6 +69,8 @@ def explain_queue(
             )
         elif not supervisor:
             reason[task.id] = "no supervisor running (start one: kugetsu run)"
+        elif blocked:
+            reason[task.id] = blocked
         elif ready_ahead < free:
             reason[task.id] = "starting"
             ready_ahead += 1

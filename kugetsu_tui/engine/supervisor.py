@@ -25,8 +25,22 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kugetsu_tui.config import Config, format_duration
+from kugetsu_tui.config import DEFAULT_EST_CPU, DEFAULT_EST_RSS, Config, format_duration, load_config
 from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine.capacity import (
+    AgentProfile,
+    Limits,
+    Machine,
+    Smoother,
+    Suggestion,
+    TreeMeter,
+    TreeUsage,
+    available_memory,
+    gib,
+    learn_profile,
+    read_machine,
+    suggest_cap,
+)
 from kugetsu_tui.engine.home import Home, private_dir
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
@@ -39,10 +53,13 @@ from kugetsu_tui.engine.model import (
 )
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.store import Store
+from kugetsu_tui.errors import ConfigError
 
 Clock = Callable[[], float]
 IDLE_POLL = 0.5  # how often an idle loop looks for work added by other processes
 SETTLE_POLL = 0.05  # while an ended agent's stray children are still being stopped
+SAMPLE_EVERY = 2.0  # usage metering and the capacity advisor: their own, slower timer
+MEMORY_FRESH = 0.5  # an available-memory reading younger than this guards admission
 
 BAD_OUTCOMES = frozenset({EventType.TASK_ERROR, EventType.TASK_CANCELLED, EventType.TASK_EXPIRED})
 GOOD_OUTCOMES = frozenset({EventType.TASK_COMPLETED})
@@ -103,6 +120,15 @@ class Supervisor:
         self._env = dict(os.environ)
         self._next_expiry_check = 0.0
         self._background: set[asyncio.Task[None]] = set()
+        self._services: list[asyncio.Task[None]] = []
+        self.meter = TreeMeter()
+        self.smoother = Smoother()
+        self.machine: Machine | None = None
+        self.suggestion: Suggestion | None = None
+        self.admission_blocked: str | None = None
+        self.config_error: str | None = None
+        self.pressure_paused: list[int] = []
+        self._memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
 
     @property
     def store(self) -> Store:
@@ -134,6 +160,10 @@ class Supervisor:
                 self._loop.add_signal_handler(sig, self.stop)
             self._loop.add_signal_handler(signal.SIGUSR1, self.wake)
             self._reconcile()
+            self._services = [
+                self._loop.create_task(self._sample_forever()),
+                self._loop.create_task(self._watch_config()),
+            ]
             while True:
                 self._tick()
                 if self.stopping or (not self.forever and self._drained()):
@@ -153,6 +183,9 @@ class Supervisor:
             )
             self._emit_events()
         finally:
+            for service in self._services:
+                service.cancel()
+            await asyncio.gather(*self._services, return_exceptions=True)
             for proc in self.procs.values():
                 self._unwatch(proc)
             for sig in (*signals, signal.SIGUSR1):
@@ -226,10 +259,14 @@ class Supervisor:
             return self.pause(request.task_id, now)
         return self.resume(request.task_id, now)
 
-    def set_cap(self, cap: int, now: float) -> str:
+    def set_cap(self, cap: int, now: float, reason: str | None = None) -> str:
         old, self.cap = self.cap, cap
         if old != cap:
-            self.store.record(now, EventType.CAP_CHANGED, None, {"cap": cap, "old_cap": old})
+            data: dict[str, object] = {"cap": cap, "old_cap": old}
+            if reason:
+                data["reason"] = reason
+            self.store.record(now, EventType.CAP_CHANGED, None, data)
+            self._publish(now)
         return f"ok: cap {cap}"
 
     def cancel(self, task_id: int, now: float) -> str:
@@ -255,7 +292,7 @@ class Supervisor:
         self._end(proc, "cancel", now)
         return "ok: cancelling"
 
-    def pause(self, task_id: int, now: float) -> str:
+    def pause(self, task_id: int, now: float, reason: str | None = None) -> str:
         proc = self.procs.get(task_id)
         task = self.store.get(task_id)
         if proc is None or task is None or task.state is not State.RUNNING or proc.ending:
@@ -263,7 +300,12 @@ class Supervisor:
             return f"error: task {task_id} is {state}; only running tasks can be paused"
         runner.signal_group(proc.pid, signal.SIGSTOP)
         self.store.transition(
-            task_id, State.PAUSED, now=now, event=EventType.TASK_PAUSED, expect={State.RUNNING}
+            task_id,
+            State.PAUSED,
+            now=now,
+            event=EventType.TASK_PAUSED,
+            expect={State.RUNNING},
+            extra={"why": reason} if reason else None,
         )
         return "ok: paused"
 
@@ -456,12 +498,31 @@ class Supervisor:
     def _admit(self, now: float) -> None:
         if len(self.procs) + len(self.starting) >= self.cap and self.store.live_count() >= self.cap:
             return
+        blocked = self._memory_block()
+        if blocked != self.admission_blocked:
+            self.admission_blocked = blocked
+            self._publish(now)
+        if blocked:
+            return
         for task in self.store.admit(self.cap, now):
             if task.no_worktree or (task.worktree and Path(task.worktree).is_dir()):
                 self._spawn(task, Path(task.worktree or task.repo or "."))
             else:
                 self.starting.add(task.id)
                 self._in_background(self._start_in_worktree(task))
+
+    def _memory_block(self) -> str | None:
+        """Why nothing may be admitted now whatever the cap (fail closed), or None."""
+        reserve = self.config.memory_reserve
+        if reserve <= 0:
+            return None
+        tick = time.monotonic()
+        if self._memory is None or tick - self._memory[0] > MEMORY_FRESH:
+            self._memory = (tick, available_memory())
+        available = self._memory[1]
+        if available < reserve:
+            return f"memory reserve: {gib(available)} available, below the {gib(reserve)} reserve"
+        return None
 
     def _in_background(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -533,6 +594,151 @@ class Supervisor:
         settled = self._fail(task.id, now, None, reason)
         if settled is not None and settled.state.is_settled:
             self._clean_worktree(settled)
+
+    # 5. metering and the capacity advisor ------------------------------------------
+
+    async def _sample_forever(self) -> None:
+        while True:
+            try:
+                await self._sample_once()
+            except Exception as err:  # a failed reading must never stop supervision
+                self.store.record(
+                    self.clock(), EventType.SUPERVISOR_WARNING, None, {"error": f"sampling failed: {err!r}"}
+                )
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    def _read(self, roots: list[int]) -> tuple[Machine, dict[int, TreeUsage]]:
+        return read_machine(), self.meter.sample(roots)
+
+    async def _sample_once(self) -> None:
+        roots = {p.pid: p.task_id for p in self.procs.values() if not p.exited}
+        machine, trees = await asyncio.to_thread(self._read, list(roots))
+        now = self.clock()
+        self.machine = machine
+        self._memory = (time.monotonic(), machine.mem_available)
+        self.store.record_usage(
+            [
+                (
+                    roots[pid],
+                    {
+                        "cpu_seconds": u.cpu_seconds,
+                        "rss": u.rss,
+                        "cpu_percent": u.cpu_percent,
+                        "procs": u.procs,
+                    },
+                )
+                for pid, u in trees.items()
+                if pid in roots
+            ],
+            now,
+        )
+        agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
+        raw = suggest_cap(
+            machine, self._limits(), self._profile(), len(self.procs) + len(self.starting), agents_cpu
+        )
+        smoothed = self.smoother.update(raw.cap)
+        reason = raw.reason
+        if smoothed != raw.cap:
+            reason += f"; holding {smoothed} until {raw.cap} has held a while (no flapping)"
+        self.suggestion = Suggestion(smoothed, reason)
+        if self.config.cap_mode == "auto" and self.suggestion.cap != self.cap:
+            self.set_cap(self.suggestion.cap, now, reason=raw.reason)
+        self._relieve_memory_pressure(machine, now)
+        self._publish(now)
+
+    def _limits(self) -> Limits:
+        c = self.config
+        return Limits(cap_min=c.cap_min, cap_max=c.cap_max, memory_reserve=c.memory_reserve)
+
+    def _profile(self) -> AgentProfile:
+        """The costliest of the agents in play (live, or next in the queue)."""
+        names = {t.agent for t in self.store.live()} | {t.agent for t in self.store.queued(limit=1)}
+        names = names or {self.config.default_agent}
+        profiles = []
+        for name in names:
+            agent = self.config.agents.get(name)
+            history = self.store.usage_history(name)
+            profiles.append(
+                learn_profile(
+                    [peak for peak, _ in history],
+                    [share for _, share in history],
+                    agent.est_rss if agent else DEFAULT_EST_RSS,
+                    agent.est_cpu if agent else DEFAULT_EST_CPU,
+                )
+            )
+        return max(profiles, key=lambda p: (p.rss, p.cpu))
+
+    def _relieve_memory_pressure(self, machine: Machine, now: float) -> None:
+        """memory_pressure = "pause_newest": under half the reserve, pause the newest agent;
+        once memory is back above the reserve, resume the ones paused for it."""
+        if self.config.memory_pressure != "pause_newest":
+            return
+        reserve = self.config.memory_reserve
+        if machine.mem_available < reserve / 2:
+            running = [t for t in self.store.live() if t.state is State.RUNNING and t.id in self.procs]
+            if running:
+                newest = max(running, key=lambda t: (t.started_at or 0, t.id))
+                if self.pause(
+                    newest.id, now, reason=f"memory pressure: {gib(machine.mem_available)} available"
+                ).startswith("ok"):
+                    self.pressure_paused.append(newest.id)
+        elif machine.mem_available > reserve and self.pressure_paused:
+            self.resume(self.pressure_paused.pop(0), now)
+
+    def _publish(self, now: float) -> None:
+        """What status and attached dashboards show about this supervisor."""
+        self.store.set_meta(
+            {
+                "supervisor_pid": os.getpid(),
+                "cap": self.cap,
+                "cap_mode": self.config.cap_mode,
+                "suggested_cap": self.suggestion.cap if self.suggestion else None,
+                "cap_reason": self.suggestion.reason if self.suggestion else None,
+                "machine": self.machine.to_json() if self.machine else None,
+                "admission_blocked": self.admission_blocked,
+                "config_error": self.config_error,
+            },
+            now,
+        )
+
+    # --- config hot reload ------------------------------------------------------------
+
+    async def _watch_config(self) -> None:
+        path = self.config.path
+        if path is None or not path.parent.is_dir():
+            return
+        from watchfiles import awatch
+
+        name = path.name
+        async for _changes in awatch(
+            path.parent,
+            watch_filter=lambda _c, p: Path(p).name == name,
+            debounce=50,
+            step=50,
+            recursive=False,
+        ):
+            self.reload_config()
+
+    def reload_config(self) -> None:
+        """Apply the config file as it is now; a broken one keeps the last good in force."""
+        assert self.config.path is not None
+        now = self.clock()
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as err:
+            self.config_error = str(err)
+            self.store.record(now, EventType.CONFIG_ERROR, None, {"error": str(err)})
+            self._publish(now)
+            return
+        old, self.config, self.config_error = self.config, new, None
+        if new == old:
+            return
+        self.smoother.current = None  # a deliberate change: follow the next reading at once
+        self.store.record(now, EventType.CONFIG_RELOADED, None, {"path": str(new.path)})
+        if new.cap_mode != "auto" and new.cap != self.cap:
+            self.set_cap(new.cap, now, reason="config reloaded")
+        self._publish(now)
+        self._wake.set()
 
     # --- crash recovery -----------------------------------------------------------------
 
