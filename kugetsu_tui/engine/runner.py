@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 from collections.abc import Mapping, Sequence
@@ -50,14 +51,11 @@ def substitute(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
 
     Each value lands inside the one element that names it, so a prompt is always one
     argv element (or part of one), never split, never seen by a shell."""
-    argv = []
-    for part in command:
-        for name, value in values.items():
-            placeholder = "{" + name + "}"
-            if placeholder in part:
-                part = value if part == placeholder else part.replace(placeholder, value)
-        argv.append(part)
-    return argv
+    # One pass over the command's own text: a value that itself reads like a placeholder
+    # (a prompt mentioning "{task_id}") is never substituted again.
+    names = "|".join(re.escape(name) for name in values)
+    pattern = re.compile(r"\{(" + names + r")\}")
+    return [pattern.sub(lambda m: values[m.group(1)], part) if names else part for part in command]
 
 
 def spawn(argv: Sequence[str], *, cwd: Path, run_dir: Path, attempt: int, env: Mapping[str, str]) -> Spawned:
