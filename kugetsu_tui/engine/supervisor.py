@@ -129,6 +129,7 @@ class Supervisor:
         self.config_error: str | None = None
         self.pressure_paused: list[int] = []
         self._memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
+        self._loaded_signature = self._config_signature()
 
     @property
     def store(self) -> Store:
@@ -160,6 +161,7 @@ class Supervisor:
                 self._loop.add_signal_handler(sig, self.stop)
             self._loop.add_signal_handler(signal.SIGUSR1, self.wake)
             self._reconcile()
+            self._publish(self.clock())
             self._services = [
                 self._loop.create_task(self._sample_forever()),
                 self._loop.create_task(self._watch_config()),
@@ -599,6 +601,8 @@ class Supervisor:
 
     async def _sample_forever(self) -> None:
         while True:
+            if self._config_signature() != self._loaded_signature:
+                self.reload_config()  # a change the file watcher missed (e.g. before it was ready)
             try:
                 await self._sample_once()
             except Exception as err:  # a failed reading must never stop supervision
@@ -703,6 +707,15 @@ class Supervisor:
 
     # --- config hot reload ------------------------------------------------------------
 
+    def _config_signature(self) -> tuple[int, int] | None:
+        if self.config.path is None:
+            return None
+        try:
+            info = self.config.path.stat()
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size)
+
     async def _watch_config(self) -> None:
         path = self.config.path
         if path is None or not path.parent.is_dir():
@@ -723,6 +736,7 @@ class Supervisor:
         """Apply the config file as it is now; a broken one keeps the last good in force."""
         assert self.config.path is not None
         now = self.clock()
+        self._loaded_signature = self._config_signature()
         try:
             new = load_config(self.config.path)
         except ConfigError as err:
