@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kugetsu_tui.config import save_setting
 from kugetsu_tui.engine.home import Home
@@ -177,13 +178,17 @@ class Control:
         return outcome
 
     def _set_held(self, task: Task, held: bool) -> Outcome:
+        now = self.clock()
+        # Held tasks never expire; a released one starts its wait afresh rather than
+        # expiring on the spot for the time it spent parked.
+        changes: dict[str, Any] = {"held": held} if held else {"held": held, "queued_at": now}
         done = self.store.transition(
             task.id,
             State.QUEUED,
-            now=self.clock(),
+            now=now,
             expect={State.QUEUED},
-            held=held,
             event=EventType.TASK_HELD if held else EventType.TASK_RELEASED,
+            **changes,
         )
         verb = "held" if held else "released"
         return Outcome(task.id, verb if done else f"changed meanwhile; not {verb}")
