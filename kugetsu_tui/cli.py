@@ -257,6 +257,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     for r in shown:
         state = State(r["state"])
         when = ""
+        kept = ""
         detail = " ".join(r["prompt"].split())
         if state is State.QUEUED:
             when = f"#{r['position']}" if r["position"] else "held"
@@ -268,10 +269,10 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
             if state is not State.SUCCEEDED and r["reason"]:
                 detail = f"{detail[:40]:<40}  {r['reason']}"
             if r["worktree"]:
-                detail += f"  [kept {r['worktree']}]"
+                kept = f"  [kept {r['worktree']}]"  # in full: the one thing to act on
         print(
             f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
-            f"{r['attempts']}/{r['max_attempts']:<3} {r['agent'][:9]:<9} {when:<8} {detail[:110]}"
+            f"{r['attempts']}/{r['max_attempts']:<3} {r['agent'][:9]:<9} {when:<8} {detail[:110]}{kept}"
         )
     if len(rows) > len(shown):
         print(f"… and {len(rows) - len(shown)} more (--limit N, --all, or --json for every task)")
