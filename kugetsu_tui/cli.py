@@ -114,7 +114,9 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
     priority = spec.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise UsageError(f"{where}priority: expected a whole number, got {priority!r}")
-    attempts = spec.get("max_attempts") or ctx.config.max_attempts
+    attempts = spec.get("max_attempts")
+    if attempts is None:  # not `or`: an explicit 0 is a mistake to report, not a default
+        attempts = ctx.config.max_attempts
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise UsageError(f"{where}max_attempts: expected a whole number >= 1, got {attempts!r}")
     timeout = spec.get("timeout")
