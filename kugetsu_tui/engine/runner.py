@@ -22,12 +22,14 @@ from pathlib import Path
 
 # $1 run dir, $2 working dir, $3 attempt number, then the agent's argv.
 # The agent is the wrapper's foreground child; its status goes to exit.tmp, then exit.
+# The umask is tightened only after the agent ended, so the agent's own files are as usual.
 WRAPPER = r"""
 run=$1; dir=$2; attempt=$3; shift 3
 [ "$attempt" -gt 1 ] && printf '\n--- kugetsu: attempt %s ---\n' "$attempt"
 cd -- "$dir" || exit 126
 "$@"
 code=$?
+umask 077
 printf '%s\n' "$code" > "$run/exit.tmp" && mv -f -- "$run/exit.tmp" "$run/exit"
 exit "$code"
 """
