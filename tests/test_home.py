@@ -1,0 +1,123 @@
+"""The home is private: folders 0700 and files 0600, whatever the umask, and the engine
+never imports Textual."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import textwrap
+from pathlib import Path
+
+from conftest import PY, Kugetsu, script
+
+
+def _modes(home: Path) -> dict[str, int]:
+    """Every path under home and its permission bits, except git worktrees: a checkout of
+    the person's repo keeps git's modes, and is private because worktrees/ itself is."""
+    found = {}
+    worktrees = home / "worktrees"
+    for path in [home, *home.rglob("*")]:
+        if worktrees in path.parents:
+            continue
+        found[str(path.relative_to(home))] = stat.S_IMODE(path.lstat().st_mode)
+    return found
+
+
+def _not_private(home: Path) -> dict[str, str]:
+    wrong = {}
+    for name, mode in _modes(home).items():
+        path = home / name
+        want = 0o700 if path.is_dir() and not path.is_symlink() else 0o600
+        if mode != want:
+            wrong[name] = f"{mode:o}"
+    return wrong
+
+
+def test_files_0600_and_folders_0700_under_the_home(kg: Kugetsu, repo: Path) -> None:
+    old = os.umask(0o022)  # the usual umask: what the engine creates must not depend on it
+    try:
+        kg.start_supervisor()
+        dirty = kg.add(script(["write", "notes.txt", "x"]), "--repo", str(repo))
+        failed = kg.add(script(["exit", 4]), "--max-attempts", "1")
+        done = kg.add(script(["print-lines", 10]))
+        for task_id in (dirty, failed, done):
+            kg.wait_state(task_id, "succeeded", "failed")
+        assert kg.cli("cap", "4").returncode == 0
+        names = _modes(kg.home)
+        for expected in (
+            "state.db",
+            "supervisor.lock",
+            "config.toml",
+            f"runs/{done}/log",
+            f"runs/{done}/exit",
+        ):
+            assert expected in names
+        assert (kg.home / "worktrees" / str(dirty) / "notes.txt").exists(), "the dirty worktree is kept"
+        assert _not_private(kg.home) == {}, "while the supervisor runs"
+        kg.stop_supervisor(kg.supervisors[0])
+        assert _not_private(kg.home) == {}, "after it stopped"
+    finally:
+        os.umask(old)
+
+
+def test_a_new_home_is_made_private(tmp_path: Path) -> None:
+    home = tmp_path / "a" / "new" / "home"
+    env = {**os.environ, "KUGETSU_HOME": str(home)}
+    result = subprocess.run(
+        [PY, "-m", "kugetsu_tui", "add", "--no-worktree", "--repo", str(tmp_path), "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        umask=0o022,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _not_private(home) == {}
+
+
+IMPORTS = textwrap.dedent(
+    """
+    import importlib, json, pkgutil, sys
+    import kugetsu_tui.engine
+    names = [m.name for m in pkgutil.iter_modules(kugetsu_tui.engine.__path__, "kugetsu_tui.engine.")]
+    for name in names + %s:
+        importlib.import_module(name)
+    print(json.dumps({"engine": names, "loaded": sorted(m for m in sys.modules if m.split(".")[0] in
+          ("textual", "psutil", "kugetsu_tui"))}))
+    """
+)
+
+
+def _loaded(*extra: str) -> dict[str, list[str]]:
+    code = IMPORTS % (list(extra),)
+    done = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
+    result: dict[str, list[str]] = json.loads(done.stdout)
+    return result
+
+
+def test_the_engine_and_the_cli_do_not_import_textual() -> None:
+    result = _loaded("kugetsu_tui.cli", "kugetsu_tui.config", "kugetsu_tui.present", "kugetsu_tui.demo")
+    assert "kugetsu_tui.engine.supervisor" in result["engine"], "every engine module was imported"
+    assert "kugetsu_tui.engine.store" in result["loaded"]
+    assert not [m for m in result["loaded"] if m.split(".")[0] == "textual"]
+
+
+def test_add_and_headless_run_load_no_textual(kg: Kugetsu) -> None:
+    """The real commands, run to the end in a fresh interpreter: which modules did they load?"""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from kugetsu_tui import cli
+        out = {{}}
+        for argv in (["add", "--no-worktree", "--repo", {str(kg.work)!r}, "ok"], ["run", "--headless"]):
+            code = cli.main(["--home", {str(kg.home)!r}, *argv])
+            out[argv[0]] = [code, sorted(m for m in sys.modules if m.split(".")[0] in ("textual", "psutil"))]
+        print(json.dumps(out), file=sys.stderr)
+        """
+    )
+    done = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=kg.env)
+    loaded = json.loads(done.stderr.splitlines()[-1])
+    assert loaded["add"][0] == 0 and loaded["add"][1] == [], "add loads neither Textual nor psutil"
+    assert loaded["run"][0] == 0
+    assert not [m for m in loaded["run"][1] if m.startswith("textual")]

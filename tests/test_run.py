@@ -1,0 +1,259 @@
+"""`kugetsu run --headless` with real agents: the cap, the order, retries, timeouts, expiry."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+from conftest import FAKE_AGENT, PY, Kugetsu, script, wait_until
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_cap_is_never_exceeded_in_the_process_table(kg: Kugetsu) -> None:
+    """30 tasks at cap 3, counted from the OS process table every ~10 ms."""
+    starts = kg.root / "starts"
+    ids = [kg.add(script(["record", starts], ["sleep", 0.1 + (i % 4) * 0.1])) for i in range(30)]
+
+    counts: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            counts.append(len(kg.agent_processes()))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = kg.run()
+    finally:
+        done.set()
+        sampler.join()
+
+    assert result.returncode == 0, result.stderr
+    assert max(counts) <= 3, f"saw {max(counts)} agents at once with cap 3"
+    assert max(counts) == 3, "the cap was reached, so the bound above was tested"
+    assert len(counts) > 50
+    assert sorted(int(r["task"]) for r in _records(starts)) == ids  # type: ignore[arg-type]
+    assert {t["state"] for t in kg.tasks().values()} == {"succeeded"}
+
+
+def test_priority_first_then_first_come_first_served(kg: Kugetsu) -> None:
+    kg.write_config(capacity={"cap": 1})
+    starts = kg.root / "starts"
+    priorities = [0, 5, 0, 5, 1, -2, 1, 0, 5]
+    ids = [kg.add(script(["record", starts]), "--priority", str(p)) for p in priorities]
+    expected = [i for _, i in sorted(zip(priorities, ids, strict=True), key=lambda pi: (-pi[0], pi[1]))]
+
+    # Before anything runs, status already tells each task its place in that order.
+    tasks = kg.tasks()
+    assert sorted(ids, key=lambda i: tasks[i]["position"]) == expected
+    assert all(tasks[i]["wait_reason"].startswith("no supervisor running") for i in ids)
+
+    result = kg.run()
+    assert result.returncode == 0, result.stderr
+    assert [int(r["task"]) for r in _records(starts)] == expected  # type: ignore[arg-type]
+
+
+def test_retries_with_backoff_then_success(kg: Kugetsu) -> None:
+    counter = kg.root / "counter"
+    starts = kg.root / "starts"
+    task_id = kg.add(script(["record", starts], ["fail-then-ok", 2, counter]), "--max-attempts", "3")
+
+    result = kg.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    task = kg.task(task_id)
+    assert (task["state"], task["attempts"], task["exit_code"]) == ("succeeded", 3, 0)
+    assert counter.read_text() == "3", "the agent ran exactly three times"
+    assert [r["attempt"] for r in _records(starts)] == ["1", "2", "3"]
+
+    events = kg.events(task_id)
+    retries = [e for e in events if e["type"] == "task_retrying"]
+    assert [e["retry_in"] for e in retries] == [0.2, 0.4], "exponential backoff from retry_backoff"
+    assert all(e["reason"] == "exit code 1" for e in retries)
+    started = [e for e in events if e["type"] == "task_started"]
+    assert len(started) == 3
+    for retry, again in zip(retries, started[1:], strict=True):
+        waited = _ts(again["ts"]) - _ts(retry["ts"])
+        assert waited >= retry["retry_in"] - 0.002, f"restarted after {waited:.3f}s, before its backoff"
+
+    logs = kg.cli("logs", str(task_id))
+    assert logs.returncode == 0
+    log = logs.stdout
+    assert "--- kugetsu: attempt 3 ---" in log and log.count("failing on purpose") == 2
+
+
+def test_a_task_that_keeps_failing_fails_and_the_run_exits_1(kg: Kugetsu) -> None:
+    counter = kg.root / "counter"
+    bad = kg.add(script(["fail-then-ok", 99, counter]), "--max-attempts", "2")
+    odd = kg.add(script(["exit", 7]), "--max-attempts", "1")
+    good = kg.add(script(["ok"]))
+
+    result = kg.run()
+    assert result.returncode == 1
+    tasks = kg.tasks()
+    assert (tasks[bad]["state"], tasks[bad]["attempts"], tasks[bad]["exit_code"]) == ("failed", 2, 1)
+    assert counter.read_text() == "2"
+    assert (tasks[odd]["state"], tasks[odd]["exit_code"], tasks[odd]["reason"]) == (
+        "failed",
+        7,
+        "exit code 7",
+    )
+    assert tasks[good]["state"] == "succeeded"
+    types = [e["type"] for e in kg.events(bad)]
+    assert types.count("task_retrying") == 1 and types[-1] == "task_error"
+
+
+def test_exit_code_0_and_json_event_lines(kg: Kugetsu) -> None:
+    ids = [kg.add(script(["ok"])) for _ in range(3)]
+    result = kg.run("--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[0]["type"] == "supervisor_started" and events[-1]["type"] == "supervisor_stopped"
+    for event in events:
+        assert set(event) >= {"id", "ts", "type", "task_id"}
+        datetime.fromisoformat(event["ts"])
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    for task_id in ids:
+        mine = [e["type"] for e in events if e["task_id"] == task_id]
+        assert mine == ["task_dequeued", "task_started", "task_completed"]
+        completed = next(e for e in events if e["task_id"] == task_id and e["type"] == "task_completed")
+        assert completed["state"] == "succeeded" and completed["exit_code"] == 0
+
+
+def test_timeout_ends_the_attempt_and_counts_as_a_failure(kg: Kugetsu) -> None:
+    starts = kg.root / "starts"
+    plain = kg.add(script(["record", starts], ["hang", 60]), "--timeout", "0.5s", "--max-attempts", "2")
+    stubborn = kg.add(
+        script(["ignore-term"], ["record", starts], ["hang", 60]), "--timeout", "0.5s", "--max-attempts", "1"
+    )
+    result = kg.run()
+    assert result.returncode == 1
+    tasks = kg.tasks()
+    assert (tasks[plain]["state"], tasks[plain]["attempts"]) == ("failed", 2)
+    assert tasks[plain]["reason"] == "timed out after 0.5s"
+    assert tasks[stubborn]["state"] == "failed" and tasks[stubborn]["reason"] == "timed out after 0.5s"
+    # Each attempt ran at least its timeout and was then ended: nothing of it is left.
+    retry = next(e for e in kg.events(plain) if e["type"] == "task_retrying")
+    assert retry["reason"] == "timed out after 0.5s"
+    for record in _records(starts):
+        assert not psutil.pid_exists(int(record["pid"]))  # type: ignore[arg-type]
+    assert kg.our_processes() == []
+
+
+def test_a_queued_task_expires_and_a_held_one_does_not(kg: Kugetsu) -> None:
+    kg.write_config(queue={"expire_after": "0.3s"})
+    starts = kg.root / "starts"
+    waiting = [kg.add(script(["record", starts])) for _ in range(2)]
+    held = kg.add(script(["record", starts]))
+    assert kg.main("hold", str(held))[0] == 0
+    time.sleep(0.4)  # setup: let them wait longer than expire_after before a supervisor looks
+
+    result = kg.run()
+    assert result.returncode == 1, "an expired task makes the run fail"
+    tasks = kg.tasks()
+    for task_id in waiting:
+        assert (tasks[task_id]["state"], tasks[task_id]["attempts"]) == ("expired", 0)
+        assert tasks[task_id]["reason"] == "waited longer than 0.3s"
+        assert [e["type"] for e in kg.events(task_id)][-1] == "task_expired"
+    assert tasks[held]["state"] == "queued" and tasks[held]["held"] is True
+    assert tasks[held]["wait_reason"].startswith("held")
+    assert _records(starts) == [], "nothing ran"
+
+
+def test_a_task_waiting_behind_the_cap_expires(kg: Kugetsu) -> None:
+    kg.write_config(capacity={"cap": 1}, queue={"expire_after": "1s"})
+    gate = kg.root / "gate"
+    starts = kg.root / "starts"
+    kg.start_supervisor()
+    first = kg.add(script(["record", starts], ["wait-file", gate]))
+    kg.wait_state(first, "running")
+    behind = kg.add(script(["record", starts]))
+    held = kg.add(script(["record", starts]))
+    assert kg.main("hold", str(held))[0] == 0
+    assert kg.task(behind)["wait_reason"] == "cap full (1/1 live)"
+
+    task = kg.wait_state(behind, "expired")
+    assert task["reason"] == "waited longer than 1s"
+    assert kg.task(held)["state"] == "queued", "held tasks never expire"
+
+    # Released, the held task waits its turn like any other.
+    assert kg.main("release", str(held))[0] == 0
+    gate.touch()
+    kg.wait_state(first, "succeeded")
+    kg.wait_state(held, "succeeded")
+    assert [int(r["task"]) for r in _records(starts)] == [first, held]  # type: ignore[arg-type]
+
+
+def test_logs_show_everything_the_agent_printed(kg: Kugetsu) -> None:
+    lines = 50_000
+    task_id = kg.add(script(["print-lines", lines]))
+    assert kg.run().returncode == 0
+    shown = kg.cli("logs", str(task_id))
+    assert shown.returncode == 0 and shown.stderr == ""
+    out = shown.stdout.splitlines()
+    assert out[:lines] == [f"line {i}" for i in range(lines)]
+    assert "fake-agent: to stderr" in out
+    follow = kg.cli("logs", "-f", str(task_id), timeout=20)  # a settled task: -f ends at once
+    assert follow.stdout == shown.stdout
+
+
+def test_a_prompt_arrives_byte_exact_as_one_argument(kg: Kugetsu) -> None:
+    dumps = kg.root / "argv"
+    dumps.mkdir()
+    kg.write_config(
+        agents={"argv": {"command": [PY, FAKE_AGENT, "dump-argv", f"{dumps}/{{task_id}}.json", "{prompt}"]}},
+        default_agent="argv",
+    )
+    prompts = [
+        "-rf / --version",
+        "--help",
+        "$(touch pwned) `touch pwned` ; touch pwned && echo hi | cat > pwned 2>&1 &",
+        "line one\nline two\n\n\ttabbed 'single' \"double\" \\back\\slash *.py ~ $HOME %s",
+        "   leading and trailing spaces   ",
+        "ünïcödé ✓ 日本語",
+        "placeholders stay put: {prompt} {task_id} {worktree}",
+    ]
+    ids = {}
+    for prompt in prompts[:3]:  # through the real command line
+        added = kg.cli("add", "--no-worktree", "--", prompt)
+        assert added.returncode == 0, added.stderr
+        ids[int(added.stdout)] = prompt
+    lines = "".join(json.dumps({"prompt": p, "no_worktree": True}) + "\n" for p in prompts[3:])
+    added = kg.cli("add", "--from-file", "-", input=lines)
+    assert added.returncode == 0, added.stderr
+    ids.update(zip(map(int, added.stdout.split()), prompts[3:], strict=True))
+
+    assert kg.run().returncode == 0
+    for task_id, prompt in ids.items():
+        dump = dumps / f"{task_id}.json"
+        assert json.loads(dump.read_text(encoding="utf-8")) == ["dump-argv", str(dump), prompt]
+        assert kg.task(task_id)["prompt"] == prompt
+    assert not (kg.work / "pwned").exists()
+
+
+def test_the_run_waits_for_a_task_in_backoff(kg: Kugetsu) -> None:
+    """A queue whose only task waits out its backoff is not drained yet."""
+    kg.write_config(queue={"retry_backoff": "1s"})
+    counter = kg.root / "counter"
+    task_id = kg.add(script(["fail-then-ok", 1, counter]))
+    proc = kg.popen("run", "--headless")
+    wait_until(lambda: kg.task(task_id)["attempts"] == 1 and kg.task(task_id)["state"] == "queued", "a retry")
+    task = kg.task(task_id)
+    assert task["wait_reason"].startswith("backoff until") and "attempt 2 of 3" in task["wait_reason"]
+    assert task["not_before"] is not None
+    assert proc.wait(20) == 0
+    assert kg.task(task_id)["state"] == "succeeded"

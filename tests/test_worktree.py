@@ -1,0 +1,95 @@
+"""Each task in its own git worktree on kugetsu/<id>: made once, reused by retries, removed
+when clean (the branch stays), kept and shown when dirty."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import Kugetsu, git, script
+
+
+def _branches(repo: Path) -> set[str]:
+    return set(git(repo, "branch", "--format=%(refname:short)").split())
+
+
+def _worktrees(repo: Path) -> list[str]:
+    return [
+        line.removeprefix("worktree ")
+        for line in git(repo, "worktree", "list", "--porcelain").splitlines()
+        if line.startswith("worktree ")
+    ]
+
+
+def test_worktree_on_its_branch_reused_by_retries_and_removed_when_clean(kg: Kugetsu, repo: Path) -> None:
+    (repo / "later.txt").write_text("a second commit\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "second")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    starts, seen, counter = kg.root / "starts", kg.root / "seen", kg.root / "counter"
+    task_id = kg.add(
+        script(
+            ["record", starts],
+            ["check", "partial.txt", seen],
+            ["write", "partial.txt", "work in progress"],
+            ["fail-then-ok", 1, counter],
+            ["git-commit", "agent work"],
+        ),
+        "--repo",
+        str(repo),
+    )
+    assert kg.task(task_id)["repo"] == str(repo)
+
+    result = kg.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    where = kg.home / "worktrees" / str(task_id)
+    runs = [json.loads(line) for line in starts.read_text().splitlines()]
+    assert [r["cwd"] for r in runs] == [str(where), str(where)]
+    assert seen.read_text().split() == ["no", "yes"], "the retry found the first attempt's work"
+
+    task = kg.task(task_id)
+    assert (task["state"], task["attempts"]) == ("succeeded", 2)
+    assert task["branch"] == f"kugetsu/{task_id}"
+    assert task["worktree"] is None and not where.exists(), "a clean worktree is removed"
+    assert str(where) not in _worktrees(repo)
+    assert f"kugetsu/{task_id}" in _branches(repo), "the branch stays"
+    log = git(repo, "log", "--format=%s %P", "-1", f"kugetsu/{task_id}").split()
+    assert log == ["agent", "work", head], "the branch starts at the repo's HEAD and keeps the work"
+    # The person's own checkout was not touched.
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_dirty_worktree_is_kept_and_shown(kg: Kugetsu, repo: Path) -> None:
+    done = kg.add(script(["write", "notes.txt", "unfinished"]), "--repo", str(repo))
+    failed = kg.add(
+        script(["write", "half.txt", "x"], ["exit", 3]), "--repo", str(repo), "--max-attempts", "1"
+    )
+    clean = kg.add(script(["ok"]), "--repo", str(repo))
+    assert kg.run().returncode == 1
+
+    tasks = kg.tasks()
+    for task_id, name in ((done, "notes.txt"), (failed, "half.txt")):
+        where = kg.home / "worktrees" / str(task_id)
+        assert tasks[task_id]["worktree"] == str(where)
+        assert (where / name).exists()
+        assert str(where) in _worktrees(repo)
+    assert tasks[clean]["worktree"] is None and not (kg.home / "worktrees" / str(clean)).exists()
+    assert {f"kugetsu/{i}" for i in (done, failed, clean)} <= _branches(repo)
+
+    shown = kg.cli("status")
+    assert shown.returncode == 0
+    assert f"[kept {kg.home / 'worktrees' / str(done)}]" in shown.stdout
+    assert f"[kept {kg.home / 'worktrees' / str(failed)}]" in shown.stdout
+
+
+def test_repo_defaults_to_the_git_repo_of_the_current_directory(kg: Kugetsu, repo: Path) -> None:
+    sub = repo / "src" / "deep"
+    sub.mkdir(parents=True)
+    added = kg.cli("add", "from a subfolder", cwd=sub)
+    assert added.returncode == 0, added.stderr
+    task = kg.task(int(added.stdout))
+    assert task["repo"] == str(repo)
+    added = kg.cli("add", "--no-worktree", "right here", cwd=sub)
+    assert added.returncode == 0, added.stderr
+    assert kg.task(int(added.stdout))["repo"] == str(sub)
