@@ -397,14 +397,33 @@ def run_headless(home: Home, config: Config, *, forever: bool, as_json: bool) ->
     return asyncio.run(supervisor.run())
 
 
+def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.tui.app import run_dashboard
+
+    ctx.store.close()
+    return run_dashboard(ctx.home, ctx.config)
+
+
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.headless:
-        print("kugetsu: the dashboard is not available yet; running headless", file=sys.stderr)
+        return cmd_tui(ctx, args)
     ctx.store.close()
     return run_headless(ctx.home, ctx.config, forever=args.forever, as_json=args.json)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.headless:
+        import tempfile
+
+        from kugetsu_tui.config import load_config
+        from kugetsu_tui.demo import prepare
+        from kugetsu_tui.tui.app import run_dashboard
+
+        root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
+        sandbox = prepare(root, args.tasks)
+        code = run_dashboard(sandbox, load_config(sandbox.config_path))
+        print(f"kugetsu demo: the sandbox stays in {root}; look again with  kugetsu --home {sandbox.root}")
+        return code
     from kugetsu_tui.demo import run_demo
 
     return run_demo(
@@ -467,6 +486,9 @@ def build_parser() -> Parser:
     )
     status.set_defaults(func=cmd_status)
 
+    tui = sub.add_parser("tui", parents=[common], help="the dashboard (also: kugetsu with no command)")
+    tui.set_defaults(func=cmd_tui)
+
     run = sub.add_parser("run", parents=[common], help="supervise the queue")
     run.add_argument("--headless", action="store_true", help="no dashboard: print events (for CI)")
     run.add_argument("--forever", action="store_true", help="keep serving when the queue is empty")
@@ -522,8 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "demo", False):
             return cmd_demo(args)
         if args.command is None:
-            parser.print_help()
-            return 0
+            if not sys.stdout.isatty():
+                parser.print_help()
+                return 0
+            args.func = cmd_tui
         ctx = Context(args)
         result: int = args.func(ctx, args)
         return result

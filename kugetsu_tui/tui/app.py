@@ -1,0 +1,497 @@
+"""The kugetsu dashboard app: owns the engine connection, the refresh and the samplers.
+
+If no supervisor holds the home's lock, the app runs one itself, as a task in Textual's
+own event loop (`Supervisor(..., forever=True, install_signals=False)`), and its actions
+wake it directly. If one already runs (`kugetsu run --headless --forever` elsewhere), the
+app attaches: it reads the store, and its actions become request rows, exactly as the
+CLI's would. If that supervisor goes away, the app takes over.
+
+Every key ends in a call to `Control`, the same calls the CLI makes; the app never
+signals a process. Quitting stops only the in-process supervisor loop: the agents keep
+running and the next supervisor re-adopts them.
+
+The app reads the store on its own connection, only on the UI thread; psutil sampling
+runs in a worker thread and hands readings back with call_from_thread. Clock and
+readings are injectable so that snapshot tests see the same screen every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from kugetsu_tui.config import Config, load_config
+from kugetsu_tui.engine.control import Control, Outcome
+from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.model import Event, State, Task
+from kugetsu_tui.engine.runner import substitute
+from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.supervisor import Supervisor
+from kugetsu_tui.errors import ConfigError, UsageError
+from kugetsu_tui.present import supervisor_facts
+from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
+from kugetsu_tui.tui.dashboard import DashboardScreen
+from kugetsu_tui.tui.readings import MachineReading, MachineSampler, sample_machine
+from kugetsu_tui.tui.screens.confirm import ConfirmScreen
+from kugetsu_tui.tui.screens.detail import DetailScreen
+from kugetsu_tui.tui.screens.help import HelpScreen
+from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+
+REFRESH_EVERY = 0.5  # seconds between looks at the store
+SAMPLE_EVERY = 1.0  # seconds between readings of the machine
+LOOK_AROUND_EVERY = 2.0  # seconds between checks of the lock and of config.toml
+SOON = 0.1  # after the supervisor reports events, refresh this soon
+DETAIL_EVENTS = 200
+
+
+class KugetsuApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "kugetsu"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        home: Home,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        machine_sampler: MachineSampler = sample_machine,
+        probe: Callable[[], SupervisorState] | None = None,
+        supervise: bool = True,
+        refresh_every: float = REFRESH_EVERY,
+        sample_every: float | None = SAMPLE_EVERY,
+    ) -> None:
+        no_color = os.environ.get("NO_COLOR")
+        super().__init__()
+        if no_color is not None:
+            os.environ["NO_COLOR"] = no_color  # Textual takes it out; the agents keep it
+        self.home = home
+        self.config = config
+        self.config_path = config.path or home.config_path
+        self.clock = clock
+        self.machine_sampler = machine_sampler
+        self.probe = probe  # fixed supervisor facts for tests; then never supervise here
+        self.supervise = supervise and probe is None
+        self.refresh_every = refresh_every
+        self.sample_every = sample_every
+        self.store = Store(home.db_path)
+        self.control = Control(home, store=self.store)
+        self.reader = BoardReader(self.store)
+        self.board = Board()
+        self.dashboard = DashboardScreen(home.log_path)
+        self.supervisor: Supervisor | None = None
+        self.machine: MachineReading | None = None
+        self.elsewhere = SupervisorState()  # a supervisor in another process, if any
+        self._supervisor_task: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._dirty = False
+        self._soon = False
+        self._next_look = 0.0
+        self._config_mtime = self._mtime()
+        self._pending: dict[int, str] = {}
+        self._stop_sampling = threading.Event()
+        self._last_repo = ""
+        self._quitting = False
+        self._supervisor_broke = False
+
+    def get_default_screen(self) -> Screen[None]:
+        return self.dashboard
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._look_around(force=True)
+        self.refresh_board()
+        self._take_reading(self.machine_sampler())
+        self.dashboard.focus_first()
+        self.set_interval(self.refresh_every, self.refresh_board)
+        self.set_interval(1.0, self.dashboard.refresh_active)
+        if self.sample_every is not None:
+            self.sample_forever()
+
+    async def on_unmount(self) -> None:
+        self._quitting = True
+        self._stop_sampling.set()
+        await self._stop_supervisor()
+        self.store.close()
+
+    def _start_supervisor(self) -> None:
+        supervisor = Supervisor(
+            self.home, self.config, forever=True, install_signals=False, on_events=self._on_supervisor_events
+        )
+        self.supervisor = supervisor
+        self.control.wake = supervisor.wake
+        self._supervisor_task = asyncio.create_task(self._supervise(supervisor))
+
+    async def _supervise(self, supervisor: Supervisor) -> None:
+        try:
+            await supervisor.run()
+        except UsageError as err:  # another supervisor took the lock first: attach to it
+            self.notify(str(err), title="attached", severity="warning")
+        except Exception as err:  # keep the dashboard up; say what happened
+            self._supervisor_broke = True
+            self.notify(
+                f"{type(err).__name__}: {err}", title="supervisor stopped", severity="error", timeout=30
+            )
+        finally:
+            if self.supervisor is supervisor:
+                self.supervisor = None
+                self.control.wake = None
+            self._dirty = True
+            self._next_look = 0.0
+
+    async def _stop_supervisor(self) -> None:
+        task, supervisor = self._supervisor_task, self.supervisor
+        if task is None or supervisor is None:
+            return
+        supervisor.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), timeout=15)
+        self._supervisor_task = None
+
+    def _on_supervisor_events(self, events: list[Event]) -> None:
+        if not self._soon:
+            self._soon = True
+            self.set_timer(SOON, self._refresh_soon)
+
+    def _refresh_soon(self) -> None:
+        self._soon = False
+        self.refresh_board()
+
+    # --- refreshing -------------------------------------------------------------------
+
+    def supervisor_state(self) -> SupervisorState:
+        supervisor = self.supervisor
+        if supervisor is None:
+            return self.elsewhere
+        suggestion = supervisor.suggestion
+        return SupervisorState(
+            here=True,
+            pid=os.getpid(),
+            cap=supervisor.cap,
+            cap_mode=supervisor.config.cap_mode,
+            suggested_cap=suggestion.cap if suggestion else None,
+            cap_reason=suggestion.reason if suggestion else None,
+            admission_blocked=supervisor.admission_blocked,
+            config_error=supervisor.config_error,
+        )
+
+    def current_cap(self) -> int:
+        cap = self.supervisor_state().cap
+        return cap if cap is not None else self.config.cap
+
+    def on_dashboard_screen_filter_changed(self, event: DashboardScreen.FilterChanged) -> None:
+        self.refresh_board()
+
+    def refresh_board(self) -> None:
+        """Read what changed in the store and show it; the only path from store to screen."""
+        if self._quitting:
+            return
+        self._look_around()
+        if (
+            self.supervise
+            and self.supervisor is None
+            and not self.elsewhere.running
+            and not self._supervisor_broke
+        ):
+            self._start_supervisor()  # none runs (any more): this dashboard supervises
+        if self.reader.poll(force=self._dirty):
+            self._generation += 1
+        self._dirty = False
+        self.board = self.reader.board(
+            cap=self.current_cap(),
+            supervisor=self.supervisor_state(),
+            now=self.clock(),
+            text_filter=self.dashboard.text_filter,
+        )
+        self.dashboard.show(self.board, self._generation)
+        self._check_requests()
+
+    def _look_around(self, *, force: bool = False) -> None:
+        """Now and then: who holds the lock, and did config.toml change."""
+        now = time.monotonic()
+        if not force and now < self._next_look:
+            return
+        self._next_look = now + LOOK_AROUND_EVERY
+        if self.probe is not None:
+            self.elsewhere = self.probe()
+        elif self.supervisor is None:
+            self.elsewhere = SupervisorState.from_facts(supervisor_facts(self.store, self.home, time.time()))
+        mtime = self._mtime()
+        if mtime != self._config_mtime:
+            self._config_mtime = mtime
+            try:
+                self.config = load_config(self.config_path)
+            except ConfigError as err:
+                self.notify(str(err), title="config.toml not reloaded", severity="error", timeout=15)
+
+    def _mtime(self) -> float | None:
+        try:
+            return self.config_path.stat().st_mtime
+        except OSError:
+            return None
+
+    def _check_requests(self) -> None:
+        """Say so when a supervisor refused one of our requests."""
+        for request_id, what in list(self._pending.items()):
+            result = self.store.request_result(request_id)
+            if result is None:
+                continue
+            del self._pending[request_id]
+            if result.startswith("error: "):
+                self.notify(result.removeprefix("error: "), title=what, severity="warning")
+
+    # --- sampling (worker thread) -------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="sampling", exit_on_error=False)
+    def sample_forever(self) -> None:
+        worker = get_current_worker()
+        assert self.sample_every is not None
+        while not self._stop_sampling.wait(self.sample_every) and not worker.is_cancelled:
+            reading = self.machine_sampler()
+            try:
+                self.call_from_thread(self._take_reading, reading)
+            except RuntimeError:
+                return  # the app is closing
+
+    def _take_reading(self, reading: MachineReading) -> None:
+        self.machine = reading
+        self.dashboard.show_readings(reading)
+
+    # --- the keys: each one a Control call ------------------------------------------------
+
+    def selected_task(self) -> Task | None:
+        task_id = self.dashboard.selected_task_id
+        return self.store.get(task_id) if task_id is not None else None
+
+    def _need_task(self) -> Task | None:
+        task = self.selected_task()
+        if task is None:
+            self.notify("no task selected", severity="warning", timeout=3)
+        return task
+
+    def act(self, what: str, call: Callable[[], Sequence[Outcome] | Outcome]) -> bool:
+        """Run one Control call; report its outcome or the user mistake it raised."""
+        try:
+            result = call()
+        except UsageError as err:
+            self.notify(str(err), title=what, severity="warning")
+            return False
+        outcomes = [result] if isinstance(result, Outcome) else list(result)
+        for outcome in outcomes:
+            if outcome.request_id is not None:
+                self._pending[outcome.request_id] = what
+            prefix = f"task {outcome.task_id}: " if outcome.task_id is not None else ""
+            self.notify(prefix + outcome.message, timeout=3)
+        self._dirty = True
+        self.refresh_board()
+        return True
+
+    def action_pause_resume(self) -> None:
+        task = self._need_task()
+        if task is None:
+            return
+        if task.state is State.PAUSED:
+            self.act("resume", lambda: self.control.resume([task.id]))
+        else:
+            self.act("pause", lambda: self.control.pause([task.id]))
+
+    def action_cancel_task(self) -> None:
+        task = self._need_task()
+        if task is None:
+            return
+        if not (task.state is State.QUEUED or task.state.is_live):
+            self.act("cancel", lambda: self.control.cancel([task.id]))  # says why not
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.act("cancel", lambda: self.control.cancel([task.id]))
+
+        what = "end its agent (SIGTERM, then SIGKILL)" if task.state.is_live else "drop it from the queue"
+        self.push_screen(
+            ConfirmScreen(
+                f"Cancel task {task.id}?", f"{task.short_prompt(200)}\n\nThis will {what}.", yes="Cancel it"
+            ),
+            answered,
+        )
+
+    def action_requeue(self) -> None:
+        task = self._need_task()
+        if task is not None:
+            self.act("requeue", lambda: self.control.requeue([task.id]))
+
+    def action_hold_release(self) -> None:
+        task = self._need_task()
+        if task is None:
+            return
+        if task.state is State.QUEUED and task.held:
+            self.act("release", lambda: self.control.release([task.id]))
+        else:
+            self.act("hold", lambda: self.control.hold([task.id]))
+
+    def set_cap(self, cap: int) -> None:
+        if self.supervisor_state().cap_mode == "auto":
+            self.notify(
+                "[capacity] mode is auto, so the advisor will keep setting the cap",
+                severity="warning",
+                timeout=5,
+            )
+        if self.act("cap", lambda: self.control.set_cap(cap)):
+            with contextlib.suppress(ConfigError):
+                self.config = load_config(self.config_path)
+                self._config_mtime = self._mtime()
+            self.refresh_board()
+
+    def action_cap_up(self) -> None:
+        self.set_cap(self.current_cap() + 1)
+
+    def action_cap_down(self) -> None:
+        if self.current_cap() <= 1:
+            self.notify("the cap is already 1", severity="warning", timeout=3)
+            return
+        self.set_cap(self.current_cap() - 1)
+
+    def action_accept_cap(self) -> None:
+        suggested = self.supervisor_state().suggested_cap
+        if suggested is None:
+            self.notify("no suggested cap yet", severity="warning", timeout=3)
+        elif suggested == self.current_cap():
+            self.notify(f"the cap is already {suggested}", timeout=3)
+        else:
+            self.set_cap(suggested)
+
+    def action_new_task(self) -> None:
+        repo = self._last_repo or self._guess_repo()
+
+        def added(new: object) -> None:
+            if new is None:
+                return
+            from kugetsu_tui.engine.model import NewTask
+
+            assert isinstance(new, NewTask)
+            self._last_repo = new.repo or ""
+            self.act("add", lambda: [Outcome(i, "queued") for i in self.control.add([new])])
+
+        self.push_screen(
+            NewTaskScreen(
+                agents=sorted(self.config.agents),
+                agent=self.config.default_agent,
+                repo=repo,
+                max_attempts=self.config.max_attempts,
+            ),
+            added,
+        )
+
+    def _guess_repo(self) -> str:
+        for group in (self.board.active, self.board.queued, self.board.failed):
+            for task in group:
+                if task.repo:
+                    return task.repo
+        return os.getcwd()
+
+    def action_details(self) -> None:
+        task = self._need_task()
+        if task is None:
+            return
+        agent = self.config.agents.get(task.agent)
+        argv = None
+        if agent is not None:
+            where = task.worktree or task.repo or "."
+            argv = substitute(
+                agent.command, {"prompt": task.prompt, "task_id": str(task.id), "worktree": where}
+            )
+        events = self.store.events(task_id=task.id)[-DETAIL_EVENTS:]
+        self.push_screen(
+            DetailScreen(
+                task,
+                events=events,
+                argv=argv,
+                log_path=self.home.log_path(task.id),
+                wait_reason=self.board.view.wait_reason.get(task.id),
+                now=self.clock(),
+            )
+        )
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            return
+        live = self.store.live_count()
+        if not live:
+            await self.shut_down()
+            return
+        if self.supervisor is not None:
+            where = (
+                "They keep running after you quit; the next supervisor (kugetsu, "
+                "kugetsu run) finds them again and settles them."
+            )
+        elif self.elsewhere.pid:
+            where = f"They keep running under the supervisor pid {self.elsewhere.pid}."
+        else:
+            where = "They keep running; the next supervisor finds them again."
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self.shut_down()
+
+        agents = "agent is" if live == 1 else "agents are"
+        self.push_screen(ConfirmScreen(f"Quit? {live} {agents} live.", where, yes="Quit"), answered)
+
+    async def shut_down(self) -> None:
+        self._quitting = True
+        self._stop_sampling.set()
+        await self._stop_supervisor()
+        self.exit(0)
+
+    # --- the command palette ------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = (
+            ("Pause / resume task", "pause or resume the selected task (p)", self.action_pause_resume),
+            ("Cancel task", "cancel the selected task, after asking (c)", self.action_cancel_task),
+            ("Requeue task", "queue a failed, cancelled or expired task again (r)", self.action_requeue),
+            ("Hold / release task", "park a queued task or let it run (h)", self.action_hold_release),
+            ("Raise cap", "one more agent may run (+)", self.action_cap_up),
+            ("Lower cap", "one fewer agent may run (-)", self.action_cap_down),
+            ("Accept suggested cap", "set the cap to the suggestion (a)", self.action_accept_cap),
+            ("New task", "queue a task (n)", self.action_new_task),
+            ("Task details", "prompt, command, worktree, timings, events (enter)", self.action_details),
+            (
+                "Failed pane kinds",
+                "all / failed / cancelled / expired (f)",
+                self.dashboard.action_failed_kind,
+            ),
+            ("Filter", "filter every pane by text (/)", self.dashboard.action_open_filter),
+            ("Keys", "every key and what the states mean (?)", self.action_help),
+        )
+        for title, helptext, callback in commands:
+            yield SystemCommand(title, helptext, callback)
+
+
+def run_dashboard(home: Home, config: Config) -> int:
+    """Open the dashboard on `home` (the CLI's entry). Needs a terminal."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the dashboard needs a terminal; use --headless to run without one")
+    app = KugetsuApp(home, config)
+    app.run()
+    return app.return_code or 0
+
+
+__all__ = ["KugetsuApp", "run_dashboard"]

@@ -1,0 +1,206 @@
+"""What the dashboard shows, read from the store a little at a time.
+
+`BoardReader` keeps the dashboard's picture of the queue current without reading the
+whole table on every tick: it asks SQLite whether anything was committed since the
+last look (`data_version`), and if so reads only the tasks changed since then
+(`changed_since`), the counts per state and the head of the queue (a window of the
+first few hundred in admission order; the rest are only counted). It never writes.
+No Textual import here: this is plain data, testable on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kugetsu_tui.engine.model import LIVE_STATES, State, Task
+from kugetsu_tui.engine.slots import QueueView, explain_queue
+from kugetsu_tui.engine.store import Store
+
+QUEUE_WINDOW = 300
+FAILED_WINDOW = 200
+# Writers stamp updated_at with their own clock reading, taken before they commit; read
+# back this far so that a commit that lands late with an older stamp is not missed.
+OVERLAP = 1.0
+BAD_STATES = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorState:
+    """Who runs the agents of this home (this dashboard, another process, or nobody) and
+    what that supervisor last said about capacity."""
+
+    here: bool = False
+    pid: int | None = None
+    cap: int | None = None
+    cap_mode: str | None = None
+    suggested_cap: int | None = None
+    cap_reason: str | None = None
+    admission_blocked: str | None = None
+    config_error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.here or self.pid is not None
+
+    def describe(self) -> str:
+        if self.here:
+            return "supervising here"
+        if self.pid is not None:
+            return f"attached to pid {self.pid}" if self.pid > 0 else "attached"
+        return "no supervisor"
+
+    @classmethod
+    def from_facts(cls, facts: Mapping[str, Any]) -> SupervisorState:
+        """From what a supervisor in another process published (`present.supervisor_facts`)."""
+        if "supervisor_pid" not in facts:
+            return cls()
+        cap = facts.get("cap")
+        suggested = facts.get("suggested_cap")
+        return cls(
+            here=False,
+            pid=facts["supervisor_pid"] or -1,
+            cap=int(cap) if cap is not None else None,
+            cap_mode=facts.get("cap_mode"),
+            suggested_cap=int(suggested) if suggested is not None else None,
+            cap_reason=facts.get("cap_reason"),
+            admission_blocked=facts.get("admission_blocked"),
+            config_error=facts.get("config_error"),
+        )
+
+
+@dataclass(slots=True)
+class Board:
+    """One frame of the dashboard's data."""
+
+    active: list[Task] = field(default_factory=list)
+    queued: list[Task] = field(default_factory=list)  # the window, in admission order
+    queued_total: int = 0
+    failed: list[Task] = field(default_factory=list)  # newest first
+    counts: dict[State, int] = field(default_factory=dict)
+    cap: int = 1
+    supervisor: SupervisorState = field(default_factory=SupervisorState)
+    view: QueueView = field(default_factory=lambda: QueueView({}, {}))
+    now: float = 0.0
+    text_filter: str = ""
+
+    @property
+    def live(self) -> int:
+        return sum(self.counts.get(s, 0) for s in LIVE_STATES)
+
+    def get(self, task_id: int) -> Task | None:
+        for group in (self.active, self.queued, self.failed):
+            for task in group:
+                if task.id == task_id:
+                    return task
+        return None
+
+
+class BoardReader:
+    def __init__(
+        self, store: Store, *, queue_window: int = QUEUE_WINDOW, failed_window: int = FAILED_WINDOW
+    ) -> None:
+        self.store = store
+        self.queue_window = queue_window
+        self.failed_window = failed_window
+        self.active: dict[int, Task] = {}
+        self.failed: dict[int, Task] = {}
+        self.queued: list[Task] = []
+        self.counts: dict[State, int] = {s: 0 for s in State}
+        self._version: int | None = None
+        self._high_water: float | None = None
+
+    def poll(self, *, force: bool = False) -> bool:
+        """Bring the picture up to date; True if anything in it may have changed.
+
+        `force` after a write through this process's own connection, which
+        data_version does not report."""
+        version = self.store.data_version()
+        if version == self._version and not force:
+            return False
+        self._version = version
+        if self._high_water is None:
+            self._load_all()
+            return True
+        changed = self.store.changed_since(self._high_water - OVERLAP)
+        in_window = {t.id for t in self.queued}
+        queue_moved = False
+        for task in changed:
+            self._high_water = max(self._high_water, task.updated_at)
+            if task.state.is_live:
+                self.active[task.id] = task
+            else:
+                self.active.pop(task.id, None)
+            if task.state in BAD_STATES:
+                self.failed[task.id] = task
+            else:
+                self.failed.pop(task.id, None)
+            if task.state is State.QUEUED or task.id in in_window:
+                queue_moved = True
+        self._trim_failed()
+        counts = self.store.counts()
+        if queue_moved or counts[State.QUEUED] != self.counts[State.QUEUED]:
+            self.queued = self.store.queued(self.queue_window)
+        self.counts = counts
+        return True
+
+    def _load_all(self) -> None:
+        self.active = {t.id: t for t in self.store.live()}
+        self.failed = {t.id: t for t in self.store.tasks(BAD_STATES)}
+        self._trim_failed()
+        self.queued = self.store.queued(self.queue_window)
+        self.counts = self.store.counts()
+        stamps = [
+            t.updated_at for group in (self.active.values(), self.failed.values(), self.queued) for t in group
+        ]
+        self._high_water = max(stamps, default=0.0)
+
+    def _trim_failed(self) -> None:
+        if len(self.failed) > self.failed_window:
+            newest = sorted(self.failed.values(), key=_ended, reverse=True)[: self.failed_window]
+            self.failed = {t.id: t for t in newest}
+
+    def board(self, *, cap: int, supervisor: SupervisorState, now: float, text_filter: str = "") -> Board:
+        active = sorted(self.active.values(), key=lambda t: t.id)
+        failed = sorted(self.failed.values(), key=_ended, reverse=True)
+        view = explain_queue(
+            self.queued,
+            live=len(active),
+            cap=cap,
+            now=now,
+            supervisor=supervisor.running,
+            blocked=supervisor.admission_blocked,
+        )
+        queued = self.queued
+        if text_filter:
+            active, queued, failed = (
+                [t for t in group if matches(t, text_filter)] for group in (active, queued, failed)
+            )
+        return Board(
+            active,
+            queued,
+            self.counts[State.QUEUED],
+            failed,
+            dict(self.counts),
+            cap,
+            supervisor,
+            view,
+            now,
+            text_filter,
+        )
+
+
+def _ended(task: Task) -> tuple[float, int]:
+    return (task.ended_at or task.updated_at, task.id)
+
+
+def matches(task: Task, text: str) -> bool:
+    """The `/` filter: a case-insensitive match on id, state, agent, branch or prompt."""
+    needle = text.lower().strip()
+    if not needle:
+        return True
+    if needle.isdigit() and task.id == int(needle):
+        return True
+    haystack = " ".join((str(task.state), task.agent, task.branch or "", task.prompt)).lower()
+    return needle in haystack

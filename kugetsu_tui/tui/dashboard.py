@@ -1,0 +1,231 @@
+"""The main screen: header, the Active / Queued / Failed panes, the log pane, the keys.
+
+The screen lays things out and keeps track of which task is selected (the cursor row
+of the pane that was focused last). Its keys name actions of the app (`app.cancel_task`
+...), where every one of them becomes a call to the engine's Control; the screen itself
+changes nothing. Because the keys live on this screen, they are inactive while a modal
+dialog is open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input
+
+from kugetsu_tui.present import STATE_SYMBOL
+from kugetsu_tui.tui.board import Board
+from kugetsu_tui.tui.readings import MachineReading
+from kugetsu_tui.tui.widgets.active_pane import ActivePane
+from kugetsu_tui.tui.widgets.failed_pane import FailedPane
+from kugetsu_tui.tui.widgets.log_pane import LogPane
+from kugetsu_tui.tui.widgets.machine_bar import MachineBar
+from kugetsu_tui.tui.widgets.queued_pane import QueuedPane
+from kugetsu_tui.tui.widgets.task_table import TaskTable
+
+WIDE = 150  # from this many columns on, the log sits beside the tables
+SETTLE_FOCUS = 5.0  # seconds after start in which the focus follows the first admissions
+QUEUE_AGE_STEP = 20.0  # seconds; queued ages are coarse, so their cells change rarely
+
+
+CAP_KEYS = Binding.Group("cap", compact=True)
+
+
+class FilterInput(Input):
+    """The `/` filter box: enter keeps the filter, escape clears it."""
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "escape":
+            event.stop()
+            self.value = ""
+            self.post_message(self.Submitted(self, ""))
+
+
+class DashboardScreen(Screen[None]):
+    @dataclass
+    class FilterChanged(Message):
+        """The `/` filter text changed; the app refreshes the panes with it."""
+
+        text: str
+
+    BINDINGS = [
+        Binding("p", "app.pause_resume", "pause", id="pause"),
+        Binding("c", "app.cancel_task", "cancel", id="cancel"),
+        Binding("r", "app.requeue", "requeue", id="requeue"),
+        Binding("h", "app.hold_release", "hold", id="hold"),
+        Binding("n", "app.new_task", "new", id="new"),
+        Binding("plus", "app.cap_up", "cap+", key_display="+", id="cap_up", group=CAP_KEYS),
+        Binding("minus", "app.cap_down", "cap-", key_display="-", id="cap_down", group=CAP_KEYS),
+        Binding("a", "app.accept_cap", "accept cap", show=False, id="accept_cap"),
+        Binding("enter", "app.details", "details", show=False, id="details"),
+        Binding("l", "focus_log", "log", show=False, id="focus_log"),
+        Binding("f", "failed_kind", "kinds", show=False, id="failed_kind"),
+        Binding("slash", "open_filter", "filter", id="filter"),
+        Binding("escape", "clear_filter", "clear filter", show=False, id="clear_filter"),
+        Binding("question_mark", "app.help", "help", id="help"),
+        Binding("q", "app.quit", "quit", id="quit"),
+    ]
+
+    def __init__(self, log_path: Callable[[int], Path]) -> None:
+        super().__init__()
+        self.log_path = log_path
+        self.machine_bar = MachineBar(id="machine")
+        self.active = ActivePane(id="active")
+        self.queued = QueuedPane(id="queued")
+        self.failed = FailedPane(log_path, id="failed")
+        self.log_pane = LogPane(id="log")
+        self.filter_box = FilterInput(placeholder="filter by id, state, agent, branch or prompt", id="filter")
+        self.last_table: TaskTable = self.active
+        self.text_filter = ""
+        self._queued_key: object = None
+        self._failed_key: object = None
+        self._board: Board | None = None
+        self._settle_focus_until = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield self.machine_bar
+        with Container(id="panes"):
+            with Vertical(id="tables"):
+                yield self.active
+                yield self.queued
+                yield self.failed
+            yield self.log_pane
+        yield self.filter_box
+        yield Footer()
+
+    @property
+    def tables(self) -> tuple[TaskTable, ...]:
+        return (self.active, self.queued, self.failed)
+
+    # --- showing the board ----------------------------------------------------------
+
+    def show(self, board: Board, generation: int) -> None:
+        """Bring every pane up to date with `board`; cells that did not change stay."""
+        self._board = board
+        self.machine_bar.show(board, None)
+        self.active.show(board)
+        queued_key = (
+            generation,
+            int(board.now // QUEUE_AGE_STEP),
+            self.text_filter,
+            tuple(board.view.wait_reason.values()),
+        )
+        if queued_key != self._queued_key:
+            self._queued_key = queued_key
+            self.queued.show(board)
+        failed_key = (generation, self.failed.kind, self.text_filter)
+        if failed_key != self._failed_key:
+            self._failed_key = failed_key
+            self.failed.show(board)
+        if self._settle_focus_until:
+            self._settle_focus()
+        self.sync_selection()
+        self.log_pane.poll()
+
+    def show_readings(self, reading: MachineReading | None) -> None:
+        if self._board is not None:
+            self.machine_bar.show(self._board, reading)
+
+    def refresh_active(self) -> None:
+        if self._board is not None:
+            self.active.show(self._board)
+
+    def focus_first(self) -> None:
+        """Start where the first key press matters: the first running task, else the queue.
+
+        A supervisor started with the dashboard admits its first tasks a moment after the
+        first paint; for a few seconds, as long as the person has not moved, the focus
+        follows them into the Active pane."""
+        table = self.active if self.active.row_count else self.queued
+        table.focus()
+        self.last_table = table
+        if table.row_count:
+            table.move_cursor(row=0)
+        self._settle_focus_until = time.monotonic() + SETTLE_FOCUS if table is self.queued else 0.0
+        self.sync_selection()
+
+    def _settle_focus(self) -> None:
+        untouched = self.focused is self.queued and self.queued.cursor_row == 0
+        if time.monotonic() > self._settle_focus_until or not untouched:
+            self._settle_focus_until = 0.0
+        elif self.active.row_count:
+            self._settle_focus_until = 0.0
+            self.active.focus()
+            self.last_table = self.active
+            self.active.move_cursor(row=0)
+
+    # --- selection ------------------------------------------------------------------
+
+    @property
+    def selected_task_id(self) -> int | None:
+        return self.last_table.cursor_task_id
+
+    def sync_selection(self) -> None:
+        task_id = self.selected_task_id
+        if task_id is None:
+            self.log_pane.follow(None, None, "Log · no task selected")
+            return
+        task = self.last_table.tasks.get(task_id)
+        state = f" {STATE_SYMBOL[task.state]} {task.state}" if task else ""
+        self.log_pane.follow(task_id, self.log_path(task_id), f"Log · task {task_id}{state}")
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if isinstance(event.widget, TaskTable):
+            self.last_table = event.widget
+            self.sync_selection()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is self.last_table:
+            self.sync_selection()
+
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        await self.app.run_action("app.details")
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width >= WIDE, "-wide")
+
+    # --- actions that only change what is shown ------------------------------------
+
+    def action_focus_log(self) -> None:
+        self.log_pane.focus()
+
+    def action_failed_kind(self) -> None:
+        kind = self.failed.next_kind()
+        if self._board is not None:
+            self.failed.show(self._board)
+        self.notify(f"Failed pane shows {kind}", timeout=2)
+
+    def action_open_filter(self) -> None:
+        self.filter_box.add_class("-shown")
+        self.filter_box.focus()
+
+    def action_clear_filter(self) -> None:
+        if self.text_filter or self.filter_box.has_class("-shown"):
+            self.filter_box.value = ""
+            self._apply_filter("")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is self.filter_box:
+            self._apply_filter(event.value, hide=False)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is self.filter_box:
+            self._apply_filter(event.value)
+
+    def _apply_filter(self, text: str, *, hide: bool = True) -> None:
+        self.text_filter = text.strip()
+        if hide:
+            if not self.text_filter:
+                self.filter_box.remove_class("-shown")
+            self.last_table.focus()
+        self.post_message(self.FilterChanged(self.text_filter))

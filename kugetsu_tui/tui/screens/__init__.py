@@ -1,0 +1,1 @@
+"""Modal screens: confirm, new task, task details, help."""

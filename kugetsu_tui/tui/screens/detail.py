@@ -1,0 +1,111 @@
+"""Everything about one task (`enter`): full prompt, command line, worktree, timings, events."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+from kugetsu_tui.engine.model import Event, Task
+from kugetsu_tui.present import elapsed
+from kugetsu_tui.tui import look
+from kugetsu_tui.tui.widgets.failed_pane import exit_text
+
+EVENT_KEYS = ("reason", "exit_code", "retry_in", "cap", "pid", "argv0")
+
+
+def event_row(event: Event) -> tuple[Text, Text, Text]:
+    kind = event.type.removeprefix("task_")
+    data = event.data
+    details = [f"{key} {data[key]}" for key in EVENT_KEYS if data.get(key) is not None]
+    if "attempts" in data and kind in ("dequeued", "started", "error", "retrying"):
+        details.insert(0, f"attempt {data['attempts']}/{data.get('max_attempts', '?')}")
+    return Text(look.stamp(event.ts)), Text(kind, style="bold"), Text(", ".join(details))
+
+
+def detail_table(
+    task: Task, *, argv: Sequence[str] | None, log_path: Path, wait_reason: str | None, now: float
+) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    held = " (held)" if task.held else ""
+    table.add_row("state", Text.assemble(look.state_text(task.state), held))
+    if wait_reason:
+        table.add_row("waits for", Text(wait_reason))
+    if task.reason:
+        table.add_row("reason", Text(task.reason))
+    table.add_row("agent", Text(task.agent))
+    table.add_row("command", Text(shlex.join(argv)) if argv else Text("? (agent not in the config)"))
+    table.add_row("repo", Text(task.repo or "-"))
+    table.add_row("worktree", Text(task.worktree or ("- (runs in the repo)" if task.no_worktree else "-")))
+    table.add_row("branch", Text(task.branch or "-"))
+    table.add_row("priority", Text(str(task.priority)))
+    table.add_row("attempts", Text(f"{task.attempts} of {task.max_attempts}"))
+    table.add_row("exit", Text(exit_text(task.exit_code)))
+    table.add_row("pid", Text(str(task.pid) if task.pid else "-"))
+    table.add_row("created", Text(look.stamp(task.created_at)))
+    table.add_row("queued", Text(look.stamp(task.queued_at)))
+    if task.not_before:
+        table.add_row("not before", Text(look.stamp(task.not_before)))
+    table.add_row("started", Text(look.stamp(task.started_at) if task.started_at else "-"))
+    table.add_row("ended", Text(look.stamp(task.ended_at) if task.ended_at else "-"))
+    if task.started_at:
+        end = task.ended_at if task.ended_at and task.ended_at >= task.started_at else now
+        table.add_row("ran for", Text(elapsed(end - task.started_at)))
+    table.add_row("timeout", Text(elapsed(task.timeout) if task.timeout else "none"))
+    table.add_row("log", Text(str(log_path)))
+    return table
+
+
+def events_table(events: Sequence[Event]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bright_black", no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for event in events:
+        table.add_row(*event_row(event))
+    return table
+
+
+class DetailScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,q,enter", "dismiss", "close"),
+    ]
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        events: Sequence[Event],
+        argv: Sequence[str] | None,
+        log_path: Path,
+        wait_reason: str | None,
+        now: float,
+    ) -> None:
+        super().__init__(classes="dialog-screen")
+        self.task_shown = task
+        self.body = Group(
+            Text("Prompt", style="bold underline"),
+            Text(task.prompt),
+            Text(""),
+            detail_table(task, argv=argv, log_path=log_path, wait_reason=wait_reason, now=now),
+            Text(""),
+            Text(f"Events ({len(events)})", style="bold underline"),
+            events_table(events),
+        )
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog", id="detail"):
+            yield Label(f"Task {self.task_shown.id}", classes="dialog-title")
+            yield Static(self.body)
+            yield Label("escape closes", classes="dialog-hint")

@@ -1,0 +1,74 @@
+"""The header: the machine (CPU per core, memory, load), live n/cap, the suggested cap,
+the supervisor's state and how many tasks are done."""
+
+from __future__ import annotations
+
+from rich.text import Span, Text
+from textual.widgets import Static
+
+from kugetsu_tui.engine.model import State
+from kugetsu_tui.present import STATE_SYMBOL
+from kugetsu_tui.tui import look
+from kugetsu_tui.tui.board import Board
+from kugetsu_tui.tui.readings import MachineReading
+
+
+def machine_line(reading: MachineReading | None) -> Text:
+    line = Text()
+    if reading is None:
+        line.append("CPU ?  mem ?  load ?", "bright_black")
+        return line
+    cpu_style = "red" if reading.cpu_percent >= 90 else "yellow" if reading.cpu_percent >= 70 else ""
+    line.append("CPU ", "bold")
+    line.append(f"{reading.cpu_percent:3.0f}% ", cpu_style)
+    line.append(look.bars(reading.per_cpu, 24), "cyan")
+    line.append("  mem ", "bold")
+    share = reading.mem_used / reading.mem_total * 100 if reading.mem_total else 0.0
+    mem_style = "red" if share >= 90 else "yellow" if share >= 75 else ""
+    line.append(f"{look.size(reading.mem_used)}/{look.size(reading.mem_total)}", mem_style)
+    line.append(f" ({look.size(reading.mem_available)} free)", "bright_black")
+    line.append("  load ", "bold")
+    if reading.load is None:
+        line.append("?")
+    else:
+        line.append(" ".join(f"{v:.2f}" for v in reading.load))
+    return line
+
+
+def queue_line(board: Board) -> Text:
+    line = Text()
+    sup = board.supervisor
+    line.append("● " if sup.running else "○ ", "green" if sup.running else "red")
+    line.append(sup.describe(), "" if sup.running else "red")
+    line.append("  live ", "bold")
+    full = board.live >= board.cap
+    line.append(f"{board.live}/{board.cap}", "yellow" if full else "green")
+    suggested = sup.suggested_cap
+    if suggested is not None and suggested != board.cap:
+        line.append(f" suggest {suggested} (a)", "cyan")
+    counts = board.counts
+    for state, name in ((State.QUEUED, "queued"), (State.SUCCEEDED, "done"), (State.FAILED, "failed")):
+        line.append(f"  {STATE_SYMBOL[state]} ", look.STATE_STYLE[state])
+        line.append(f"{counts.get(state, 0)} {name}")
+    return line
+
+
+class MachineBar(Static):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.reading: MachineReading | None = None
+        self._shown: tuple[str, list[Span]] | None = None
+
+    def show(self, board: Board, reading: MachineReading | None) -> None:
+        if reading is not None:
+            self.reading = reading
+        text = queue_line(board)
+        text.append("\n")
+        text.append_text(machine_line(self.reading))
+        for note in (board.supervisor.config_error, board.supervisor.admission_blocked):
+            if note:
+                text.append(f"  ⚠ {note}", "bold yellow")
+        key = (text.plain, list(text.spans))
+        if key != self._shown:  # re-render only when something visible changed
+            self._shown = key
+            self.update(text)
