@@ -141,13 +141,36 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
+    """True while a process of the group still runs. Zombies do not count: an adopted
+    agent's wrapper is not our child, and where nobody reaps orphans (a container whose
+    PID 1 is not an init) it would otherwise keep its group "alive" forever."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return _group_has_living_member(pgid)
+
+
+def _group_has_living_member(pgid: int) -> bool:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # cannot tell: assume it lives (fail closed)
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        # After the command name (which may hold spaces): state, ppid, pgrp, ...
+        fields = data[data.rindex(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def reap(pid: int) -> int | None:
