@@ -3,6 +3,8 @@
     race_workers.py admit DB BARRIER CAP LIMIT   admit, run and settle tasks until none is left
     race_workers.py add HOME BARRIER WORKDIR N TAG  `kugetsu add` N times, one transaction each
     race_workers.py supervise HOME BARRIER       `kugetsu run --headless --forever`
+    race_workers.py subreaper CMD...             run CMD as a child subreaper that never reaps,
+                                                 like a container's PID 1 without an init
 
 Each prints one JSON line on stdout with what it did.
 """
@@ -79,6 +81,20 @@ def supervise(home: str, barrier: str) -> None:
     sys.exit(cli.main(["--home", home, "run", "--headless", "--forever"]))
 
 
+def subreaper(command: list[str]) -> None:
+    """Orphans of CMD's tree become our children, and we never wait for them: when they
+    end they stay zombies, as under a PID 1 that does not reap."""
+    import ctypes
+    import signal
+    import subprocess
+
+    pr_set_child_subreaper = 36
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
+        sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+    subprocess.Popen(command)
+    signal.pause()
+
+
 if __name__ == "__main__":
     kind, *rest = sys.argv[1:]
     if kind == "admit":
@@ -87,5 +103,7 @@ if __name__ == "__main__":
         add(rest[0], rest[1], rest[2], int(rest[3]), rest[4])
     elif kind == "supervise":
         supervise(rest[0], rest[1])
+    elif kind == "subreaper":
+        subreaper(rest)
     else:
         sys.exit(f"unknown worker {kind!r}")
