@@ -72,6 +72,15 @@ def make_repo(where: Path) -> Path:
     return where
 
 
+def ended(pid: int) -> bool:
+    """The process is gone, or a zombie: it has ended and only waits to be collected (by
+    PID 1 when it was orphaned, which need not happen at once)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _cmdline(proc: psutil.Process) -> list[str]:
     try:
         return proc.cmdline()

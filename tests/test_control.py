@@ -19,9 +19,10 @@ def _statuses(procs: list[psutil.Process]) -> set[str]:
     found = set()
     for proc in procs:
         try:
-            found.add(proc.status())
+            status = proc.status()
         except psutil.NoSuchProcess:
-            found.add("gone")
+            status = "gone"
+        found.add("gone" if status == psutil.STATUS_ZOMBIE else status)
     return found
 
 

@@ -55,7 +55,6 @@ def test_racing_admit_never_exceeds_the_cap(tmp_path: Path, limit: int) -> None:
 
     admitted = [task_id for r in results for task_id in r["admitted"]]  # type: ignore[attr-defined]
     assert sorted(admitted) == ids, "every task admitted exactly once"
-    assert sum(1 for r in results if r["admitted"]) >= 2, "the workers did race"
     for task in store.tasks():
         assert (str(task.state), task.attempts) == ("succeeded", 1)
 

@@ -8,8 +8,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import psutil
-from conftest import FAKE_AGENT, PY, Kugetsu, script, wait_until
+from conftest import FAKE_AGENT, PY, Kugetsu, ended, script, wait_until
 
 
 def _ts(iso: str) -> float:
@@ -150,7 +149,7 @@ def test_timeout_ends_the_attempt_and_counts_as_a_failure(kg: Kugetsu) -> None:
     retry = next(e for e in kg.events(plain) if e["type"] == "task_retrying")
     assert retry["reason"] == "timed out after 0.5s"
     for record in _records(starts):
-        assert not psutil.pid_exists(int(record["pid"]))  # type: ignore[arg-type]
+        assert ended(int(record["pid"]))  # type: ignore[arg-type]
     assert kg.our_processes() == []
 
 
