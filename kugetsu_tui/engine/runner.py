@@ -1,10 +1,12 @@
 """Spawn, signal and reap agent processes.
 
 Each agent runs under a tiny `sh` wrapper in a session (and process group) of its own.
-The wrapper waits for the agent and writes its exit status to `runs/<id>/exit`
-(temp file, then rename), so a supervisor that restarts after a crash learns how
-agents that ended while it was away fared. The wrapper is `sh`, not Python: it runs
-once per task, and an interpreter start would cost more than the rest of dispatch.
+The wrapper waits for the agent and writes its exit status to `runs/<id>/exit`,
+so a supervisor that restarts after a crash learns how agents that ended while it was
+away fared. That file is read only once the wrapper is gone, so it is written in place
+with one small write: a temp file and `mv` would cost a second process per task.
+The wrapper is `sh`, not Python, and uses only shell builtins: it runs once per task,
+and an interpreter start would cost more than the rest of dispatch.
 
 This module never decides what an exit means; the supervisor does.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # $1 run dir, $2 working dir, $3 attempt number, then the agent's argv.
-# The agent is the wrapper's foreground child; its status goes to exit.tmp, then exit.
+# The agent is the wrapper's foreground child; its status goes to exit (builtins only).
 # The umask is tightened only after the agent ended, so the agent's own files are as usual.
 WRAPPER = r"""
 run=$1; dir=$2; attempt=$3; shift 3
@@ -30,7 +32,7 @@ cd -- "$dir" || exit 126
 "$@"
 code=$?
 umask 077
-printf '%s\n' "$code" > "$run/exit.tmp" && mv -f -- "$run/exit.tmp" "$run/exit"
+printf '%s\n' "$code" > "$run/exit"
 exit "$code"
 """
 
