@@ -25,7 +25,19 @@ from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt
 from kugetsu_tui.errors import UsageError
 
-ADD_KEYS = ("prompt", "repo", "agent", "priority", "max_attempts", "timeout", "no_worktree")
+ADD_KEYS = (
+    "prompt",
+    "repo",
+    "agent",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "no_worktree",
+    "after",
+    "after_any",
+    "key",
+    "base",
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -105,8 +117,14 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
         raise UsageError(
             f'{where}empty prompt (expected the task\'s text, e.g. kugetsu add "fix the flaky test")'
         )
-    if "\x00" in prompt:
-        raise UsageError(f"{where}the prompt contains a NUL byte, which a command line cannot carry")
+    if (
+        "\x00" in prompt
+        and ctx.config.agent(spec.get("agent") or ctx.config.default_agent).prompt_via == "argv"
+    ):
+        raise UsageError(
+            f"{where}the prompt contains a NUL byte, which a command line cannot carry "
+            '(expected none, or an agent with prompt_via = "stdin" or "file")'
+        )
     agent = spec.get("agent") or ctx.config.default_agent
     if not isinstance(agent, str):
         raise UsageError(f"{where}agent: expected an agent name, got {agent!r}")
@@ -149,6 +167,26 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
                 repo_cache[raw] = str(repo_root(path))
             except UsageError as err:
                 raise UsageError(f"{where}{err}") from None
+    after = spec.get("after") or []
+    if isinstance(after, str):
+        after = [part for part in after.split(",") if part.strip()]
+    if not isinstance(after, list):
+        raise UsageError(f"{where}after: expected task ids like [3, 4], got {after!r}")
+    after_ids = []
+    for item in after:
+        text = str(item).strip()
+        if isinstance(item, bool) or not text.isdigit() or int(text) < 1:
+            raise UsageError(f"{where}after: expected task ids (whole numbers >= 1), got {item!r}")
+        if ctx.store.get(int(text)) is None:
+            raise UsageError(f"{where}after: no task {text} (expected an id listed by `kugetsu status`)")
+        after_ids.append(int(text))
+    key, base = spec.get("key"), spec.get("base")
+    for name, value in (("key", key), ("base", base)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise UsageError(f"{where}{name}: expected a non-empty string, got {value!r}")
+    after_any = spec.get("after_any", False)
+    if not isinstance(after_any, bool):
+        raise UsageError(f"{where}after_any: expected true or false, got {after_any!r}")
     return NewTask(
         prompt=prompt,
         agent=agent,
@@ -157,6 +195,10 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
         priority=priority,
         max_attempts=attempts,
         timeout=timeout,
+        key=key,
+        base=base,
+        after=tuple(after_ids),
+        after_any=after_any,
     )
 
 
@@ -207,6 +249,10 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             "max_attempts": args.max_attempts,
             "timeout": args.timeout,
             "no_worktree": args.no_worktree,
+            "after": args.after or args.after_any,
+            "after_any": bool(args.after_any),
+            "key": args.key,
+            "base": args.base,
         }
         new_tasks = [_new_task(ctx, spec, "", {})]
     ids = ctx.control.add(new_tasks)
@@ -292,7 +338,9 @@ def _ts(iso_text: str) -> float:
 
 def _action(name: str) -> Callable[[Context, argparse.Namespace], int]:
     def run(ctx: Context, args: argparse.Namespace) -> int:
-        method: Callable[[Sequence[int]], list[Outcome]] = getattr(ctx.control, name)
+        method: Callable[..., list[Outcome]] = getattr(ctx.control, name)
+        if name == "requeue":
+            return _print_outcomes(ctx, method(args.ids, note=args.note))
         return _print_outcomes(ctx, method(args.ids))
 
     return run
@@ -476,6 +524,18 @@ def build_parser() -> Parser:
         "--no-worktree", action="store_true", help="run in the repo folder itself (or any folder)"
     )
     add.add_argument("--from-file", metavar="FILE", help="JSON lines, one task each ('-' for stdin)")
+    add.add_argument("--after", metavar="ID[,ID…]", help="run only after these tasks succeeded")
+    add.add_argument(
+        "--after-any", metavar="ID[,ID…]", help="run after these tasks settle, whatever their outcome"
+    )
+    add.add_argument(
+        "--key",
+        metavar="K",
+        help="idempotent: while a task with this key is queued or live, print its id instead",
+    )
+    add.add_argument(
+        "--base", metavar="REF", help="branch or commit the worktree starts from (default: HEAD)"
+    )
     add.set_defaults(func=cmd_add)
 
     status = sub.add_parser("status", parents=[common], help="what runs, what waits and why")
@@ -505,6 +565,8 @@ def build_parser() -> Parser:
     ):
         action = sub.add_parser(name, parents=[common], help=verb)
         action.add_argument("ids", nargs="+", type=task_id, metavar="ID")
+        if name == "requeue":
+            action.add_argument("--note", metavar="TEXT", help="appended to the prompt of the next attempt")
         action.set_defaults(func=_action(name))
 
     cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")

@@ -61,6 +61,21 @@ class AgentConfig:
     command: tuple[str, ...]
     est_rss: float = DEFAULT_EST_RSS  # bytes one agent is expected to use, before any measured
     est_cpu: float = DEFAULT_EST_CPU  # cores one agent is expected to keep busy
+    max_live: int | None = None  # at most this many of this agent live at once
+    rate_limit: tuple[str, ...] = ()  # log patterns that mean "rate limited, not failed"
+    cooldown: float = 30.0  # first cooldown after a rate limit; doubles, up to cooldown_max
+    cooldown_max: float = 1800.0
+    prompt_via: str = "argv"  # "argv" ({prompt} in the command), "stdin" or "file"
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """A command run with an event's JSON on stdin (never on its command line)."""
+
+    on: tuple[str, ...]
+    command: tuple[str, ...]
+    timeout: float = 30.0
+    debounce: float = 0.0  # > 0: one summary event for everything that came in that long
 
 
 CAP_MODES = ("fixed", "suggest", "auto")
@@ -79,6 +94,12 @@ class Config:
     retry_backoff: float = 10.0
     expire_after: float = 86400.0
     kill_grace: float = 10.0
+    max_log: float = 50.0 * 2**20
+    on_interrupt: str = "requeue"
+    worktree_setup: tuple[str, ...] = ()
+    worktree_base: str | None = None
+    repo_max_live: Mapping[str, int] = field(default_factory=dict)
+    hooks: tuple[Hook, ...] = ()
     default_agent: str = "opencode"
     agents: Mapping[str, AgentConfig] = field(
         default_factory=lambda: {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
@@ -210,6 +231,12 @@ def _argv(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise TypeError(value)
+    return tuple(value)
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise TypeError(value)
@@ -218,21 +245,38 @@ def _name(value: Any) -> str:
 
 def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
     r = _Reader(path)
-    r.table(data, "", {"default_agent", "capacity", "queue", "agents"})
-    for section in ("capacity", "queue", "agents"):
+    r.table(data, "", {"default_agent", "capacity", "queue", "agents", "repos", "worktree", "hooks"})
+    for section in ("capacity", "queue", "agents", "repos", "worktree"):
         if section in data and not isinstance(data[section], dict):
             raise r.fail(f"[{section}]", "a table", data[section])
     capacity = data.get("capacity", {})
     queue = data.get("queue", {})
     r.table(capacity, "[capacity]", {"cap", "mode", "min", "max", "memory_reserve", "memory_pressure"})
-    r.table(queue, "[queue]", {"max_attempts", "retry_backoff", "expire_after", "kill_grace"})
+    r.table(
+        queue,
+        "[queue]",
+        {"max_attempts", "retry_backoff", "expire_after", "kill_grace", "max_log", "on_interrupt"},
+    )
     d = Config()
     agents = dict(d.agents)
     for name, spec in data.get("agents", {}).items():
         where = f"[agents.{name}]"
         if not isinstance(spec, dict):
             raise r.fail(where, "a table with command = [...]", spec)
-        r.table(spec, where, {"command", "est_rss", "est_cpu"})
+        r.table(
+            spec,
+            where,
+            {
+                "command",
+                "est_rss",
+                "est_cpu",
+                "max_live",
+                "rate_limit",
+                "cooldown",
+                "cooldown_max",
+                "prompt_via",
+            },
+        )
         base = agents.get(name)
         if "command" not in spec and base is None:
             raise ConfigError(f"{path}: {where} command: missing (expected a list of strings)")
@@ -251,6 +295,49 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
             est_cpu=r.get(
                 spec, where, "est_cpu", _positive_float, "a number of cores > 0 like 1.0", DEFAULT_EST_CPU
             ),
+            max_live=r.get(spec, where, "max_live", _positive_int, "a whole number >= 1", None),
+            rate_limit=r.get(spec, where, "rate_limit", _strings, 'a list of strings like ["429"]', ()),
+            cooldown=r.get(spec, where, "cooldown", _duration, DURATION_HINT, 30.0),
+            cooldown_max=r.get(spec, where, "cooldown_max", _duration, DURATION_HINT, 1800.0),
+            prompt_via=r.get(
+                spec,
+                where,
+                "prompt_via",
+                _one_of("argv", "stdin", "file"),
+                '"argv", "stdin" or "file"',
+                "argv",
+            ),
+        )
+    repo_max_live: dict[str, int] = {}
+    for repo, spec in data.get("repos", {}).items():
+        where = f'[repos."{repo}"]'
+        if not isinstance(spec, dict):
+            raise r.fail(where, "a table with max_live = N", spec)
+        r.table(spec, where, {"max_live"})
+        limit = r.get(spec, where, "max_live", _positive_int, "a whole number >= 1", None)
+        if limit is not None:
+            repo_max_live[str(Path(repo).expanduser().resolve())] = limit
+    worktree = data.get("worktree", {})
+    r.table(worktree, "[worktree]", {"setup", "base"})
+    hooks = []
+    raw_hooks = data.get("hooks", [])
+    if not isinstance(raw_hooks, list):
+        raise r.fail("[[hooks]]", "an array of tables ([[hooks]])", raw_hooks)
+    for n, spec in enumerate(raw_hooks, 1):
+        where = f"[[hooks]] #{n}"
+        if not isinstance(spec, dict):
+            raise r.fail(where, "a table", spec)
+        r.table(spec, where, {"on", "command", "timeout", "debounce"})
+        for key in ("on", "command"):
+            if key not in spec:
+                raise ConfigError(f"{path}: {where} {key}: missing (expected a list of strings)")
+        hooks.append(
+            Hook(
+                on=r.get(spec, where, "on", _strings, 'a list of event names like ["task_error"]', ()),
+                command=r.get(spec, where, "command", _argv, "a non-empty list of strings", ()),
+                timeout=r.get(spec, where, "timeout", _duration, DURATION_HINT, 30.0),
+                debounce=r.get(spec, where, "debounce", _duration, DURATION_HINT, 0.0),
+            )
         )
     default_agent = r.get(data, "", "default_agent", _name, "an agent name", d.default_agent)
     if default_agent not in agents:
@@ -278,6 +365,16 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
         retry_backoff=r.get(queue, q, "retry_backoff", _duration, DURATION_HINT, d.retry_backoff),
         expire_after=r.get(queue, q, "expire_after", _duration, DURATION_HINT, d.expire_after),
         kill_grace=r.get(queue, q, "kill_grace", _duration, DURATION_HINT, d.kill_grace),
+        max_log=r.get(queue, q, "max_log", _size, SIZE_HINT, d.max_log),
+        on_interrupt=r.get(
+            queue, q, "on_interrupt", _one_of("requeue", "fail"), '"requeue" or "fail"', d.on_interrupt
+        ),
+        worktree_setup=r.get(
+            worktree, "[worktree]", "setup", _argv, 'a list of strings like ["npm", "ci"]', ()
+        ),
+        worktree_base=r.get(worktree, "[worktree]", "base", _name, 'a branch name like "main"', None),
+        repo_max_live=repo_max_live,
+        hooks=tuple(hooks),
         default_agent=default_agent,
         agents=agents,
         path=path,

@@ -10,8 +10,8 @@ from typing import Any
 
 from kugetsu_tui.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import State
-from kugetsu_tui.engine.slots import explain_queue
+from kugetsu_tui.engine.model import State, Task
+from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
 
 # A symbol per state, so the state reads without colour too.
@@ -71,6 +71,32 @@ def advise_now(store: Store, config: Config) -> dict[str, Any]:
     return {"suggested_cap": suggestion.cap, "cap_reason": suggestion.reason, "machine": json_machine}
 
 
+def constraints(store: Store, config: Config, tasks: list[Task], facts: dict[str, Any]) -> Constraints:
+    """What besides the cap holds queued tasks back, as the supervisor sees it."""
+    agent_live: dict[str, int] = {}
+    repo_live: dict[str, int] = {}
+    for task in tasks:
+        if task.is_live:
+            agent_live[task.agent] = agent_live.get(task.agent, 0) + 1
+            repo_live[task.repo or ""] = repo_live.get(task.repo or "", 0) + 1
+    cooling = {agent: _ts(until) for agent, until in (facts.get("cooldowns") or {}).items()}
+    return Constraints(
+        blocked=facts.get("admission_blocked"),
+        deps=store.dependencies([t.id for t in tasks if t.state is State.QUEUED]),
+        cooling=cooling,
+        agent_max={a.name: a.max_live for a in config.agents.values() if a.max_live},
+        repo_max=config.repo_max_live,
+        agent_live=agent_live,
+        repo_live=repo_live,
+    )
+
+
+def _ts(iso_text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_text).timestamp()
+
+
 def status_report(store: Store, home: Home, config: Config, now: float) -> dict[str, Any]:
     """The object `kugetsu status --json` prints (the contract scripts rely on)."""
     facts = supervisor_facts(store, home, now)
@@ -82,7 +108,12 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
     queued = [t for t in tasks if t.state is State.QUEUED]
     live = store.live_count()
     view = explain_queue(
-        queued, live=live, cap=cap, now=now, supervisor=running, blocked=facts.get("admission_blocked")
+        queued,
+        live=live,
+        cap=cap,
+        now=now,
+        supervisor=running,
+        constraints=constraints(store, config, tasks, facts),
     )
     counts = store.counts()
     rows = []
@@ -101,6 +132,7 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
         "machine": facts.get("machine"),
         "admission_blocked": facts.get("admission_blocked"),
         "config_error": facts.get("config_error"),
+        "cooldowns": facts.get("cooldowns") or {},
         "supervisor_pid": facts.get("supervisor_pid"),
         "counts": {str(s): n for s, n in counts.items()},
         "tasks": rows,

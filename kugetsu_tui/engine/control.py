@@ -141,11 +141,16 @@ class Control:
         self.poke()
         return outcomes
 
-    def requeue(self, ids: Sequence[int]) -> list[Outcome]:
+    def requeue(self, ids: Sequence[int], note: str | None = None) -> list[Outcome]:
+        """Queue settled tasks again with fresh attempts. A note is appended to the prompt,
+        so the next attempt does not start blind ("the tests still fail")."""
         tasks = self.find(ids, REQUEUEABLE_STATES, "requeued")
         outcomes = []
         for task in tasks:
             now = self.clock()
+            changes: dict[str, Any] = {}
+            if note and note.strip():
+                changes["prompt"] = f"{task.prompt}\n\nNote for this attempt: {note.strip()}"
             done = self.store.transition(
                 task.id,
                 State.QUEUED,
@@ -160,6 +165,7 @@ class Control:
                 started_at=None,
                 ended_at=None,
                 held=False,
+                **changes,
             )
             outcomes.append(Outcome(task.id, "requeued" if done else "changed meanwhile; not requeued"))
         self.poke()

@@ -87,6 +87,9 @@ class EventType(StrEnum):
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
     CAP_CHANGED = "cap_changed"
+    COOLDOWN_STARTED = "cooldown_started"
+    COOLDOWN_ENDED = "cooldown_ended"
+    HOOK_FAILED = "hook_failed"
     CONFIG_RELOADED = "config_reloaded"
     CONFIG_ERROR = "config_error"
     SUPERVISOR_WARNING = "supervisor_warning"
@@ -132,6 +135,9 @@ class Task:
     rss: int | None = None
     cpu_percent: float | None = None
     procs: int | None = None
+    key: str | None = None  # idempotency key: one queued or live task per key
+    base: str | None = None  # the branch or commit its worktree starts from (None: HEAD)
+    after_any: bool = False  # run after its dependencies settle, whatever their outcome
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Measured usage for status --json, or None when nothing was measured."""
@@ -176,6 +182,8 @@ class Task:
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
             "not_before": iso(self.not_before),
+            "key": self.key,
+            "base": self.base,
         }
 
     def replace(self, **changes: Any) -> Task:
@@ -193,6 +201,10 @@ class NewTask:
     priority: int = 0
     max_attempts: int = 3
     timeout: float | None = None
+    key: str | None = None
+    base: str | None = None
+    after: tuple[int, ...] = ()
+    after_any: bool = False
 
 
 @dataclass(frozen=True, slots=True)

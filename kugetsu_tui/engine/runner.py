@@ -38,6 +38,9 @@ exit "$code"
 
 SH = shutil.which("sh") or "/bin/sh"
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+# (program, PATH) -> where it was found. A PATH search stats every folder in PATH;
+# checking the one file found last time is a single access() per spawn.
+_FOUND: dict[tuple[str, str | None], str] = {}
 
 
 class SpawnError(Exception):
@@ -62,10 +65,20 @@ def substitute(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
     return [pattern.sub(lambda m: values[m.group(1)], part) if names else part for part in command]
 
 
-def spawn(argv: Sequence[str], *, cwd: Path, run_dir: Path, attempt: int, env: Mapping[str, str]) -> Spawned:
-    """Start argv under the wrapper in a new session; stdout+stderr append to run_dir/log."""
+def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    run_dir: Path,
+    attempt: int,
+    env: Mapping[str, str],
+    stdin: Path | None = None,
+) -> Spawned:
+    """Start argv under the wrapper in a new session; stdout+stderr append to run_dir/log.
+
+    stdin is /dev/null unless a file is given (the prompt, for prompt_via = "stdin")."""
     program = argv[0]
-    if os.sep not in program and shutil.which(program, path=env.get("PATH")) is None:
+    if os.sep not in program and not on_path(program, env.get("PATH")):
         raise SpawnError(f"agent command {program!r} not found on PATH")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(run_dir / "exit")  # a stale status must never be read as this attempt's
@@ -76,7 +89,7 @@ def spawn(argv: Sequence[str], *, cwd: Path, run_dir: Path, attempt: int, env: M
             [SH, "-c", WRAPPER, "kugetsu-agent", str(run_dir), str(cwd), str(attempt), *argv],
             dict(env),
             file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 0, str(stdin or os.devnull), os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, log, 1),
                 (os.POSIX_SPAWN_DUP2, log, 2),
             ],
@@ -87,6 +100,20 @@ def spawn(argv: Sequence[str], *, cwd: Path, run_dir: Path, attempt: int, env: M
     finally:
         os.close(log)
     return Spawned(pid, start_time(pid))
+
+
+def on_path(program: str, path: str | None) -> bool:
+    """Whether `program` is an executable on `path`, as shutil.which decides."""
+    key = (program, path)
+    found = _FOUND.get(key)
+    if found is not None and os.path.isfile(found) and os.access(found, os.X_OK):
+        return True
+    found = shutil.which(program, path=path)
+    if found is None:
+        _FOUND.pop(key, None)
+        return False
+    _FOUND[key] = found
+    return True
 
 
 def start_time(pid: int) -> float | None:
@@ -193,3 +220,22 @@ def open_pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except ProcessLookupError:
         return None
+
+
+def log_tail(path: Path, size: int = 65536) -> str:
+    """The last `size` bytes of a log as text ('' if there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - size, 0))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write text (byte-exact, even if it is not valid UTF-8) to a 0600 file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(text.encode("utf-8", "surrogateescape"))
+    return path

@@ -8,8 +8,8 @@ the cap lives in the store (`Store.admit`); this module only explains and decide
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from kugetsu_tui.engine.model import State, Task
 
@@ -37,6 +37,26 @@ class QueueView:
     wait_reason: dict[int, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """Everything besides the cap that can keep a queued task waiting."""
+
+    blocked: str | None = None  # nothing is admitted at all (the memory reserve)
+    deps: Mapping[int, Sequence[tuple[int, State]]] = field(default_factory=dict)
+    cooling: Mapping[str, float] = field(default_factory=dict)  # agent -> until
+    agent_max: Mapping[str, int] = field(default_factory=dict)
+    repo_max: Mapping[str, int] = field(default_factory=dict)
+    agent_live: Mapping[str, int] = field(default_factory=dict)
+    repo_live: Mapping[str, int] = field(default_factory=dict)
+
+
+_BAD_ENDS = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
+
+
+def unmet_dependencies(task: Task, deps: Sequence[tuple[int, State]]) -> list[tuple[int, State]]:
+    return [(d, st) for d, st in deps if not (st is State.SUCCEEDED or (task.after_any and st in _BAD_ENDS))]
+
+
 def explain_queue(
     queued: Sequence[Task],
     *,
@@ -44,12 +64,13 @@ def explain_queue(
     cap: int,
     now: float,
     supervisor: bool,
-    blocked: str | None = None,
+    constraints: Constraints | None = None,
 ) -> QueueView:
     """Positions count the tasks that would be admitted first (held ones have none).
 
-    `queued` must be in admission order (priority desc, then first come). `blocked` is
-    why the supervisor admits nothing right now whatever the cap (the memory reserve)."""
+    `queued` must be in admission order (priority desc, then first come). The first
+    reason that applies is given, in the order admission checks them."""
+    c = constraints or Constraints()
     position: dict[int, int] = {}
     reason: dict[int, str] = {}
     free = max(cap - live, 0)
@@ -63,14 +84,30 @@ def explain_queue(
             continue
         n += 1
         position[task.id] = n
+        unmet = unmet_dependencies(task, c.deps.get(task.id, ()))
         if task.not_before is not None and task.not_before > now:
             reason[task.id] = (
                 f"backoff until {clock_text(task.not_before)} (attempt {task.attempts + 1} of {task.max_attempts})"
             )
+        elif unmet:
+            names = ", ".join(f"{d} ({st})" for d, st in unmet)
+            reason[task.id] = f"waiting for task{'s' if len(unmet) > 1 else ''} {names}"
         elif not supervisor:
             reason[task.id] = "no supervisor running (start one: kugetsu run)"
-        elif blocked:
-            reason[task.id] = blocked
+        elif c.blocked:
+            reason[task.id] = c.blocked
+        elif c.cooling.get(task.agent, 0) > now:
+            reason[task.id] = (
+                f"agent {task.agent} cooling down until {clock_text(c.cooling[task.agent])} (rate limited)"
+            )
+        elif task.agent in c.agent_max and c.agent_live.get(task.agent, 0) >= c.agent_max[task.agent]:
+            reason[task.id] = (
+                f"agent {task.agent} at its limit ({c.agent_live.get(task.agent, 0)}/{c.agent_max[task.agent]} live)"
+            )
+        elif task.repo in c.repo_max and c.repo_live.get(task.repo or "", 0) >= c.repo_max[task.repo or ""]:
+            reason[task.id] = (
+                f"repo at its limit ({c.repo_live.get(task.repo or '', 0)}/{c.repo_max[task.repo or '']} live)"
+            )
         elif ready_ahead < free:
             reason[task.id] = "starting"
             ready_ahead += 1

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -63,8 +63,19 @@ CREATE TABLE IF NOT EXISTS tasks (
     peak_rss     INTEGER,
     rss          INTEGER,
     cpu_percent  REAL,
-    procs        INTEGER
+    procs        INTEGER,
+    key          TEXT,
+    base         TEXT,
+    after_any    INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
+-- A task runs only after these tasks succeeded (or settled at all, with after_any).
+CREATE TABLE IF NOT EXISTS deps (
+    task_id  INTEGER NOT NULL,
+    after_id INTEGER NOT NULL,
+    PRIMARY KEY (task_id, after_id)
+);
+CREATE INDEX IF NOT EXISTS deps_by_after ON deps (after_id);
 -- Serves admission (state = 'queued' ORDER BY priority DESC, id) and live counts.
 CREATE INDEX IF NOT EXISTS tasks_by_queue_order ON tasks (state, priority DESC, id);
 CREATE TABLE IF NOT EXISTS events (
@@ -104,7 +115,14 @@ EVENT_PROMPT_CHARS = 200
 
 
 _STATE_AT = _TASK_COLUMNS.index("state")
-_BOOL_AT = (_TASK_COLUMNS.index("no_worktree"), _TASK_COLUMNS.index("held"))
+_BOOL_AT = tuple(_TASK_COLUMNS.index(c) for c in ("no_worktree", "held", "after_any"))
+_BAD_ENDS = "('failed', 'cancelled', 'expired')"
+# A queued task whose dependencies are not yet satisfied: some dependency has not
+# succeeded (or, with after_any, has not settled at all).
+_DEPS_UNMET = (
+    "EXISTS (SELECT 1 FROM deps d JOIN tasks p ON p.id = d.after_id WHERE d.task_id = tasks.id"
+    f" AND NOT (p.state = 'succeeded' OR (tasks.after_any = 1 AND p.state IN {_BAD_ENDS})))"
+)
 
 
 def _task_from_row(row: Sequence[Any]) -> Task:
@@ -282,14 +300,26 @@ class Store:
     # --- writing ------------------------------------------------------------------
 
     def add(self, new_tasks: Sequence[NewTask], now: float) -> list[int]:
-        """Enqueue all of them in one transaction: all or none."""
+        """Enqueue all of them in one transaction: all or none.
+
+        A task with a `key` that a queued or live task already has is not added again:
+        its id is the existing task's (an idempotent enqueue, safe for callers that retry)."""
         ids: list[int] = []
         with self._write() as db:
             for new in new_tasks:
+                if new.key is not None:
+                    found = db.execute(
+                        f"SELECT id FROM tasks WHERE key = ? AND (state = 'queued' OR {_LIVE_SQL})"
+                        " ORDER BY id LIMIT 1",
+                        (new.key, *_LIVE),
+                    ).fetchone()
+                    if found:
+                        ids.append(int(found[0]))
+                        continue
                 cur = db.execute(
                     "INSERT INTO tasks (prompt, agent, repo, no_worktree, priority, max_attempts,"
-                    " timeout, state, created_at, queued_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    " timeout, state, created_at, queued_at, updated_at, key, base, after_any)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                     (
                         new.prompt,
                         new.agent,
@@ -301,32 +331,89 @@ class Store:
                         now,
                         now,
                         now,
+                        new.key,
+                        new.base,
+                        int(new.after_any),
                     ),
                 )
                 task_id = int(cur.lastrowid or 0)
                 ids.append(task_id)
-                self._event(
-                    now,
-                    EventType.TASK_QUEUED,
-                    task_id,
-                    {
-                        "state": "queued",
-                        "prompt": new.prompt[:EVENT_PROMPT_CHARS],
-                        "agent": new.agent,
-                        "repo": new.repo,
-                        "priority": new.priority,
-                        "max_attempts": new.max_attempts,
-                    },
+                db.executemany(
+                    "INSERT OR IGNORE INTO deps (task_id, after_id) VALUES (?, ?)",
+                    [(task_id, after) for after in new.after],
                 )
+                data: dict[str, Any] = {
+                    "state": "queued",
+                    "prompt": new.prompt[:EVENT_PROMPT_CHARS],
+                    "agent": new.agent,
+                    "repo": new.repo,
+                    "priority": new.priority,
+                    "max_attempts": new.max_attempts,
+                }
+                if new.after:
+                    data["after"] = list(new.after)
+                if new.key is not None:
+                    data["key"] = new.key
+                self._event(now, EventType.TASK_QUEUED, task_id, data)
         return ids
 
-    def admit(self, cap: int, now: float, limit: int | None = None) -> list[Task]:
+    def dependencies(self, task_ids: Collection[int] | None = None) -> dict[int, list[tuple[int, State]]]:
+        """Each task's dependencies with their current states."""
+        sql = "SELECT d.task_id, d.after_id, p.state FROM deps d JOIN tasks p ON p.id = d.after_id"
+        params: list[Any] = []
+        if task_ids is not None:
+            sql += " WHERE d.task_id IN (" + ",".join("?" * len(task_ids)) + ")"
+            params.extend(task_ids)
+        found: dict[int, list[tuple[int, State]]] = {}
+        for task_id, after_id, state in self.db.execute(sql + " ORDER BY d.task_id, d.after_id", params):
+            found.setdefault(task_id, []).append((after_id, State(state)))
+        return found
+
+    def fail_dependants(self, now: float) -> list[Task]:
+        """Fail queued tasks whose dependency failed, was cancelled or expired (unless they
+        run after any outcome), and theirs in turn, in one transaction."""
+        failed: list[Task] = []
+        with self._write() as db:
+            while True:
+                rows = db.execute(
+                    "SELECT t.id, min(p.id), p.state FROM tasks t JOIN deps d ON d.task_id = t.id"
+                    " JOIN tasks p ON p.id = d.after_id WHERE t.state = 'queued' AND t.after_any = 0"
+                    f" AND p.state IN {_BAD_ENDS} GROUP BY t.id"
+                ).fetchall()
+                if not rows:
+                    return failed
+                for task_id, after_id, state in rows:
+                    word = "failed" if state == "failed" else state
+                    reason = f"dependency {after_id} {word}"
+                    db.execute(
+                        "UPDATE tasks SET state = 'failed', reason = ?, ended_at = ?, updated_at = ?"
+                        " WHERE id = ?",
+                        (reason, now, now, task_id),
+                    )
+                    row = db.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
+                    task = _task_from_row(row)
+                    self._event(now, EventType.TASK_ERROR, task_id, event_data(task))
+                    failed.append(task)
+
+    def admit(
+        self,
+        cap: int,
+        now: float,
+        limit: int | None = None,
+        *,
+        agent_max: Mapping[str, int] | None = None,
+        repo_max: Mapping[str, int] | None = None,
+        cooling: Collection[str] = (),
+    ) -> list[Task]:
         """Mark queued tasks `starting` while live < cap, in one atomic step.
 
-        Counts live, picks the next runnable queued tasks by (priority desc, id asc) whose
-        backoff has passed and that are not held, marks them starting and writes their
-        events, all inside one BEGIN IMMEDIATE transaction. Fails closed: a task that is
-        not admitted here is untouched (no attempt spent)."""
+        Counts live, walks the runnable queued tasks in order (priority desc, id asc: not
+        held, backoff passed, dependencies met), skips those whose agent or repo is at its
+        own limit or whose agent is cooling down, marks the rest starting and writes their
+        events, all inside one BEGIN IMMEDIATE transaction. Fails closed: a task that is not
+        admitted here is untouched (no attempt spent)."""
+        agent_max = agent_max or {}
+        repo_max = repo_max or {}
         with self._write() as db:
             live = int(db.execute(f"SELECT count(*) FROM tasks WHERE {_LIVE_SQL}", _LIVE).fetchone()[0])
             free = cap - live
@@ -334,14 +421,39 @@ class Store:
                 free = min(free, limit)
             if free <= 0:
                 return []
-            rows = db.execute(
+            by_agent: dict[str, int] = {}
+            by_repo: dict[str, int] = {}
+            if agent_max or repo_max:
+                for agent, repo, n in db.execute(
+                    f"SELECT agent, repo, count(*) FROM tasks WHERE {_LIVE_SQL} GROUP BY agent, repo", _LIVE
+                ):
+                    by_agent[agent] = by_agent.get(agent, 0) + n
+                    by_repo[repo] = by_repo.get(repo, 0) + n
+            constrained = bool(agent_max or repo_max or cooling)
+            sql = (
                 _TASK_SELECT + " WHERE state = 'queued' AND held = 0"
-                " AND (not_before IS NULL OR not_before <= ?) " + QUEUE_ORDER + " LIMIT ?",
-                (now, free),
-            ).fetchall()
-            admitted = []
-            for row in rows:
+                f" AND (not_before IS NULL OR not_before <= ?) AND NOT {_DEPS_UNMET} " + QUEUE_ORDER
+            )
+            params: tuple[Any, ...] = (now,)
+            if not constrained:
+                sql += " LIMIT ?"
+                params = (now, free)
+            picked: list[Task] = []
+            for row in db.execute(sql, params):  # lazily: stops reading once the slots are filled
                 task = _task_from_row(row)
+                if task.agent in cooling:
+                    continue
+                if task.agent in agent_max and by_agent.get(task.agent, 0) >= agent_max[task.agent]:
+                    continue
+                if task.repo in repo_max and by_repo.get(task.repo or "", 0) >= repo_max[task.repo or ""]:
+                    continue
+                by_agent[task.agent] = by_agent.get(task.agent, 0) + 1
+                by_repo[task.repo or ""] = by_repo.get(task.repo or "", 0) + 1
+                picked.append(task)
+                if len(picked) >= free:
+                    break
+            admitted = []
+            for task in picked:
                 check_transition(task.id, task.state, State.STARTING)
                 task = task.replace(
                     state=State.STARTING,

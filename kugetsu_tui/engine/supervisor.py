@@ -17,13 +17,13 @@ never by polling every task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kugetsu_tui.config import DEFAULT_EST_CPU, DEFAULT_EST_RSS, Config, format_duration, load_config
 from kugetsu_tui.engine import runner, worktree
@@ -42,6 +42,7 @@ from kugetsu_tui.engine.capacity import (
     suggest_cap,
 )
 from kugetsu_tui.engine.home import Home, private_dir
+from kugetsu_tui.engine.hooks import Hooks
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
     Event,
@@ -50,6 +51,7 @@ from kugetsu_tui.engine.model import (
     RequestAction,
     State,
     Task,
+    iso,
 )
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.store import Store
@@ -130,6 +132,8 @@ class Supervisor:
         self.pressure_paused: list[int] = []
         self._memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
         self._loaded_signature = self._config_signature()
+        self.cooldowns: dict[str, tuple[float, int]] = {}  # agent -> (until, rate limits in a row)
+        self.hooks = Hooks(config.hooks, spawn=self._in_background, report=self._hook_failed, clock=clock)
 
     @property
     def store(self) -> Store:
@@ -170,11 +174,9 @@ class Supervisor:
                 self._tick()
                 if self.stopping or (not self.forever and self._drained()):
                     break
-                timeout = self._next_wakeup()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                self._wake.clear()
-            # Let worktrees in the making (or being removed) finish: nothing left half-done.
+                await self._sleep(self._next_wakeup())
+            self.hooks.flush_all()
+            # Let worktrees in the making (or being removed) and hooks finish: nothing half-done.
             while self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
             self.store.record(
@@ -197,6 +199,20 @@ class Supervisor:
             lock.release()
         return self.summary.exit_code
 
+    async def _sleep(self, timeout: float) -> None:
+        """Until a wake-up (a child exit, a poke, a request) or `timeout` seconds pass.
+
+        A timer that sets the wake-up event, not asyncio.wait_for: that wraps the wait
+        in a new task on every tick, a cost paid once per finished agent."""
+        assert self._loop is not None
+        if not self._wake.is_set():
+            timer = self._loop.call_later(timeout, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
+        self._wake.clear()
+
     def _drained(self) -> bool:
         return not self.procs and not self.starting and self.store.runnable_count() == 0
 
@@ -210,6 +226,7 @@ class Supervisor:
                 times.append(proc.kill_at)
             if proc.deadline is not None and proc.ending is None:
                 times.append(proc.deadline)
+        times.extend(until for until, _ in self.cooldowns.values() if until > now)
         ready_at = self.store.next_ready_at(now)
         if ready_at is not None:
             times.append(ready_at)
@@ -222,6 +239,9 @@ class Supervisor:
         self._carry_out_requests(now)
         self._settle_exited(now)
         self._enforce_deadlines(now)
+        self._end_cooldowns(now)
+        for task in self.store.fail_dependants(now):
+            self._clean_worktree(task)
         if not self.stopping:
             self._admit(now)
         self._emit_events()
@@ -237,6 +257,7 @@ class Supervisor:
                 self.summary.outcomes[event.task_id] = kind
             elif event.task_id is not None and kind is EventType.TASK_REQUEUED:
                 self.summary.outcomes.pop(event.task_id, None)
+        self.hooks.dispatch(events)
         if self.on_events is not None:
             self.on_events(events)
 
@@ -390,6 +411,7 @@ class Supervisor:
             timeout = format_duration(task.timeout) if task and task.timeout else "?"
             task = self._fail(task_id, now, status, f"timed out after {timeout}")
         elif status == 0:
+            self._rate_limit_cleared(task_id)
             task = self.store.transition(
                 task_id,
                 State.SUCCEEDED,
@@ -403,7 +425,9 @@ class Supervisor:
         elif status is None:
             task = self._interrupted(task_id, now, "agent vanished without an exit status")
         else:
-            task = self._fail(task_id, now, status, describe_status(status))
+            task = self._rate_limited(task_id, now, status) or self._fail(
+                task_id, now, status, describe_status(status)
+            )
         if task is not None and task.state.is_settled:
             self._clean_worktree(task)
 
@@ -506,7 +530,12 @@ class Supervisor:
             self._publish(now)
         if blocked:
             return
-        for task in self.store.admit(self.cap, now):
+        agent_max = {a.name: a.max_live for a in self.config.agents.values() if a.max_live}
+        cooling = {agent for agent, (until, _) in self.cooldowns.items() if until > now}
+        admitted = self.store.admit(
+            self.cap, now, agent_max=agent_max, repo_max=self.config.repo_max_live, cooling=cooling
+        )
+        for task in admitted:
             if task.no_worktree or (task.worktree and Path(task.worktree).is_dir()):
                 self._spawn(task, Path(task.worktree or task.repo or "."))
             else:
@@ -535,14 +564,23 @@ class Supervisor:
         try:
             where = self.home.worktree_path(task.id)
             assert task.repo is not None
+            fresh = not (where / ".git").exists()
+            base = task.base or self.config.worktree_base
             try:
                 branch = await asyncio.to_thread(
-                    worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch
+                    worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch, base
                 )
             except (worktree.WorktreeError, OSError) as err:
                 self._spawn_failed(task, str(err))
                 return
             self.store.update(task.id, self.clock(), worktree=str(where), branch=branch)
+            setup = self.config.worktree_setup
+            if fresh and setup:
+                log = private_dir(self.home.run_dir(task.id)) / "log"
+                failure = await asyncio.to_thread(worktree.run_setup, setup, where, log)
+                if failure is not None:
+                    self._spawn_failed(task, failure)
+                    return
             self._spawn(task.replace(worktree=str(where), branch=branch), where)
         finally:
             self.starting.discard(task.id)
@@ -566,13 +604,23 @@ class Supervisor:
         if agent is None:
             self._spawn_failed(task, f"unknown agent {task.agent!r}")
             return
-        argv = runner.substitute(
-            agent.command, {"prompt": task.prompt, "task_id": str(task.id), "worktree": str(cwd)}
-        )
         run_dir = private_dir(self.home.run_dir(task.id))
+        command, prompt_arg, stdin = agent.command, task.prompt, None
+        if agent.prompt_via != "argv":
+            # Prompts too large for argv, or with a NUL byte, go through a private file.
+            prompt_file = runner.write_private(run_dir / "prompt", task.prompt)
+            prompt_arg = str(prompt_file)
+            if agent.prompt_via == "stdin":
+                stdin = prompt_file
+                command = tuple(part for part in command if part != "{prompt}")
+        argv = runner.substitute(
+            command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)}
+        )
         env = self._env | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
         try:
-            spawned = runner.spawn(argv, cwd=cwd, run_dir=run_dir, attempt=task.attempts, env=env)
+            spawned = runner.spawn(
+                argv, cwd=cwd, run_dir=run_dir, attempt=task.attempts, env=env, stdin=stdin
+            )
         except runner.SpawnError as err:
             self._spawn_failed(task, str(err))
             return
@@ -596,6 +644,70 @@ class Supervisor:
         settled = self._fail(task.id, now, None, reason)
         if settled is not None and settled.state.is_settled:
             self._clean_worktree(settled)
+
+    # rate limits --------------------------------------------------------------------
+
+    def _rate_limited(self, task_id: int, now: float, status: int) -> Task | None:
+        """A failed attempt whose log says the agent was rate limited: not a failure. The
+        attempt is given back and the agent cools down (exponentially) before its next one."""
+        task = self.store.get(task_id)
+        agent = self.config.agents.get(task.agent) if task else None
+        if task is None or agent is None or not agent.rate_limit:
+            return None
+        tail = runner.log_tail(self.home.log_path(task_id)).lower()
+        pattern = next((p for p in agent.rate_limit if p.lower() in tail), None)
+        if pattern is None:
+            return None
+        _, hits = self.cooldowns.get(agent.name, (0.0, 0))
+        hits += 1
+        delay = min(agent.cooldown * 2 ** (hits - 1), agent.cooldown_max)
+        until = now + delay
+        self.cooldowns[agent.name] = (until, hits)
+        self.store.record(
+            now,
+            EventType.COOLDOWN_STARTED,
+            None,
+            {
+                "agent": agent.name,
+                "until": iso(until),
+                "seconds": delay,
+                "hits": hits,
+                "pattern": pattern,
+                "task": task_id,
+            },
+        )
+        self._publish(now)
+        return self.store.transition(
+            task_id,
+            State.QUEUED,
+            now=now,
+            expect=set(LIVE_STATES),
+            event=EventType.TASK_RETRYING,
+            exit_code=status,
+            reason=f"rate limited ({pattern!r} in its log); not counted as a failure",
+            ended_at=now,
+            queued_at=now,
+            attempts=max(task.attempts - 1, 0),
+            pid=None,
+            pid_started=None,
+            extra={"rate_limited": True, "cooldown_until": iso(until)},
+        )
+
+    def _rate_limit_cleared(self, task_id: int) -> None:
+        task = self.store.get(task_id)
+        if task is not None and task.agent in self.cooldowns:
+            until, _ = self.cooldowns[task.agent]
+            self.cooldowns[task.agent] = (until, 0)
+
+    def _end_cooldowns(self, now: float) -> None:
+        for agent, (until, hits) in list(self.cooldowns.items()):
+            if until and until <= now:
+                self.cooldowns[agent] = (0.0, hits)
+                self.store.record(now, EventType.COOLDOWN_ENDED, None, {"agent": agent, "hits": hits})
+                self._publish(now)
+
+    def _hook_failed(self, data: dict[str, Any]) -> None:
+        self.store.record(self.clock(), EventType.HOOK_FAILED, None, data)
 
     # 5. metering and the capacity advisor ------------------------------------------
 
@@ -701,6 +813,7 @@ class Supervisor:
                 "machine": self.machine.to_json() if self.machine else None,
                 "admission_blocked": self.admission_blocked,
                 "config_error": self.config_error,
+                "cooldowns": {a: iso(u) for a, (u, _) in self.cooldowns.items() if u > now},
             },
             now,
         )
@@ -748,6 +861,7 @@ class Supervisor:
         if new == old:
             return
         self.smoother.current = None  # a deliberate change: follow the next reading at once
+        self.hooks.hooks = list(new.hooks)
         self.store.record(now, EventType.CONFIG_RELOADED, None, {"path": str(new.path)})
         if new.cap_mode != "auto" and new.cap != self.cap:
             self.set_cap(new.cap, now, reason="config reloaded")

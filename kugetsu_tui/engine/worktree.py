@@ -10,7 +10,9 @@ Blocking calls: the supervisor runs them in a thread.
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from kugetsu_tui.errors import UsageError
@@ -44,7 +46,7 @@ def repo_root(path: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-def ensure(repo: Path, where: Path, branch: str, existing: str | None = None) -> str:
+def ensure(repo: Path, where: Path, branch: str, existing: str | None = None, base: str | None = None) -> str:
     """Make (or reuse) the worktree at `where`; returns the branch name used.
 
     `existing` is the task's branch from an earlier attempt: a requeued task whose clean
@@ -59,9 +61,11 @@ def ensure(repo: Path, where: Path, branch: str, existing: str | None = None) ->
             return existing
     name = branch
     for n in range(1, 100):
-        made = _git(["worktree", "add", "--quiet", "-b", name, str(where), "HEAD"], repo)
+        made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)
         if made.returncode == 0:
             return name
+        if base and "invalid reference" in made.stderr:
+            raise WorktreeError(f"worktree base {base!r} is not a branch or commit of {repo}")
         if "already exists" not in made.stderr or (where.exists() and any(where.iterdir())):
             raise WorktreeError(f"git worktree add failed: {made.stderr.strip()}")
         # A branch of that name is left from an earlier home: never reuse someone's work.
@@ -82,3 +86,26 @@ def remove_if_clean(repo: Path, where: Path) -> bool:
         return False
     done = _git(["worktree", "remove", str(where)], repo)
     return done.returncode == 0
+
+
+def run_setup(command: Sequence[str], where: Path, log: Path) -> str | None:
+    """Run `[worktree] setup` in a fresh worktree, its output appended to the task's log.
+    None on success, else why it failed (the attempt's reason)."""
+    with open(log, "ab") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(f"--- kugetsu: worktree setup: {' '.join(command)} ---\n".encode())
+        out.flush()
+        try:
+            done = subprocess.run(
+                list(command),
+                cwd=where,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        except OSError as err:
+            return f"worktree setup {command[0]!r} could not start: {err.strerror}"
+    if done.returncode != 0:
+        return f"worktree setup {' '.join(command)!r} failed with exit code {done.returncode}"
+    return None
