@@ -16,6 +16,7 @@ Modes:
     spawn-children N S      start N children, each with a grandchild, all sleeping S seconds
     grandchild S            start one child sleeping S seconds
     print-lines N           print N numbered lines to stdout (and one to stderr)
+    say TEXT...             print TEXT to stdout
     record FILE             append one JSON line (task id, attempt, pid, cwd, time) to FILE
     wait-file PATH          wait until PATH exists
     check NAME FILE         append "yes" or "no" to FILE: does NAME exist in the working directory
@@ -110,6 +111,8 @@ def run(words: list[str]) -> int:
                 out.write(f"line {i}\n")
             out.flush()
             print("fake-agent: to stderr", file=sys.stderr, flush=True)
+        elif mode == "say":
+            print(" ".join(args), flush=True)
         elif mode == "record":
             record(args[0])
         elif mode == "wait-file":
