@@ -116,7 +116,7 @@ class KugetsuApp(App[int]):
         self._look_around(force=True)
         self.refresh_board()
         self._take_reading(self.machine_sampler())
-        self.dashboard.focus_first()
+        self.call_after_refresh(self.dashboard.focus_first)
         self.set_interval(self.refresh_every, self.refresh_board)
         self.set_interval(1.0, self.dashboard.refresh_active)
         if self.sample_every is not None:

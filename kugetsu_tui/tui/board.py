@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kugetsu_tui.engine.model import LIVE_STATES, State, Task
-from kugetsu_tui.engine.slots import QueueView, explain_queue
+from kugetsu_tui.engine.slots import Constraints, QueueView, explain_queue
 from kugetsu_tui.engine.store import Store
 
 QUEUE_WINDOW = 300
@@ -170,7 +170,7 @@ class BoardReader:
             cap=cap,
             now=now,
             supervisor=supervisor.running,
-            blocked=supervisor.admission_blocked,
+            constraints=Constraints(blocked=supervisor.admission_blocked),
         )
         queued = self.queued
         if text_filter:

@@ -57,6 +57,7 @@ class DashboardScreen(Screen[None]):
 
         text: str
 
+    AUTO_FOCUS = ""  # focus_first() decides, once the first board is shown
     BINDINGS = [
         Binding("p", "app.pause_resume", "pause", id="pause"),
         Binding("c", "app.cancel_task", "cancel", id="cancel"),
@@ -145,6 +146,8 @@ class DashboardScreen(Screen[None]):
         A supervisor started with the dashboard admits its first tasks a moment after the
         first paint; for a few seconds, as long as the person has not moved, the focus
         follows them into the Active pane."""
+        if self.focused is not None:
+            return  # the person got there first
         table = self.active if self.active.row_count else self.queued
         table.focus()
         self.last_table = table

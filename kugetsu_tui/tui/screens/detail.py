@@ -63,8 +63,24 @@ def detail_table(
         end = task.ended_at if task.ended_at and task.ended_at >= task.started_at else now
         table.add_row("ran for", Text(elapsed(end - task.started_at)))
     table.add_row("timeout", Text(elapsed(task.timeout) if task.timeout else "none"))
+    table.add_row("usage", Text(usage_text(task)))
     table.add_row("log", Text(str(log_path)))
     return table
+
+
+def usage_text(task: Task) -> str:
+    """The supervisor's metering of the attempt; unknown where nothing was measured."""
+    if task.peak_rss is None:
+        return "not measured"
+    parts = []
+    if task.is_live:
+        parts.append(f"CPU {look.percent(task.cpu_percent)}, RSS {look.size(task.rss)}")
+    parts.append(f"peak RSS {look.size(task.peak_rss)}")
+    if task.cpu_seconds is not None:
+        parts.append(f"{task.cpu_seconds:.1f} CPU seconds")
+    if task.is_live and task.procs is not None:
+        parts.append(f"{task.procs} processes")
+    return " · ".join(parts)
 
 
 def events_table(events: Sequence[Event]) -> Table:

@@ -15,6 +15,8 @@ from kugetsu_tui.tui.widgets.task_table import Cells, Column, TaskTable
 
 
 class ActivePane(TaskTable):
+    _pane_height = 0
+
     COLUMNS = (
         Column("id", "ID", 4),
         Column("state", "STATE", 10),
@@ -29,6 +31,14 @@ class ActivePane(TaskTable):
 
     def rows_for(self, board: Board) -> list[Task]:
         return board.active
+
+    def show(self, board: Board) -> None:
+        super().show(board)
+        # As tall as its rows (plus title and header), so the panes below get the rest.
+        height = len(board.active) + 2
+        if height != self._pane_height:
+            self._pane_height = height
+            self.styles.height = height
 
     def title_for(self, board: Board, shown: int) -> str:
         return f"Active {board.live}/{board.cap}"

@@ -40,16 +40,16 @@ def queue_line(board: Board) -> Text:
     sup = board.supervisor
     line.append("● " if sup.running else "○ ", "green" if sup.running else "red")
     line.append(sup.describe(), "" if sup.running else "red")
-    line.append("  live ", "bold")
+    line.append("   live ", "bold")
     full = board.live >= board.cap
     line.append(f"{board.live}/{board.cap}", "yellow" if full else "green")
     suggested = sup.suggested_cap
     if suggested is not None and suggested != board.cap:
-        line.append(f" suggest {suggested} (a)", "cyan")
-    counts = board.counts
-    for state, name in ((State.QUEUED, "queued"), (State.SUCCEEDED, "done"), (State.FAILED, "failed")):
-        line.append(f"  {STATE_SYMBOL[state]} ", look.STATE_STYLE[state])
-        line.append(f"{counts.get(state, 0)} {name}")
+        line.append(f"  suggest {suggested} (a)", "cyan")
+    # Queued and failed counts head their own panes; only the done count lives here.
+    done = board.counts.get(State.SUCCEEDED, 0)
+    line.append(f"  {STATE_SYMBOL[State.SUCCEEDED]} ", look.STATE_STYLE[State.SUCCEEDED])
+    line.append(f"{done} done")
     return line
 
 

@@ -1,0 +1,215 @@
+"""Each key changes the engine's state as the CLI would, asserted through the store.
+
+The app runs its own supervisor in Textual's loop and real (tiny) agents; the harness
+kills every agent at teardown.
+"""
+
+from __future__ import annotations
+
+from conftest import Harness, wait_for
+
+from kugetsu_tui.config import load_config
+from kugetsu_tui.engine.model import State
+from kugetsu_tui.tui.board import SupervisorState
+from kugetsu_tui.tui.screens.confirm import ConfirmScreen
+from kugetsu_tui.tui.screens.detail import DetailScreen
+from kugetsu_tui.tui.screens.help import HelpScreen
+from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+
+SIZE = (120, 35)
+
+
+async def test_pause_then_resume_the_selected_task(harness: Harness) -> None:
+    task = harness.add("sleep on it")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: harness.state(task) is State.PAUSED, "pause")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "resume")
+        types = [e.type for e in harness.store.events(task_id=task)]
+        assert "task_paused" in types and "task_resumed" in types
+
+
+async def test_cancel_asks_first_and_y_cancels(harness: Harness) -> None:
+    task = harness.add("to be cancelled")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert harness.state(task) is State.RUNNING  # nothing happens before the answer
+        await pilot.press("y")
+        await wait_for(pilot, lambda: harness.state(task) is State.CANCELLED, "the cancel")
+        assert app.screen is app.dashboard
+
+
+async def test_confirm_dialog_backs_out_on_n_and_escape(harness: Harness) -> None:
+    task = harness.add("stays")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        for key in ("n", "escape"):
+            await pilot.press("c")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press(key)
+            assert app.screen is app.dashboard
+        await pilot.pause(0.3)
+        assert harness.state(task) is State.RUNNING
+        assert harness.store.pending_requests() == []
+
+
+async def test_cancel_a_queued_task(harness: Harness) -> None:
+    harness.configure(cap=1)
+    harness.add("runs")
+    waiting = harness.add("waits")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.queued.row_count == 1, "the queue")
+        app.dashboard.queued.focus()
+        await pilot.pause()
+        assert app.dashboard.selected_task_id == waiting
+        await pilot.press("c", "y")
+        await wait_for(pilot, lambda: harness.state(waiting) is State.CANCELLED, "the cancel")
+
+
+async def test_hold_and_release_a_queued_task(harness: Harness) -> None:
+    harness.configure(cap=1)
+    harness.add("runs")
+    waiting = harness.add("waits")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.queued.row_count == 1, "the queue")
+        await pilot.press("tab")  # Active -> Queued
+        assert app.dashboard.selected_task_id == waiting
+        await pilot.press("h")
+        await wait_for(pilot, lambda: harness.store.get(waiting).held, "hold")  # type: ignore[union-attr]
+        await pilot.press("h")
+        await wait_for(pilot, lambda: not harness.store.get(waiting).held, "release")  # type: ignore[union-attr]
+        assert harness.state(waiting) is State.QUEUED
+
+
+async def test_requeue_a_failed_task(harness: Harness) -> None:
+    task = harness.add("fails at once", agent="failer", max_attempts=1)
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: harness.state(task) is State.FAILED, "the failure")
+        await wait_for(pilot, lambda: app.dashboard.failed.row_count == 1, "the Failed pane")
+        app.dashboard.failed.focus()
+        await pilot.pause()
+        assert "error: 2 tests failed" in str(app.dashboard.failed.get_row_at(0))
+        await pilot.press("r")
+        await wait_for(
+            pilot,
+            lambda: any(e.type == "task_requeued" for e in harness.store.events(task_id=task)),
+            "the requeue",
+        )
+
+
+async def test_a_key_that_does_not_apply_says_why(harness: Harness) -> None:
+    task = harness.add("running, so not requeueable")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        await pilot.press("r")
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert any("only" in m and "requeued" in m for m in messages), messages
+        assert harness.state(task) is State.RUNNING
+
+
+async def test_plus_and_minus_change_the_cap_in_config_and_supervisor(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.supervisor is not None and app.supervisor.store, "supervisor")
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: app.supervisor is not None and app.supervisor.cap == 3, "cap 3")
+        assert load_config(harness.home.config_path).cap == 3
+        await pilot.press("minus", "minus")
+        await wait_for(pilot, lambda: app.supervisor is not None and app.supervisor.cap == 1, "cap 1")
+        assert load_config(harness.home.config_path).cap == 1
+        await pilot.press("minus")  # never below 1
+        await pilot.pause(0.2)
+        assert load_config(harness.home.config_path).cap == 1
+
+
+async def test_a_accepts_the_suggested_cap(harness: Harness) -> None:
+    facts = SupervisorState(cap=2, suggested_cap=5)
+    app = harness.app(probe=lambda: facts)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        assert load_config(harness.home.config_path).cap == 5
+
+
+async def test_new_task_form_queues_a_task(harness: Harness) -> None:
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        assert isinstance(app.screen, NewTaskScreen)
+        await pilot.press(*"add retries")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, "the form to close")
+        (task,) = harness.store.tasks()
+        assert task.prompt == "add retries" and task.state is State.QUEUED
+        assert task.agent == harness.config.default_agent
+
+
+async def test_new_task_form_refuses_an_empty_prompt_and_escape_adds_nothing(harness: Harness) -> None:
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "enter")
+        assert isinstance(app.screen, NewTaskScreen)
+        assert "empty prompt" in str(app.screen.query_one("#form-error").render())
+        await pilot.press("escape")
+        assert app.screen is app.dashboard
+        assert harness.store.tasks() == []
+
+
+async def test_enter_opens_details_and_question_mark_help(harness: Harness) -> None:
+    harness.add("inspect me")
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id is not None, "a selection")
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert app.screen is app.dashboard
+
+
+async def test_filter_narrows_every_pane_and_escape_clears_it(harness: Harness) -> None:
+    for prompt in ("alpha one", "beta two", "alpha three"):
+        harness.add(prompt)
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.queued.row_count == 3, "the queue")
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"alpha", "plus")
+        assert app.dashboard.filter_box.value == "alpha+"  # typed keys go to the box, not to +
+        assert load_config(harness.home.config_path).cap == 2
+        await pilot.press("backspace", "enter")
+        await pilot.pause()
+        assert app.dashboard.queued.row_count == 2
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.dashboard.queued.row_count == 3
+
+
+async def test_log_pane_follows_the_selected_task(harness: Harness) -> None:
+    task = harness.add("talks")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        log = app.dashboard.log_pane
+        await wait_for(pilot, lambda: f"working on task {task}" in "\n".join(log.lines), "its output")
+        await pilot.press("l")
+        assert app.focused is log
