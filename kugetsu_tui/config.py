@@ -237,6 +237,10 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _argv_or_none(value: Any) -> tuple[str, ...]:
+    return () if value == [] else _argv(value)
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise TypeError(value)
@@ -370,7 +374,7 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
             queue, q, "on_interrupt", _one_of("requeue", "fail"), '"requeue" or "fail"', d.on_interrupt
         ),
         worktree_setup=r.get(
-            worktree, "[worktree]", "setup", _argv, 'a list of strings like ["npm", "ci"]', ()
+            worktree, "[worktree]", "setup", _argv_or_none, 'a list of strings like ["npm", "ci"]', ()
         ),
         worktree_base=r.get(worktree, "[worktree]", "base", _name, 'a branch name like "main"', None),
         repo_max_live=repo_max_live,

@@ -237,3 +237,39 @@ def test_worktree_base_picks_the_starting_branch(kg: Kugetsu, repo: Path) -> Non
     assert kg.run().returncode == 0
     assert on_main_saw.read_text() == "no\n" and on_feature_saw.read_text() == "yes\n"
     assert kg.task(on_main)["base"] is None and kg.task(on_feature)["base"] == "feature"
+
+
+def test_the_example_config_loads_and_documents_every_key() -> None:
+    from kugetsu_tui.config import load_config
+
+    example = Path(__file__).parent.parent / "config" / "kugetsu.example.toml"
+    config = load_config(example)
+    assert config.cap == 3 and config.max_attempts == 3 and config.worktree_setup == ()
+    text = example.read_text()
+    for key in (
+        "cap",
+        "mode",
+        "min",
+        "max",
+        "memory_reserve",
+        "memory_pressure",
+        "max_attempts",
+        "retry_backoff",
+        "expire_after",
+        "kill_grace",
+        "max_log",
+        "on_interrupt",
+        "setup",
+        "base",
+        "max_live",
+        "rate_limit",
+        "cooldown",
+        "cooldown_max",
+        "prompt_via",
+        "est_rss",
+        "est_cpu",
+        "debounce",
+        "timeout",
+        "default_agent",
+    ):
+        assert f"{key} =" in text, key
