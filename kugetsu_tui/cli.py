@@ -22,9 +22,10 @@ from kugetsu_tui.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control, Outcome
 from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
-from kugetsu_tui.engine.store import Store, StoreCorrupt
+from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
 from kugetsu_tui.errors import UsageError
 
+MAX_ARG_BYTES = 131072  # Linux: one argv element, its NUL included (MAX_ARG_STRLEN)
 ADD_KEYS = (
     "prompt",
     "repo",
@@ -90,9 +91,10 @@ class Context:
         try:
             self.store = Store(self.home.db_path)
         except StoreCorrupt as err:
+            moved = quarantine(self.home.db_path)
             raise UsageError(
-                f"the state database is unreadable: {err}; move it aside to start "
-                "afresh (your tasks in it would be lost)"
+                f"the state database is corrupt ({err}); it was moved to {moved} (nothing was "
+                "deleted); the next command starts with an empty queue"
             ) from None
         self.control = Control(self.home, self.store)
 
@@ -128,7 +130,13 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
     agent = spec.get("agent") or ctx.config.default_agent
     if not isinstance(agent, str):
         raise UsageError(f"{where}agent: expected an agent name, got {agent!r}")
-    ctx.config.agent(agent)  # raises for an unknown name
+    if ctx.config.agent(agent).prompt_via == "argv":  # (raises for an unknown agent)
+        size = len(prompt.encode("utf-8", "surrogateescape"))
+        if size >= MAX_ARG_BYTES:
+            raise UsageError(
+                f"{where}the prompt is {size} bytes, more than one command-line argument can carry "
+                f'({MAX_ARG_BYTES - 1}); expected a shorter prompt, or an agent with prompt_via = "stdin" or "file"'
+            )
     priority = spec.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise UsageError(f"{where}priority: expected a whole number, got {priority!r}")
@@ -240,7 +248,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     else:
         prompt = " ".join(args.prompt)
         if prompt == "-":
-            prompt = sys.stdin.read()
+            prompt = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
         spec = {
             "prompt": prompt,
             "repo": args.repo,
@@ -430,7 +438,9 @@ def event_line(event: Event) -> str:
     return f"{stamp}  {kind:<10} task {event.task_id}{attempt} [{data.get('agent', '')}] {prompt}{extra}"
 
 
-def run_headless(home: Home, config: Config, *, forever: bool, as_json: bool) -> int:
+def run_headless(
+    home: Home, config: Config, *, forever: bool, as_json: bool, stop_agents: bool = False
+) -> int:
     import asyncio
 
     from kugetsu_tui.engine.supervisor import Supervisor
@@ -441,7 +451,7 @@ def run_headless(home: Home, config: Config, *, forever: bool, as_json: bool) ->
                 continue
             print(event.to_line() if as_json else event_line(event), flush=True)
 
-    supervisor = Supervisor(home, config, forever=forever, on_events=show)
+    supervisor = Supervisor(home, config, forever=forever, on_events=show, stop_agents=stop_agents)
     return asyncio.run(supervisor.run())
 
 
@@ -456,7 +466,9 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(ctx, args)
     ctx.store.close()
-    return run_headless(ctx.home, ctx.config, forever=args.forever, as_json=args.json)
+    return run_headless(
+        ctx.home, ctx.config, forever=args.forever, as_json=args.json, stop_agents=args.stop_agents
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -552,6 +564,11 @@ def build_parser() -> Parser:
     run = sub.add_parser("run", parents=[common], help="supervise the queue")
     run.add_argument("--headless", action="store_true", help="no dashboard: print events (for CI)")
     run.add_argument("--forever", action="store_true", help="keep serving when the queue is empty")
+    run.add_argument(
+        "--stop-agents",
+        action="store_true",
+        help="on SIGTERM/SIGINT/SIGHUP end the agents (requeued) instead of leaving them running",
+    )
     run.add_argument("--json", action="store_true", help="print each event as a JSON line")
     run.set_defaults(func=cmd_run)
 

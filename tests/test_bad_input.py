@@ -249,7 +249,11 @@ def test_a_corrupt_database_is_reported_in_one_line(kg: Kugetsu) -> None:
     (kg.home / "state.db").write_bytes(b"this is not a database" * 100)
     result = kg.cli("status")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1 and "state database is unreadable" in result.stderr
+    assert result.stderr.count("\n") == 1 and "state database is corrupt" in result.stderr
+    # Moved aside, never deleted or silently replaced.
+    (moved,) = kg.home.glob("state.db.corrupt-*")
+    assert moved.read_bytes() == b"this is not a database" * 100
+    assert not (kg.home / "state.db").exists()
 
 
 def test_the_last_good_line_count_is_all_or_nothing(kg: Kugetsu, tmp_path: Path) -> None:

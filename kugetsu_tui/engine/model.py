@@ -97,6 +97,16 @@ class EventType(StrEnum):
     SUPERVISOR_STOPPED = "supervisor_stopped"
 
 
+def readable(text: str) -> str:
+    """Text safe to print and to put in JSON: bytes that were not valid UTF-8 (kept in a
+    prompt as surrogate escapes, and passed to the agent as they were) shown as U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC, or None for unknown."""
     if ts is None:
@@ -158,7 +168,7 @@ class Task:
         return self.state.is_live
 
     def short_prompt(self, width: int = 60) -> str:
-        line = " ".join(self.prompt.split())
+        line = " ".join(readable(self.prompt).split())
         return line if len(line) <= width else line[: width - 1] + "…"
 
     def to_json(self) -> dict[str, Any]:
@@ -166,7 +176,7 @@ class Task:
         return {
             "id": self.id,
             "state": str(self.state),
-            "prompt": self.prompt,
+            "prompt": readable(self.prompt),
             "agent": self.agent,
             "repo": self.repo,
             "worktree": self.worktree,

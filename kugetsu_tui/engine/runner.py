@@ -239,3 +239,44 @@ def write_private(path: Path, text: str) -> Path:
     with os.fdopen(fd, "wb") as out:
         out.write(text.encode("utf-8", "surrogateescape"))
     return path
+
+
+def stray_processes(home: Path, task_id: int, pgid: int) -> list[int]:
+    """Processes of this task that left its process group (found by the KUGETSU_HOME and
+    KUGETSU_TASK_ID every agent inherits). Reads every process's environment: call it only
+    when ending a task, not on the hot path."""
+    import psutil
+
+    found = []
+    want = (str(home), str(task_id))
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                continue  # the group signal reaches it
+            env = proc.environ()
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+        if (env.get("KUGETSU_HOME"), env.get("KUGETSU_TASK_ID")) == want:
+            found.append(proc.pid)
+    return found
+
+
+def cap_log(path: Path, max_bytes: int) -> bool:
+    """Keep a chatty agent from filling the disk: past max_bytes, keep the newest half.
+
+    The agent appends (O_APPEND), so after the cut its writes go on at the new end."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return False
+    if max_bytes <= 0 or size <= max_bytes:
+        return False
+    keep = max_bytes // 2
+    with open(path, "r+b") as f:
+        f.seek(size - keep)
+        tail = f.read(keep)
+        f.seek(0)
+        note = f"--- kugetsu: {size - len(tail)} bytes of older output cut (max_log) ---\n".encode()
+        f.write(note + tail)
+        f.truncate()
+    return True

@@ -29,6 +29,7 @@ from kugetsu_tui.engine.model import (
     State,
     Task,
     check_transition,
+    readable,
 )
 
 SCHEMA_VERSION = 1
@@ -115,6 +116,7 @@ EVENT_PROMPT_CHARS = 200
 
 
 _STATE_AT = _TASK_COLUMNS.index("state")
+_PROMPT_AT = _TASK_COLUMNS.index("prompt")
 _BOOL_AT = tuple(_TASK_COLUMNS.index(c) for c in ("no_worktree", "held", "after_any"))
 _BAD_ENDS = "('failed', 'cancelled', 'expired')"
 # A queued task whose dependencies are not yet satisfied: some dependency has not
@@ -127,6 +129,8 @@ _DEPS_UNMET = (
 
 def _task_from_row(row: Sequence[Any]) -> Task:
     values = list(row)
+    if isinstance(values[_PROMPT_AT], bytes):
+        values[_PROMPT_AT] = values[_PROMPT_AT].decode("utf-8", "surrogateescape")
     values[_STATE_AT] = State(values[_STATE_AT])
     for i in _BOOL_AT:
         values[i] = bool(values[i])
@@ -147,11 +151,32 @@ class StoreCorrupt(Exception):
     pass
 
 
+def quarantine(path: Path) -> Path:
+    """Move an unreadable database (and its WAL files) aside, never deleting it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        if side.exists():
+            os.replace(side, Path(str(target) + suffix))
+    return target
+
+
+def _stored_prompt(prompt: str) -> str | bytes:
+    """A prompt that is not valid UTF-8 is kept as its exact bytes."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        return prompt.encode("utf-8", "surrogateescape")
+    return prompt
+
+
 class Store:
     """One connection to `state.db`. Cheap to open; one per process (or thread)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._batched = False  # inside batch(): writes join its transaction
         new = not path.exists()
         if new:
             # Create it private before SQLite touches it.
@@ -197,7 +222,11 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that holds the database lock from its first statement."""
+        """One write transaction that holds the database lock from its first statement
+        (inside `batch()`, a part of the batch's transaction)."""
+        if self._batched:
+            yield self.db
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -206,6 +235,22 @@ class Store:
             raise
         else:
             self.db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every write inside one transaction: one lock and one commit for many changes.
+
+        Each change still writes its event row with it, in that same transaction, and
+        all of them land or none does. The lock is held throughout: nothing slow inside."""
+        if self._batched:
+            yield
+            return
+        with self._write():
+            self._batched = True
+            try:
+                yield
+            finally:
+                self._batched = False
 
     def _event(self, ts: float, type_: EventType | str, task_id: int | None, data: dict[str, Any]) -> None:
         self.db.execute(
@@ -321,7 +366,7 @@ class Store:
                     " timeout, state, created_at, queued_at, updated_at, key, base, after_any)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                     (
-                        new.prompt,
+                        _stored_prompt(new.prompt),
                         new.agent,
                         new.repo,
                         int(new.no_worktree),
@@ -344,7 +389,7 @@ class Store:
                 )
                 data: dict[str, Any] = {
                     "state": "queued",
-                    "prompt": new.prompt[:EVENT_PROMPT_CHARS],
+                    "prompt": readable(new.prompt[:EVENT_PROMPT_CHARS]),
                     "agent": new.agent,
                     "repo": new.repo,
                     "priority": new.priority,
@@ -507,6 +552,8 @@ class Store:
                 check_transition(task_id, task.state, new_state)
             task = task.replace(state=new_state, updated_at=now, **changes)
             values = {"state": str(new_state), "updated_at": now, **changes}
+            if "prompt" in values:
+                values["prompt"] = _stored_prompt(values["prompt"])
             assignments = ", ".join(f"{k} = ?" for k in values)
             db.execute(
                 f"UPDATE tasks SET {assignments} WHERE id = ?",

@@ -17,6 +17,7 @@ never by polling every task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -101,6 +102,7 @@ class Supervisor:
         clock: Clock = time.time,
         install_signals: bool = True,
         on_events: Callable[[list[Event]], None] | None = None,
+        stop_agents: bool = False,
     ) -> None:
         self.home = home
         self.config = config
@@ -109,6 +111,7 @@ class Supervisor:
         self.clock = clock
         self.install_signals = install_signals
         self.on_events = on_events
+        self.stop_agents = stop_agents  # on stop, end the agents (requeued) instead of leaving them
         self.procs: dict[int, Proc] = {}
         self.starting: set[int] = set()  # admitted, worktree being made
         self.cancel_on_start: set[int] = set()
@@ -172,7 +175,11 @@ class Supervisor:
             ]
             while True:
                 self._tick()
-                if self.stopping or (not self.forever and self._drained()):
+                if self.stopping and self.stop_agents and self.procs:
+                    for proc in self.procs.values():
+                        if proc.ending is None:
+                            self._end(proc, "stop", self.clock())
+                elif self.stopping or (not self.forever and self._drained()):
                     break
                 await self._sleep(self._next_wakeup())
             self.hooks.flush_all()
@@ -237,13 +244,17 @@ class Supervisor:
     def _tick(self) -> None:
         now = self.clock()
         self._carry_out_requests(now)
-        self._settle_exited(now)
-        self._enforce_deadlines(now)
-        self._end_cooldowns(now)
-        for task in self.store.fail_dependants(now):
-            self._clean_worktree(task)
-        if not self.stopping:
-            self._admit(now)
+        # Settling, expiry and admission share one transaction: one commit a tick rather
+        # than one per change. Admission stays one atomic step inside it, and nothing is
+        # spawned before it is committed.
+        with self.store.batch():
+            self._settle_exited(now)
+            self._enforce_deadlines(now)
+            self._end_cooldowns(now)
+            for task in self.store.fail_dependants(now):
+                self._clean_worktree(task)
+            admitted = [] if self.stopping else self._admit(now)
+        self._start(admitted)
         self._emit_events()
 
     def _emit_events(self) -> None:
@@ -354,6 +365,16 @@ class Supervisor:
         proc.kill_at = now + self.config.kill_grace
         runner.signal_group(proc.pid, signal.SIGTERM)
         runner.signal_group(proc.pid, signal.SIGCONT)  # a stopped process cannot act on TERM
+        self._signal_strays(proc, signal.SIGTERM)
+
+    def _signal_strays(self, proc: Proc, sig: signal.Signals) -> None:
+        """Descendants that left the agent's process group (setsid) are still its own: they
+        carry the task's marker in their environment."""
+        for pid in runner.stray_processes(self.home.root, proc.task_id, proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+                if sig is signal.SIGTERM:
+                    os.kill(pid, signal.SIGCONT)
 
     # 2. reaping ----------------------------------------------------------------------
 
@@ -395,7 +416,11 @@ class Supervisor:
     def _settle(self, proc: Proc, now: float) -> None:
         task_id, status = proc.task_id, proc.status
         live = set(LIVE_STATES)
-        if proc.ending == "cancel":
+        if proc.ending is not None:
+            self._signal_strays(proc, signal.SIGKILL)  # its grace ran out with its group's
+        if proc.ending == "stop":
+            task = self._interrupted(task_id, now, "stopped with the supervisor (--stop-agents)", refund=True)
+        elif proc.ending == "cancel":
             task = self.store.transition(
                 task_id,
                 State.CANCELLED,
@@ -469,6 +494,18 @@ class Supervisor:
         if task is None:
             return None
         attempts = task.attempts - 1 if refund else task.attempts
+        if not refund and self.config.on_interrupt == "fail":
+            return self.store.transition(
+                task_id,
+                State.FAILED,
+                now=now,
+                expect=set(LIVE_STATES),
+                event=EventType.TASK_INTERRUPTED,
+                reason=f"{reason} (on_interrupt = fail)",
+                ended_at=now,
+                pid=None,
+                pid_started=None,
+            )
         return self.store.transition(
             task_id,
             State.QUEUED,
@@ -501,11 +538,13 @@ class Supervisor:
             if proc.exited:
                 if proc.kill_at is not None and now >= proc.kill_at:
                     runner.signal_group(proc.pid, signal.SIGKILL)
+                    self._signal_strays(proc, signal.SIGKILL)
                 continue
             if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
                 self._end(proc, "timeout", now)
             elif proc.kill_at is not None and now >= proc.kill_at:
                 runner.signal_group(proc.pid, signal.SIGKILL)
+                self._signal_strays(proc, signal.SIGKILL)
         if now >= self._next_expiry_check:
             self._next_expiry_check = now + 1.0
             for task in self.store.expired(now - self.config.expire_after):
@@ -521,20 +560,23 @@ class Supervisor:
 
     # 4. admission --------------------------------------------------------------------
 
-    def _admit(self, now: float) -> None:
+    def _admit(self, now: float) -> list[Task]:
         if len(self.procs) + len(self.starting) >= self.cap and self.store.live_count() >= self.cap:
-            return
+            return []
         blocked = self._memory_block()
         if blocked != self.admission_blocked:
             self.admission_blocked = blocked
             self._publish(now)
         if blocked:
-            return
+            return []
         agent_max = {a.name: a.max_live for a in self.config.agents.values() if a.max_live}
         cooling = {agent for agent, (until, _) in self.cooldowns.items() if until > now}
-        admitted = self.store.admit(
+        return self.store.admit(
             self.cap, now, agent_max=agent_max, repo_max=self.config.repo_max_live, cooling=cooling
         )
+
+    def _start(self, admitted: list[Task]) -> None:
+        """Spawn the admitted tasks (or first make their worktrees, in the background)."""
         for task in admitted:
             if task.no_worktree or (task.worktree and Path(task.worktree).is_dir()):
                 self._spawn(task, Path(task.worktree or task.repo or "."))
@@ -616,7 +658,11 @@ class Supervisor:
         argv = runner.substitute(
             command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)}
         )
-        env = self._env | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
+        env = self._env | {
+            "KUGETSU_TASK_ID": str(task.id),
+            "KUGETSU_ATTEMPT": str(task.attempts),
+            "KUGETSU_HOME": str(self.home.root),
+        }
         try:
             spawned = runner.spawn(
                 argv, cwd=cwd, run_dir=run_dir, attempt=task.attempts, env=env, stdin=stdin
@@ -723,12 +769,14 @@ class Supervisor:
                 )
             await asyncio.sleep(SAMPLE_EVERY)
 
-    def _read(self, roots: list[int]) -> tuple[Machine, dict[int, TreeUsage]]:
+    def _read(self, roots: list[int], tasks: list[int]) -> tuple[Machine, dict[int, TreeUsage]]:
+        for task_id in tasks:
+            runner.cap_log(self.home.log_path(task_id), int(self.config.max_log))
         return read_machine(), self.meter.sample(roots)
 
     async def _sample_once(self) -> None:
         roots = {p.pid: p.task_id for p in self.procs.values() if not p.exited}
-        machine, trees = await asyncio.to_thread(self._read, list(roots))
+        machine, trees = await asyncio.to_thread(self._read, list(roots), list(roots.values()))
         now = self.clock()
         self.machine = machine
         self._memory = (time.monotonic(), machine.mem_available)
