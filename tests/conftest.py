@@ -108,7 +108,7 @@ class Kugetsu:
         self.token = uuid.uuid4().hex
         self.env = {**os.environ, "KUGETSU_HOME": str(self.home), TOKEN_VAR: self.token}
         self.env.pop("XDG_STATE_HOME", None)
-        self.supervisors: list[subprocess.Popen[bytes]] = []
+        self.supervisors: list[subprocess.Popen[Any]] = []  # background processes to end
         self.config: dict[str, Any] = {}
         self.write_config()
 
@@ -200,20 +200,26 @@ class Kugetsu:
         """`kugetsu run --headless ARGS` until the queue is drained."""
         return self.cli("run", "--headless", *args, timeout=timeout)
 
-    def popen(self, *args: str, stdout: Any = None, **kwargs: Any) -> subprocess.Popen[bytes]:
-        """Start `kugetsu ARGS` in the background; it is ended at teardown."""
-        log = stdout or open(self.root / f"supervisor-{len(self.supervisors)}.out", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [PY, "-m", "kugetsu_tui", *args],
-            env=self.env,
-            cwd=self.work,
-            stdout=log,
-            stderr=subprocess.PIPE,
-            umask=0o022,
-            **kwargs,
-        )
+    def popen(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start `kugetsu ARGS` in the background; it is ended at teardown. Its output goes to
+        files under the test's folder (see output())."""
+        n = len(self.supervisors)
+        with open(self.root / f"bg-{n}.out", "wb") as out, open(self.root / f"bg-{n}.err", "wb") as err:
+            proc = subprocess.Popen(
+                [PY, "-m", "kugetsu_tui", *args],
+                env=self.env,
+                cwd=self.work,
+                stdout=out,
+                stderr=err,
+                umask=0o022,
+            )
         self.supervisors.append(proc)
         return proc
+
+    def output(self, proc: subprocess.Popen[bytes]) -> tuple[str, str]:
+        """What a process started with popen() printed so far: (stdout, stderr)."""
+        n = self.supervisors.index(proc)
+        return (self.root / f"bg-{n}.out").read_text(), (self.root / f"bg-{n}.err").read_text()
 
     def start_supervisor(self, *args: str) -> subprocess.Popen[bytes]:
         """`kugetsu run --headless --forever`, returned once it holds the home's lock."""
@@ -221,8 +227,7 @@ class Kugetsu:
 
         def serving() -> bool:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"the supervisor exited with {proc.returncode}: {err}")
+                pytest.fail(f"the supervisor exited with {proc.returncode}: {self.output(proc)[1]}")
             return bool(self.status()["supervisor_pid"] == proc.pid)
 
         wait_until(serving, "the supervisor to start")
@@ -273,10 +278,6 @@ class Kugetsu:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
-            if proc.stderr:
-                proc.stderr.close()
-            if proc.stdout:
-                proc.stdout.close()
         # A stopped supervisor leaves its agents running on purpose (to adopt them later);
         # a test must not leave them behind.
         for _ in range(3):

@@ -24,7 +24,9 @@ def test_a_killed_supervisor_is_succeeded_by_one_that_adopts_and_settles(kg: Kug
     kg.write_config(capacity={"cap": 2})
     starts, gate, ended_gate = kg.root / "starts", kg.root / "gate", kg.root / "ended-gate"
     launcher = subprocess.Popen(
-        [PY, WORKERS, "subreaper", PY, "-m", "kugetsu_tui", "run", "--headless", "--forever"], env=kg.env
+        [PY, WORKERS, "subreaper", PY, "-m", "kugetsu_tui", "run", "--headless", "--forever"],
+        env=kg.env,
+        stdout=subprocess.DEVNULL,
     )
     kg.supervisors.append(launcher)  # ended at teardown, and its zombies with it
     first = wait_until(lambda: kg.status()["supervisor_pid"], "the first supervisor")
