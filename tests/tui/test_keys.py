@@ -84,6 +84,7 @@ async def test_hold_and_release_a_queued_task(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.dashboard.queued.row_count == 1, "the queue")
+        await wait_for(pilot, lambda: app.focused is app.dashboard.active, "focus on the running task")
         await pilot.press("tab")  # Active -> Queued
         assert app.dashboard.selected_task_id == waiting
         await pilot.press("h")

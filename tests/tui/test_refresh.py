@@ -1,0 +1,76 @@
+"""The panes follow the store without losing the person's place, and stay small."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import Harness, wait_for
+
+from kugetsu_tui.engine.control import Control
+from kugetsu_tui.engine.model import NewTask, State
+from kugetsu_tui.tui.board import QUEUE_WINDOW, BoardReader, SupervisorState
+
+SIZE = (120, 35)
+
+
+async def test_cursor_stays_on_its_task_while_rows_come_and_go(harness: Harness) -> None:
+    ids = [harness.add(f"task number {n}") for n in range(5)]
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        queued = app.dashboard.queued
+        await wait_for(pilot, lambda: app.focused is queued and queued.row_count == 5, "the queue")
+        await pilot.press("down", "down")
+        assert queued.cursor_task_id == ids[2]
+        # A more urgent task arrives from another process: it sorts in above the cursor.
+        urgent = harness.add("urgent", priority=9)
+        await wait_for(pilot, lambda: queued.row_count == 6, "the new task")
+        assert queued.cursor_task_id == ids[2] and queued.cursor_row == 3
+        assert queued.cursor_task_id == app.dashboard.selected_task_id
+        # Rows above it leave, and a cell of its own row changes.
+        control = Control(harness.home, harness.store)
+        control.cancel([ids[0], urgent])
+        control.hold([ids[2]])
+        await wait_for(pilot, lambda: queued.row_count == 4, "the cancels")
+        await wait_for(pilot, lambda: "held" in str(queued.get_row_at(queued.cursor_row)), "the hold")
+        assert queued.cursor_task_id == ids[2] and queued.cursor_row == 1
+
+
+async def test_a_long_queue_shows_a_window_and_counts_the_rest(harness: Harness) -> None:
+    total = 10_000
+    new = [
+        NewTask(prompt=f"task {n}", agent="sleeper", repo=str(harness.root), no_worktree=True)
+        for n in range(total)
+    ]
+    harness.store.add(new, time.time())
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        queued = app.dashboard.queued
+        await wait_for(pilot, lambda: queued.row_count == QUEUE_WINDOW, "the first rows")
+        assert f"first {QUEUE_WINDOW} shown, {total - QUEUE_WINDOW} more" in str(queued.border_title)
+        harness.store.transition(
+            1,
+            State.CANCELLED,
+            now=time.time(),
+            event="task_cancelled",  # type: ignore[arg-type]
+            expect={State.QUEUED},
+        )
+        await wait_for(pilot, lambda: queued.cursor_task_id == 2, "the window to move on")
+        assert queued.row_count == QUEUE_WINDOW
+
+
+def test_board_reader_reads_only_what_changed(harness: Harness) -> None:
+    first = harness.add("one")
+    reader = BoardReader(harness.store)
+    assert reader.poll()
+    assert [t.id for t in reader.queued] == [first]
+    assert not reader.poll()  # nothing committed since: no reads at all
+    from kugetsu_tui.engine.store import Store
+
+    other = Store(harness.home.db_path)  # another connection, as another process would be
+    second = other.add([NewTask(prompt="two", agent="sleeper", repo=None)], time.time())[0]
+    other.close()
+    assert reader.poll()
+    board = reader.board(cap=1, supervisor=SupervisorState(), now=time.time())
+    assert [t.id for t in board.queued] == [first, second]
+    assert board.queued_total == 2
+    assert board.view.wait_reason[first].startswith("no supervisor")
