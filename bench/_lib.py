@@ -52,9 +52,41 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def scratch_root() -> Path:
+    """Where homes, repos and task files go: $BENCH_TMPDIR, else beside where a real
+    KUGETSU_HOME lives (the XDG state folder), so kugetsu's run folders land on the
+    disk they would land on in use."""
+    explicit = os.environ.get("BENCH_TMPDIR")
+    if explicit:
+        root = Path(explicit)
+    else:
+        state = os.environ.get("XDG_STATE_HOME")
+        root = (Path(state) if state else Path.home() / ".local" / "state") / "kugetsu-bench"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+def fs_probe(folder: Path, count: int = 300) -> dict[str, float]:
+    """Microseconds per mkdir and per file creation in a new subfolder of `folder`: the
+    part of kugetsu's dispatch that is the disk's, not the engine's (each task gets a
+    run folder and a log file)."""
+    where = Path(tempfile.mkdtemp(prefix="probe-", dir=folder))
+    try:
+        start = time.perf_counter()
+        for n in range(count):
+            os.mkdir(where / str(n), 0o700)
+        made = time.perf_counter()
+        for n in range(count):
+            os.close(os.open(where / str(n) / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        done = time.perf_counter()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    return {"mkdir_us": (made - start) / count * 1e6, "create_us": (done - made) / count * 1e6}
+
+
 @contextmanager
 def scratch(prefix: str) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix=f"kugetsu-bench-{prefix}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=scratch_root()))
     try:
         yield path
     finally:

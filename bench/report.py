@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,11 @@ def machine() -> dict[str, Any]:
     ).stdout.strip()
     from kugetsu_tui import __version__
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _lib import fs_probe, scratch_root
+
+    root = scratch_root()
+
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "nproc": os.cpu_count(),
@@ -38,6 +44,9 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "kugetsu_tui": __version__,
         "commit": commit,
+        "scratch": str(root),
+        "fs_scratch": fs_probe(root),
+        "fs_tmp": fs_probe(Path(tempfile.gettempdir())),
     }
 
 
@@ -55,6 +64,11 @@ def table(run: dict[str, Any]) -> str:
         f"Measured {meta['date']} on {meta['nproc']} CPUs, {meta['memory_gib']} GiB, Python {meta['python']}, "
         f"kugetsu-tui {meta['kugetsu_tui']} ({meta['commit']}){' — ' + run['label'] if run.get('label') else ''}. "
         "All tools ran the same work in the same run; ratios matter more than absolute times.",
+        "",
+        f"Scratch folders (homes, repos) in `{meta['scratch']}`: mkdir {meta['fs_scratch']['mkdir_us']:.0f} µs, "
+        f"file creation {meta['fs_scratch']['create_us']:.0f} µs (in {tempfile.gettempdir()}: "
+        f"{meta['fs_tmp']['mkdir_us']:.0f} µs, {meta['fs_tmp']['create_us']:.0f} µs). kugetsu makes a run "
+        "folder and a log file per task; the peers make none.",
         "",
     ]
     tools = [t for t in ORDER if any(t in f.get("tools", {}) for f in figures.values())]

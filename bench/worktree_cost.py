@@ -63,7 +63,7 @@ def end_to_end(repo: Path, work: Path, tasks: int, in_worktree: bool) -> float:
 
 def main() -> None:
     args = main_args(__doc__ or "")
-    rounds = 5 if args.quick else 15
+    rounds = 5 if args.quick else 10
     tasks = 4 if args.quick else 10
     say(f"worktree: add+remove on a repo of {FILES} files, {rounds} rounds; end to end {tasks} tasks")
     with scratch("worktree") as work:
