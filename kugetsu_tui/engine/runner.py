@@ -261,6 +261,29 @@ def stray_processes(home: Path, task_id: int, pgid: int) -> list[int]:
     return found
 
 
+def find_wrapper(home: Path, task_id: int, attempt: int) -> Spawned | None:
+    """The wrapper of this task's attempt if it still runs, found by the marker in its
+    environment: for an agent started just before its supervisor was killed, before the
+    pid could be stored. Reads every process's environment: call it only at start-up."""
+    import psutil
+
+    want = (str(home), str(task_id), str(attempt))
+    for proc in psutil.process_iter():
+        try:
+            # The wrapper leads a session of its own and is named by its $0.
+            if os.getsid(proc.pid) != proc.pid or proc.cmdline()[3:4] != ["kugetsu-agent"]:
+                continue
+            env = proc.environ()
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+        if (env.get("KUGETSU_HOME"), env.get("KUGETSU_TASK_ID"), env.get("KUGETSU_ATTEMPT")) != want:
+            continue
+        started = start_time(proc.pid)
+        if started is not None and not _is_zombie(proc.pid):
+            return Spawned(proc.pid, started)
+    return None
+
+
 def cap_log(path: Path, max_bytes: int) -> bool:
     """Keep a chatty agent from filling the disk: past max_bytes, keep the newest half.
 

@@ -571,9 +571,15 @@ class Supervisor:
             return []
         agent_max = {a.name: a.max_live for a in self.config.agents.values() if a.max_live}
         cooling = {agent for agent, (until, _) in self.cooldowns.items() if until > now}
-        return self.store.admit(
+        admitted = self.store.admit(
             self.cap, now, agent_max=agent_max, repo_max=self.config.repo_max_live, cooling=cooling
         )
+        for task in admitted:
+            # Before the admission commits: an exit file found for a starting task whose pid
+            # was never stored (we died in between) is then surely this attempt's.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.home.exit_path(task.id))
+        return admitted
 
     def _start(self, admitted: list[Task]) -> None:
         """Spawn the admitted tasks (or first make their worktrees, in the background)."""
@@ -923,7 +929,7 @@ class Supervisor:
         now = self.clock()
         for task in self.store.live():
             if task.pid is None:
-                self._interrupted(task.id, now, "supervisor stopped before the agent started", refund=True)
+                self._reconcile_unrecorded(task, now)
                 continue
             proc = Proc(
                 task.id,
@@ -939,6 +945,34 @@ class Supervisor:
                 proc.exited = True
                 proc.status = runner.read_exit_file(self.home.run_dir(task.id))
                 self.procs[task.id] = proc
+
+    def _reconcile_unrecorded(self, task: Task, now: float) -> None:
+        """A task admitted by a supervisor that died before it stored the agent's pid: the
+        agent may have started all the same. Adopt it, settle it from its exit file (no
+        stale one is left at admission), or queue the task again without spending the
+        attempt if it never started."""
+        found = runner.find_wrapper(self.home.root, task.id, task.attempts)
+        if found is not None:
+            self.store.transition(
+                task.id,
+                State.RUNNING,
+                now=now,
+                expect={State.STARTING},
+                event=EventType.TASK_ADOPTED,
+                pid=found.pid,
+                pid_started=found.started,
+            )
+            deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
+            proc = Proc(task.id, found.pid, child=False, deadline=deadline)
+            self.procs[task.id] = proc
+            self._watch(proc)
+            return
+        status = runner.read_exit_file(self.home.run_dir(task.id))
+        if status is None:
+            self._interrupted(task.id, now, "supervisor stopped before the agent started", refund=True)
+            return
+        # The wrapper is gone, so its exit file is whole; pid 0: there is no group left to end.
+        self._settle(Proc(task.id, 0, child=False, exited=True, status=status), now)
 
 
 def describe_status(status: int) -> str:
