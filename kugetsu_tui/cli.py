@@ -446,10 +446,15 @@ def run_headless(
     from kugetsu_tui.engine.supervisor import Supervisor
 
     def show(events: list[Event]) -> None:
-        for event in events:
-            if event.type in ("task_dequeued",) and not as_json:
-                continue
-            print(event.to_line() if as_json else event_line(event), flush=True)
+        # One write per batch of events, not one per line: a tick may settle and start many.
+        lines = [
+            event.to_line() if as_json else event_line(event)
+            for event in events
+            if as_json or event.type != "task_dequeued"
+        ]
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
 
     supervisor = Supervisor(home, config, forever=forever, on_events=show, stop_agents=stop_agents)
     return asyncio.run(supervisor.run())

@@ -746,6 +746,8 @@ class Supervisor:
         )
 
     def _rate_limit_cleared(self, task_id: int) -> None:
+        if not self.cooldowns:
+            return  # nothing to clear: spare a read for every task that succeeds
         task = self.store.get(task_id)
         if task is not None and task.agent in self.cooldowns:
             until, _ = self.cooldowns[task.agent]
