@@ -234,3 +234,20 @@ def test_auto_mode_applies_the_suggestion_with_a_reason(kg: Kugetsu) -> None:
     assert 1 <= changes[-1]["cap"] <= 2 and "→" in changes[-1]["reason"]
     status = kg.status()
     assert status["cap"] == changes[-1]["cap"] == status["suggested_cap"]
+
+
+def test_memory_pressure_pauses_the_newest_agent_and_resumes_it(kg: Kugetsu) -> None:
+    kg.write_config(capacity={"memory_pressure": "pause_newest", "memory_reserve": "1MiB"})
+    older = kg.add("sleep 30")
+    kg.start_supervisor()
+    kg.wait_state(older, "running")
+    newer = kg.add("sleep 30")
+    kg.wait_state(newer, "running")
+    # Now memory is "short": available is far under half of a huge reserve.
+    kg.write_config(capacity={"memory_pressure": "pause_newest", "memory_reserve": "100TiB"})
+    kg.wait_state(newer, "paused")
+    assert kg.task(older)["state"] == "running"
+    paused = [e for e in kg.events(newer) if e["type"] == "task_paused"]
+    assert paused and "memory pressure" in paused[-1]["why"]
+    kg.write_config(capacity={"memory_pressure": "pause_newest", "memory_reserve": "1MiB"})
+    kg.wait_state(newer, "running")
