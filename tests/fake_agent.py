@@ -15,6 +15,7 @@ Modes:
     ignore-term             ignore SIGTERM from now on
     spawn-children N S      start N children, each with a grandchild, all sleeping S seconds
     grandchild S            start one child sleeping S seconds
+    escape S                start one child sleeping S seconds in a session of its own (setsid)
     print-lines N           print N numbered lines to stdout (and one to stderr)
     say TEXT...             print TEXT to stdout
     record FILE             append one JSON line (task id, attempt, pid, cwd, time) to FILE
@@ -69,12 +70,14 @@ def count_run(path: str) -> int:
     return n
 
 
-def spawn(script: str) -> None:
+def spawn(script: str, new_session: bool = False) -> None:
     """Start another fake agent running script; it stays in our process group.
 
     FAKE_AGENT_CHILD tells the tests it is not an agent the supervisor started."""
     env = {**os.environ, "FAKE_AGENT_CHILD": "1"}
-    subprocess.Popen([sys.executable, os.path.abspath(__file__), script], env=env)
+    subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), script], env=env, start_new_session=new_session
+    )
 
 
 def run(words: list[str]) -> int:
@@ -105,6 +108,8 @@ def run(words: list[str]) -> int:
                 spawn(f"grandchild {args[1]} ; sleep {args[1]}")
         elif mode == "grandchild":
             spawn(f"sleep {args[0]}")
+        elif mode == "escape":
+            spawn(f"sleep {args[0]}", new_session=True)
         elif mode == "print-lines":
             out = sys.stdout
             for i in range(int(args[0])):

@@ -75,6 +75,13 @@ CASES = [
         'default_agent = "nope"\n',
         names_config=True,
     ),
+    Case(
+        "config-bad-for-run",
+        ("run", "--headless"),
+        "[queue] max_attempts: expected a whole number >= 1, got 0",
+        "[queue]\nmax_attempts = 0\n",
+        names_config=True,
+    ),
     # add
     Case("unknown-agent", ("add", "--no-worktree", "--agent", "nope", "x"), "unknown agent 'nope'"),
     Case("missing-repo", ("add", "--repo", "/no/such/repo", "x"), "/no/such/repo does not exist"),

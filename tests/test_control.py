@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -70,6 +71,20 @@ def test_cancel_a_paused_agent_that_ignores_sigterm(kg: Kugetsu) -> None:
     assert task["attempts"] == 1
     wait_until(lambda: _statuses(tree) == {"gone"}, "every process of the task to end")
     assert kg.our_processes() == []
+
+
+def test_cancel_ends_descendants_that_left_the_group(kg: Kugetsu) -> None:
+    """A child that called setsid is out of the agent's process group, but still the task's."""
+    kg.start_supervisor()
+    task_id = kg.add(script(["escape", 60], ["hang", 60]))
+    kg.wait_state(task_id, "running")
+    tree = wait_until(lambda: (p := kg.agent_processes(children=True)) and len(p) == 2 and p, "2 processes")
+    agent = next(p for p in tree if "FAKE_AGENT_CHILD" not in p.environ())
+    escaped = next(p for p in tree if p is not agent)
+    assert os.getpgid(escaped.pid) != os.getpgid(agent.pid), "the child left the group"
+    assert kg.cli("cancel", str(task_id)).returncode == 0
+    kg.wait_state(task_id, "cancelled")
+    wait_until(lambda: _statuses(tree) == {"gone"}, "the agent and its escaped child to end")
 
 
 def test_queued_tasks_cancel_hold_release_requeue(kg: Kugetsu) -> None:
