@@ -946,6 +946,12 @@ class Supervisor:
             else:
                 proc.exited = True
                 proc.status = runner.read_exit_file(self.home.run_dir(task.id))
+                now_started = runner.start_time(task.pid)
+                if now_started is not None and task.pid_started not in (None, now_started):
+                    # The pid was recycled (a reboot): its group is a stranger's, never
+                    # to be signalled; ours ended with the agent.
+                    self._settle(proc, now)
+                    continue
                 self.procs[task.id] = proc
 
     def _reconcile_unrecorded(self, task: Task, now: float) -> None:
