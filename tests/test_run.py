@@ -256,3 +256,29 @@ def test_the_run_waits_for_a_task_in_backoff(kg: Kugetsu) -> None:
     assert task["not_before"] is not None
     assert proc.wait(20) == 0
     assert kg.task(task_id)["state"] == "succeeded"
+
+
+def test_an_agent_that_cannot_start_fails_with_the_reason(kg: Kugetsu) -> None:
+    kg.write_config(agents={"ghost": {"command": ["no-such-agent-on-path", "{prompt}"]}})
+    task_id = kg.add("anything", "--agent", "ghost", "--max-attempts", "2")
+    result = kg.run()
+    assert result.returncode == 1
+    task = kg.task(task_id)
+    assert (task["state"], task["attempts"]) == ("failed", 2)
+    assert task["reason"] == "agent command 'no-such-agent-on-path' not found on PATH"
+
+
+def test_logs_follow_a_running_task_until_it_settles(kg: Kugetsu) -> None:
+    gate = kg.root / "gate"
+    kg.start_supervisor()
+    task_id = kg.add(script(["print-lines", 3], ["wait-file", gate], ["print-lines", 5]))
+    kg.wait_state(task_id, "running")
+    follower = kg.popen("logs", "-f", str(task_id))
+    wait_until(lambda: "line 2" in kg.output(follower)[0], "the first lines")
+    assert follower.poll() is None, "still following"
+    gate.touch()
+    assert follower.wait(20) == 0
+    lines = kg.output(follower)[0].splitlines()
+    assert [line for line in lines if line.startswith("line ")] == [
+        f"line {i}" for i in (0, 1, 2, 0, 1, 2, 3, 4)
+    ]
