@@ -416,6 +416,8 @@ class Supervisor:
     def _settle(self, proc: Proc, now: float) -> None:
         task_id, status = proc.task_id, proc.status
         live = set(LIVE_STATES)
+        # The sampling timer caps logs that grow; this catches what an agent wrote since.
+        runner.cap_log(self.home.log_path(task_id), int(self.config.max_log))
         if proc.ending is not None:
             self._signal_strays(proc, signal.SIGKILL)  # its grace ran out with its group's
         if proc.ending == "stop":
