@@ -16,6 +16,7 @@ Modes:
     spawn-children N S      start N children, each with a grandchild, all sleeping S seconds
     grandchild S            start one child sleeping S seconds
     escape S                start one child sleeping S seconds in a session of its own (setsid)
+    escape-stubborn S FILE  the same, but the child ignores SIGTERM, then records to FILE
     print-lines N           print N numbered lines to stdout (and one to stderr)
     say TEXT...             print TEXT to stdout
     record FILE             append one JSON line (task id, attempt, pid, cwd, time) to FILE
@@ -110,6 +111,8 @@ def run(words: list[str]) -> int:
             spawn(f"sleep {args[0]}")
         elif mode == "escape":
             spawn(f"sleep {args[0]}", new_session=True)
+        elif mode == "escape-stubborn":
+            spawn(f"ignore-term ; record {shlex.quote(args[1])} ; sleep {args[0]}", new_session=True)
         elif mode == "print-lines":
             out = sys.stdout
             for i in range(int(args[0])):
