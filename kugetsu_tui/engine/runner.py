@@ -6,7 +6,8 @@ so a supervisor that restarts after a crash learns how agents that ended while i
 away fared. That file is read only once the wrapper is gone, so it is written in place
 with one small write: a temp file and `mv` would cost a second process per task.
 The wrapper is `sh`, not Python, and uses only shell builtins: it runs once per task,
-and an interpreter start would cost more than the rest of dispatch.
+and an interpreter start would cost more than the rest of dispatch. It also opens the
+task's log itself, so the supervisor does not wait for a file to be made per spawn.
 
 This module never decides what an exit means; the supervisor does.
 """
@@ -22,11 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# $1 run dir, $2 working dir, $3 attempt number, then the agent's argv.
+# $1 run dir, $2 working dir, $3 attempt number, $4 the agent's umask, then its argv.
+# The log is made 0600 and appended to; a log that cannot be opened ends it with 125.
 # The agent is the wrapper's foreground child; its status goes to exit (builtins only).
-# The umask is tightened only after the agent ended, so the agent's own files are as usual.
+# The umask is tight only while the wrapper makes its files, so the agent's are as usual.
 WRAPPER = r"""
-run=$1; dir=$2; attempt=$3; shift 3
+run=$1; dir=$2; attempt=$3; mask=$4; shift 4
+umask 077
+command exec >>"$run/log" 2>&1 || exit 125
+umask "$mask"
 [ "$attempt" -gt 1 ] && printf '\n--- kugetsu: attempt %s ---\n' "$attempt"
 cd -- "$dir" || exit 126
 "$@"
@@ -37,7 +42,6 @@ exit "$code"
 """
 
 SH = shutil.which("sh") or "/bin/sh"
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 # (program, PATH) -> where it was found. A PATH search stats every folder in PATH;
 # checking the one file found last time is a single access() per spawn.
 _FOUND: dict[tuple[str, str | None], str] = {}
@@ -74,7 +78,8 @@ def spawn(
     env: Mapping[str, str],
     stdin: Path | None = None,
 ) -> Spawned:
-    """Start argv under the wrapper in a new session; stdout+stderr append to run_dir/log.
+    """Start argv under the wrapper in a new session; stdout+stderr append to run_dir/log
+    (opened by the wrapper: until then they go to /dev/null).
 
     stdin is /dev/null unless a file is given (the prompt, for prompt_via = "stdin")."""
     program = argv[0]
@@ -82,24 +87,39 @@ def spawn(
         raise SpawnError(f"agent command {program!r} not found on PATH")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(run_dir / "exit")  # a stale status must never be read as this attempt's
-    log = os.open(run_dir / "log", _LOG_FLAGS, 0o600)
+    mask = f"{process_umask():03o}"
     try:
         pid = os.posix_spawn(
             SH,
-            [SH, "-c", WRAPPER, "kugetsu-agent", str(run_dir), str(cwd), str(attempt), *argv],
+            [SH, "-c", WRAPPER, "kugetsu-agent", str(run_dir), str(cwd), str(attempt), mask, *argv],
             dict(env),
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, str(stdin or os.devnull), os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log, 1),
-                (os.POSIX_SPAWN_DUP2, log, 2),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
             ],
             setsid=True,
         )
     except OSError as err:
         raise SpawnError(f"cannot start {program!r}: {err.strerror}") from None
-    finally:
-        os.close(log)
     return Spawned(pid, start_time(pid))
+
+
+_UMASK: list[int] = []
+
+
+def process_umask() -> int:
+    """This process's umask (what the agent gets), read once without changing it: setting
+    it to read it back would race threads that create files meanwhile."""
+    if not _UMASK:
+        try:
+            with open("/proc/self/status") as f:
+                mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+        except (OSError, StopIteration, ValueError):
+            mask = os.umask(0o077)
+            os.umask(mask)
+        _UMASK.append(mask)
+    return _UMASK[0]
 
 
 def on_path(program: str, path: str | None) -> bool:
