@@ -101,7 +101,7 @@ class DashboardScreen(Screen[None]):
                 yield self.failed
             yield self.log_pane
         yield self.filter_box
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # every key fits in 80 columns
 
     @property
     def tables(self) -> tuple[TaskTable, ...]:

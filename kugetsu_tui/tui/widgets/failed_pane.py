@@ -61,7 +61,7 @@ class FailedPane(TaskTable):
         Column("when", "WHEN", 5),
         Column("agent", "AGENT", 8, min_table=120),
         Column("prompt", "PROMPT", 10, flex=1),
-        Column("why", "LAST OUTPUT / REASON", 10, flex=1),
+        Column("why", "WHY (LAST OUTPUT)", 10, flex=1),
     )
 
     def __init__(self, log_path: Callable[[int], Path], *, id: str | None = None) -> None:

@@ -71,4 +71,4 @@ class MachineBar(Static):
         key = (text.plain, list(text.spans))
         if key != self._shown:  # re-render only when something visible changed
             self._shown = key
-            self.update(text)
+            self.update(text, layout=False)  # fixed height: no need to lay out the screen again
