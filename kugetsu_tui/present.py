@@ -6,6 +6,7 @@ Reads the store; never changes it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kugetsu_tui.config import Config
@@ -71,17 +72,26 @@ def advise_now(store: Store, config: Config) -> dict[str, Any]:
     return {"suggested_cap": suggestion.cap, "cap_reason": suggestion.reason, "machine": json_machine}
 
 
-def constraints(store: Store, config: Config, tasks: list[Task], facts: dict[str, Any]) -> Constraints:
-    """What besides the cap holds queued tasks back, as the supervisor sees it."""
+def constraints(
+    store: Store,
+    config: Config,
+    tasks: Iterable[Task],
+    *,
+    blocked: str | None,
+    cooling: Mapping[str, float],
+) -> Constraints:
+    """What besides the cap holds queued tasks back, as the supervisor sees it. `tasks`
+    must hold every live task (for the per-agent and per-repo counts) and the queued ones
+    to explain. The CLI's status and the dashboard both build their wait reasons here."""
+    tasks = list(tasks)
     agent_live: dict[str, int] = {}
     repo_live: dict[str, int] = {}
     for task in tasks:
         if task.is_live:
             agent_live[task.agent] = agent_live.get(task.agent, 0) + 1
             repo_live[task.repo or ""] = repo_live.get(task.repo or "", 0) + 1
-    cooling = {agent: _ts(until) for agent, until in (facts.get("cooldowns") or {}).items()}
     return Constraints(
-        blocked=facts.get("admission_blocked"),
+        blocked=blocked,
         deps=store.dependencies([t.id for t in tasks if t.state is State.QUEUED]),
         cooling=cooling,
         agent_max={a.name: a.max_live for a in config.agents.values() if a.max_live},
@@ -89,6 +99,11 @@ def constraints(store: Store, config: Config, tasks: list[Task], facts: dict[str
         agent_live=agent_live,
         repo_live=repo_live,
     )
+
+
+def cooldowns_from_facts(facts: Mapping[str, Any]) -> dict[str, float]:
+    """agent -> until (epoch seconds), from what a supervisor published."""
+    return {agent: _ts(until) for agent, until in (facts.get("cooldowns") or {}).items()}
 
 
 def _ts(iso_text: str) -> float:
@@ -113,7 +128,9 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
         cap=cap,
         now=now,
         supervisor=running,
-        constraints=constraints(store, config, tasks, facts),
+        constraints=constraints(
+            store, config, tasks, blocked=facts.get("admission_blocked"), cooling=cooldowns_from_facts(facts)
+        ),
     )
     counts = store.counts()
     rows = []

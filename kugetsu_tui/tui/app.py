@@ -187,6 +187,7 @@ class KugetsuApp(App[int]):
             cap_reason=suggestion.reason if suggestion else None,
             admission_blocked=supervisor.admission_blocked,
             config_error=supervisor.config_error,
+            cooldowns={a: until for a, (until, _) in supervisor.cooldowns.items() if until},
         )
 
     def current_cap(self) -> int:
@@ -216,6 +217,7 @@ class KugetsuApp(App[int]):
             supervisor=self.supervisor_state(),
             now=self.clock(),
             text_filter=self.dashboard.text_filter,
+            config=self.config,
         )
         self.dashboard.show(self.board, self._generation)
         self._check_requests()

@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kugetsu_tui.config import Config
 from kugetsu_tui.engine.model import LIVE_STATES, State, Task
-from kugetsu_tui.engine.slots import Constraints, QueueView, explain_queue
+from kugetsu_tui.engine.slots import QueueView, explain_queue
 from kugetsu_tui.engine.store import Store
+from kugetsu_tui.present import constraints, cooldowns_from_facts
 
 QUEUE_WINDOW = 300
 FAILED_WINDOW = 200
@@ -39,6 +41,7 @@ class SupervisorState:
     cap_reason: str | None = None
     admission_blocked: str | None = None
     config_error: str | None = None
+    cooldowns: Mapping[str, float] = field(default_factory=dict)  # agent -> until
 
     @property
     def running(self) -> bool:
@@ -67,6 +70,7 @@ class SupervisorState:
             cap_reason=facts.get("cap_reason"),
             admission_blocked=facts.get("admission_blocked"),
             config_error=facts.get("config_error"),
+            cooldowns=cooldowns_from_facts(facts),
         )
 
 
@@ -161,7 +165,15 @@ class BoardReader:
             newest = sorted(self.failed.values(), key=_ended, reverse=True)[: self.failed_window]
             self.failed = {t.id: t for t in newest}
 
-    def board(self, *, cap: int, supervisor: SupervisorState, now: float, text_filter: str = "") -> Board:
+    def board(
+        self,
+        *,
+        cap: int,
+        supervisor: SupervisorState,
+        now: float,
+        text_filter: str = "",
+        config: Config | None = None,
+    ) -> Board:
         active = sorted(self.active.values(), key=lambda t: t.id)
         failed = sorted(self.failed.values(), key=_ended, reverse=True)
         view = explain_queue(
@@ -170,7 +182,13 @@ class BoardReader:
             cap=cap,
             now=now,
             supervisor=supervisor.running,
-            constraints=Constraints(blocked=supervisor.admission_blocked),
+            constraints=constraints(
+                self.store,
+                config or Config(),
+                [*active, *self.queued],
+                blocked=supervisor.admission_blocked,
+                cooling=supervisor.cooldowns,
+            ),
         )
         queued = self.queued
         if text_filter:

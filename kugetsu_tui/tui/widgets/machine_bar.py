@@ -3,6 +3,8 @@ the supervisor's state and how many tasks are done."""
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Span, Text
 from textual.widgets import Static
 
@@ -46,6 +48,11 @@ def queue_line(board: Board) -> Text:
     suggested = sup.suggested_cap
     if suggested is not None and suggested != board.cap:
         line.append(f"  suggest {suggested} (a)", "cyan")
+    for agent, until in sorted(sup.cooldowns.items()):
+        if until > board.now:
+            line.append(
+                f"  ❄ {agent} cooling until {time.strftime('%H:%M:%S', time.localtime(until))}", "cyan"
+            )
     # Queued and failed counts head their own panes; only the done count lives here.
     done = board.counts.get(State.SUCCEEDED, 0)
     line.append(f"  {STATE_SYMBOL[State.SUCCEEDED]} ", look.STATE_STYLE[State.SUCCEEDED])
