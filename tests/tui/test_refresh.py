@@ -74,3 +74,27 @@ def test_board_reader_reads_only_what_changed(harness: Harness) -> None:
     assert [t.id for t in board.queued] == [first, second]
     assert board.queued_total == 2
     assert board.view.wait_reason[first].startswith("no supervisor")
+
+
+def test_queued_tasks_show_dependency_limit_and_cooldown_reasons(harness: Harness) -> None:
+    config = harness.configure(
+        agents={"sleeper": {"command": ["true"], "max_live": 1}, "failer": {"command": ["true"]}}
+    )
+    running = harness.add("running")
+    now = time.time()
+    harness.store.admit(5, now)  # `running` takes a slot; its agent is at its limit of 1
+    blocked = harness.add("same agent")
+    later = harness.store.add([NewTask(prompt="after", agent="failer", repo=None, after=(running,))], now)[0]
+    cooled = harness.add("cooling", agent="failer")
+    reader = BoardReader(harness.store)
+    reader.poll()
+    board = reader.board(
+        cap=5,
+        now=now,
+        config=config,
+        supervisor=SupervisorState(here=True, pid=1, cooldowns={"failer": now + 60}),
+    )
+    reasons = board.view.wait_reason
+    assert reasons[blocked] == "agent sleeper at its limit (1/1 live)"
+    assert reasons[later] == f"waiting for task {running} (starting)"
+    assert reasons[cooled].startswith("agent failer cooling down until")
