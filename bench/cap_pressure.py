@@ -19,8 +19,8 @@ AGENT = "kgb-agent"
 INTERVAL = 0.010
 
 
-def _agent_stat(pid: str) -> bytes | None:
-    """The part of /proc/PID/stat after the name if PID is a live (not zombie) agent."""
+def _agent_stat(pid: str) -> tuple[bytes, bytes] | None:
+    """(parent pid, start time) if PID is a live (not zombie) agent, else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -29,7 +29,8 @@ def _agent_stat(pid: str) -> bytes | None:
     close = data.rindex(b")")
     if data[data.index(b"(") + 1 : close] != AGENT.encode() or data[close + 2 : close + 3] in (b"Z", b"X"):
         return None
-    return data[close + 2 :].split()[19]  # the start time tells a reused pid apart
+    fields = data[close + 2 :].split()
+    return fields[1], fields[19]  # the start time tells a reused pid apart
 
 
 def live_agents() -> int:
@@ -38,14 +39,17 @@ def live_agents() -> int:
     One scan of /proc is not a snapshot: an agent may end and the next one start while it
     runs, and both would be counted. So the agents found are read again after the scan;
     each one seen in both passes was alive from its first read to its second, and every
-    first read came before every second read, so they were all alive together in between."""
+    first read came before every second read, so they were all alive together in between.
+    An agent's own fork that has not yet become `sleep` bears its name too: a process
+    whose parent is an agent is part of that agent, not another one."""
     found = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            started = _agent_stat(entry.name)
-            if started is not None:
-                found[entry.name] = started
-    return sum(1 for pid, started in found.items() if _agent_stat(pid) == started)
+            seen = _agent_stat(entry.name)
+            if seen is not None:
+                found[entry.name] = seen
+    agents = [pid for pid, (parent, _) in found.items() if parent.decode() not in found]
+    return sum(1 for pid in agents if _agent_stat(pid) == found[pid])
 
 
 class Sampler(threading.Thread):

@@ -177,6 +177,25 @@ def table(run: dict[str, Any]) -> str:
                 ]
             )
         )
+    if "dashboard" in figures:
+        b = figures["dashboard"]
+        scale = f"{b['queued']:,} queued, {b['live']} live, {b['failed']:,} failed"
+        paint = f"{b['first_paint_s']:.2f} s" if b["first_paint_s"] is not None else "not seen"
+        key = f"{b['key_ms']:.0f} ms" if b["key_ms"] is not None else "not seen"
+        lines.append(row([f"(5) dashboard, {scale}: time to first paint", paint, "", "", ""]))
+        lines.append(
+            row(
+                [
+                    f"    CPU of the dashboard over {b['idle_s']:.0f} s idle",
+                    f"{b['idle_cpu_percent']:.1f}% of a core",
+                    "",
+                    "",
+                    "< 3%",
+                ]
+            )
+        )
+        lines.append(row(["    RSS of the dashboard", f"{b['rss_mib']:.0f} MiB", "", "", "< 120 MiB"]))
+        lines.append(row(["    key press (`?`) to the change on screen", key, "", "", ""]))
     if "dispatch" in figures and "kugetsu" in figures["dispatch"]["tools"]:
         k = figures["dispatch"]["tools"]["kugetsu"]
         lines += [

@@ -64,7 +64,10 @@ stamp=$(date +%Y%m%d-%H%M%S)
 name="$stamp${label:+-$label}"
 raw="$here/results/raw/$name"
 mkdir -p "$raw"
-for figure in dispatch makespan worktree_cost enqueue cap_pressure; do
+figures="dispatch makespan worktree_cost enqueue cap_pressure"
+# The dashboard's figures need the dashboard (and a pseudo-terminal, which dashboard.py opens).
+[ -d "$repo/kugetsu_tui/tui" ] && figures="$figures dashboard"
+for figure in $figures; do
     echo "== $figure" >&2
     "$PYTHON" "$here/$figure.py" $quick --out "$raw/$figure.json"
 done
