@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -45,7 +46,12 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a mistake in one line, exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: str) -> str:
+    """An error stays one line even when it quotes input with line breaks in it."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def task_id(text: str) -> int:
@@ -56,7 +62,10 @@ def task_id(text: str) -> int:
 
 def duration(text: str) -> float:
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
+        if seconds == math.inf:  # a few hundred digits
+            raise ValueError(text)
+        return seconds
     except ValueError:
         raise argparse.ArgumentTypeError(
             f'expected a duration like "90s", "10m" or "24h", got {text!r}'
@@ -119,18 +128,17 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
         raise UsageError(
             f'{where}empty prompt (expected the task\'s text, e.g. kugetsu add "fix the flaky test")'
         )
-    if (
-        "\x00" in prompt
-        and ctx.config.agent(spec.get("agent") or ctx.config.default_agent).prompt_via == "argv"
-    ):
-        raise UsageError(
-            f"{where}the prompt contains a NUL byte, which a command line cannot carry "
-            '(expected none, or an agent with prompt_via = "stdin" or "file")'
-        )
-    agent = spec.get("agent") or ctx.config.default_agent
+    agent = spec.get("agent")
+    if agent is None:
+        agent = ctx.config.default_agent
     if not isinstance(agent, str):
         raise UsageError(f"{where}agent: expected an agent name, got {agent!r}")
     if ctx.config.agent(agent).prompt_via == "argv":  # (raises for an unknown agent)
+        if "\x00" in prompt:
+            raise UsageError(
+                f"{where}the prompt contains a NUL byte, which a command line cannot carry "
+                '(expected none, or an agent with prompt_via = "stdin" or "file")'
+            )
         size = len(prompt.encode("utf-8", "surrogateescape"))
         if size >= MAX_ARG_BYTES:
             raise UsageError(
@@ -151,7 +159,7 @@ def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[s
             if isinstance(timeout, bool):
                 raise ValueError
             timeout = float(timeout) if isinstance(timeout, (int, float)) else parse_duration(str(timeout))
-            if timeout <= 0:
+            if not 0 < timeout < math.inf:  # JSON lines may say NaN or Infinity
                 raise ValueError
         except ValueError:
             raise UsageError(
@@ -633,10 +641,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             args.func = cmd_tui
         ctx = Context(args)
-        result: int = args.func(ctx, args)
+        try:
+            result: int = args.func(ctx, args)
+        finally:
+            ctx.store.close()
         return result
     except UsageError as err:
-        print(f"kugetsu: error: {err}", file=sys.stderr)
+        print(f"kugetsu: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
