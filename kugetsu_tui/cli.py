@@ -3,7 +3,8 @@
 Every subcommand is a thin face on an engine call (Control for actions, the Supervisor
 for `run`). User mistakes arrive here as UsageError/ConfigError and leave as one line
 on stderr with exit code 2; nothing else is caught. Keep the import path light: `add`
-and `status` must not load Textual or psutil.
+must not load Textual or psutil; `status` loads psutil only when no running supervisor
+has published the machine's readings (then it measures them itself, once).
 """
 
 from __future__ import annotations
