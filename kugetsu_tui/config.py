@@ -8,6 +8,7 @@ raises anything else for bad input.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -189,7 +190,7 @@ def _duration(value: Any) -> float:
         seconds = parse_duration(value)
     else:
         raise TypeError(value)
-    if seconds < 0:
+    if not 0 <= seconds < math.inf:  # also refuses nan (TOML has inf and nan literals)
         raise ValueError(value)
     return seconds
 
@@ -203,13 +204,13 @@ def _size(value: Any) -> float:
         size = parse_size(value)
     else:
         raise TypeError(value)
-    if size < 0:
+    if not 0 <= size < math.inf:
         raise ValueError(value)
     return size
 
 
 def _positive_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(value)
     return float(value)
 
