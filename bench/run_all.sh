@@ -58,6 +58,10 @@ if [ -z "${PYTHON:-}" ]; then
     fi
 fi
 export PYTHON
+# Bytecode compiled ahead, as pip does on install: without it every `kugetsu` call would
+# compile its modules again (PYTHONDONTWRITEBYTECODE=1) and time the compiler, not kugetsu.
+unset PYTHONDONTWRITEBYTECODE
+"$PYTHON" -m compileall -q "$repo/kugetsu_tui" >/dev/null
 
 # --- the figures -----------------------------------------------------------------------
 stamp=$(date +%Y%m%d-%H%M%S)

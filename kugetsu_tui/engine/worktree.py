@@ -79,10 +79,12 @@ def is_clean(where: Path) -> bool:
 
 
 def remove_if_clean(repo: Path, where: Path) -> bool:
-    """Remove a clean worktree (the branch stays). False if it is dirty or already gone."""
+    """Remove a clean worktree (the branch stays). False if it is dirty or already gone.
+
+    `git worktree remove` (without --force) itself refuses a tree with modified or
+    untracked files, by the same `git status` as is_clean: asking first would run that
+    status twice for every task."""
     if not where.exists():
-        return False
-    if not is_clean(where):
         return False
     done = _git(["worktree", "remove", str(where)], repo)
     return done.returncode == 0
