@@ -329,10 +329,16 @@ class Supervisor:
     def pause(self, task_id: int, now: float, reason: str | None = None) -> str:
         proc = self.procs.get(task_id)
         task = self.store.get(task_id)
-        if proc is None or task is None or task.state is not State.RUNNING or proc.ending:
-            state = task.state if task else "unknown"
+        if proc is None or task is None or task.state is not State.RUNNING or proc.ending or proc.exited:
+            # An agent that exited is not stopped by a signal: it is about to be settled.
+            state = "ending" if proc and proc.exited else task.state if task else "unknown"
             return f"error: task {task_id} is {state}; only running tasks can be paused"
         runner.signal_group(proc.pid, signal.SIGSTOP)
+        if not runner.is_same_process(proc.pid, None):
+            # It exited just before the signal (its exit not yet seen): it is about to be
+            # settled, not paused. Whatever it left in its group must go on, to be ended.
+            runner.signal_group(proc.pid, signal.SIGCONT)
+            return f"error: task {task_id} is ending; only running tasks can be paused"
         self.store.transition(
             task_id,
             State.PAUSED,
