@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -373,3 +374,16 @@ def test_random_config_files_exit_0_or_2_and_leave_the_store_alone_on_error(
     if code == 2:
         assert err.count("\n") == 1, err
         assert after == before, "the store changed on a config error"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a folder to another user needs root")
+def test_a_home_owned_by_someone_else_is_refused(kg: Kugetsu) -> None:
+    kg.add("one")
+    before = store_snapshot(kg.home)
+    os.chown(kg.home, 65534, 65534)
+    try:
+        code, out, err = run_cli(kg.home, ["add", "--no-worktree", "--repo", str(kg.work), "two"])
+    finally:
+        os.chown(kg.home, 0, 0)
+    assert_one_line_error(code, out, err, "belongs to uid 65534, not you")
+    assert store_snapshot(kg.home) == before

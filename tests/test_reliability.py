@@ -234,3 +234,22 @@ def test_a_recycled_pid_is_not_mistaken_for_the_agent(kg: Kugetsu) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_an_agent_killed_by_the_oom_killer_is_a_failed_attempt_that_retries(kg: Kugetsu) -> None:
+    """The kernel's OOM killer sends SIGKILL to the largest process: the agent, not its
+    tiny wrapper, which records the death and lets the attempt be retried."""
+    starts, gate = kg.root / "starts", kg.root / "gate"
+    kg.start_supervisor()
+    task_id = kg.add(script(["record", starts], ["wait-file", gate]), "--max-attempts", "2")
+    kg.wait_state(task_id, "running")
+    wait_until(lambda: _starts(starts), "the agent to start")
+    (agent,) = kg.agent_processes()
+    agent.kill()
+    retry = wait_until(
+        lambda: next((e for e in kg.events(task_id) if e["type"] == "task_retrying"), None), "a retry"
+    )
+    assert retry["exit_code"] == 137 and "SIGKILL" in retry["reason"]
+    gate.touch()
+    task = kg.wait_state(task_id, "succeeded")
+    assert task["attempts"] == 2 and _starts(starts) == [task_id, task_id]
