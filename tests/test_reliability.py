@@ -51,7 +51,7 @@ def test_kill_9_at_random_points_loses_nothing_and_runs_nothing_twice(kg: Kugets
     reconciles, while it admits and settles) and restarted, until all are done."""
     ledger = kg.root / "ledger"
     kg.write_config(
-        capacity={"cap": 6},
+        capacity={"cap": 4},
         agents={"ledger": {"command": ["sh", "-c", LEDGER_AGENT, "agent", str(ledger), "{prompt}"]}},
         default_agent="ledger",
     )
@@ -72,7 +72,7 @@ def test_kill_9_at_random_points_loses_nothing_and_runs_nothing_twice(kg: Kugets
         sup.send_signal(signal.SIGKILL)
         sup.wait(10)
         kills += 1
-    assert kills >= 5, f"seed {seed}: the run ended before the supervisor was killed often enough"
+    assert kills >= 3, f"seed {seed}: the run ended before the supervisor was killed often enough"
 
     # The last one runs the rest to the end; its exit code says all succeeded.
     final = kg.run(timeout=60)
