@@ -19,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+README_TAIL = (
+    "\nRun `bench/run_all.sh` to measure again (under 10 minutes; it installs the peers with"
+    " apt-get when missing). Raw figures, earlier runs and where the time goes:"
+    " [bench/results/](bench/results/).\n"
+)
 ORDER = ("kugetsu", "xargs", "parallel", "tsp")
 HEAD = {"kugetsu": "kugetsu-tui", "xargs": "xargs -P", "parallel": "GNU parallel -j", "tsp": "tsp -S"}
 
@@ -241,7 +246,7 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(run, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(f"# kugetsu-tui benchmarks\n\n{text}")
     if args.readme:
-        update_readme(args.readme, text)
+        update_readme(args.readme, table({**run, "label": ""}) + README_TAIL)
     sys.stdout.write(text)
 
 
