@@ -317,9 +317,11 @@ def cap_log(path: Path, max_bytes: int) -> bool:
     keep = max_bytes // 2
     with open(path, "r+b") as f:
         f.seek(size - keep)
-        tail = f.read(keep)
+        # To the end, not `keep` bytes: what the agent appended since the stat is the newest
+        # output, and would be cut off by the truncate below.
+        tail = f.read()
         f.seek(0)
-        note = f"--- kugetsu: {size - len(tail)} bytes of older output cut (max_log) ---\n".encode()
+        note = f"--- kugetsu: {size - keep} bytes of older output cut (max_log) ---\n".encode()
         f.write(note + tail)
         f.truncate()
     return True
