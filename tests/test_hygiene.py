@@ -113,8 +113,17 @@ def test_agents_get_only_stdin_stdout_and_stderr(kg: Kugetsu) -> None:
         for task_id, stdin in ((plain, os.devnull), (piped, str(kg.home / "runs" / str(piped) / "prompt"))):
             log = str(kg.home / "runs" / str(task_id) / "log")
             for proc in _task_processes(kg, task_id):  # the sh wrapper and the agent itself
-                fds = sorted(int(fd) for fd in os.listdir(f"/proc/{proc.pid}/fd"))
-                assert fds == [0, 1, 2], f"{proc.cmdline()[:4]} has descriptors {fds}"
+                # A starting interpreter briefly holds files of its own (its modules) open;
+                # a leaked descriptor would stay, so wait for the set to settle.
+                def settled(pid: int = proc.pid) -> list[int] | None:
+                    found = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+                    return found if found == [0, 1, 2] else None
+
+                try:
+                    fds = wait_until(settled, "only fds 0, 1 and 2", timeout=10)
+                except BaseException:
+                    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+                    raise AssertionError(f"{proc.cmdline()[:4]} has descriptors {fds}") from None
                 links = [os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in fds]
                 assert links == [stdin, log, log]
     finally:
