@@ -156,6 +156,10 @@ class DashboardScreen(Screen[None]):
         self._settle_focus_until = time.monotonic() + SETTLE_FOCUS if table is self.queued else 0.0
         self.sync_selection()
 
+    def on_key(self, event: events.Key) -> None:
+        # Any key means a person is at the keyboard: from now on the focus is theirs.
+        self._settle_focus_until = 0.0
+
     def _settle_focus(self) -> None:
         untouched = self.focused is self.queued and self.queued.cursor_row == 0
         if time.monotonic() > self._settle_focus_until or not untouched:

@@ -70,9 +70,10 @@ async def test_cancel_a_queued_task(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.dashboard.queued.row_count == 1, "the queue")
+        # At start the focus follows the first running task for a moment; let it get there.
+        await wait_for(pilot, lambda: app.focused is app.dashboard.active, "the start focus")
         app.dashboard.queued.focus()
-        await pilot.pause()
-        assert app.dashboard.selected_task_id == waiting
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == waiting, "the queued task selected")
         await pilot.press("c", "y")
         await wait_for(pilot, lambda: harness.state(waiting) is State.CANCELLED, "the cancel")
 
