@@ -79,6 +79,11 @@ CREATE TABLE IF NOT EXISTS deps (
 CREATE INDEX IF NOT EXISTS deps_by_after ON deps (after_id);
 -- Serves admission (state = 'queued' ORDER BY priority DESC, id) and live counts.
 CREATE INDEX IF NOT EXISTS tasks_by_queue_order ON tasks (state, priority DESC, id);
+-- Timers over a long queue without reading it all: the next backoff to end, the oldest
+-- wait (expiry), and what changed since a dashboard last looked.
+CREATE INDEX IF NOT EXISTS tasks_backoff ON tasks (not_before) WHERE state = 'queued' AND held = 0;
+CREATE INDEX IF NOT EXISTS tasks_waiting_since ON tasks (queued_at) WHERE state = 'queued' AND held = 0;
+CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (updated_at);
 CREATE TABLE IF NOT EXISTS events (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     ts      REAL    NOT NULL,
@@ -292,10 +297,10 @@ class Store:
         ]
 
     def changed_since(self, updated_at: float) -> list[Task]:
-        return [
-            _task_from_row(r)
-            for r in self.db.execute(_TASK_SELECT + " WHERE updated_at > ? ORDER BY id", (updated_at,))
-        ]
+        rows = self.db.execute(
+            _TASK_SELECT + " INDEXED BY tasks_by_update WHERE updated_at > ?", (updated_at,)
+        )
+        return sorted((_task_from_row(r) for r in rows), key=lambda t: t.id)
 
     def counts(self) -> dict[State, int]:
         found = dict(self.db.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
@@ -313,7 +318,9 @@ class Store:
     def next_ready_at(self, now: float) -> float | None:
         """When the next task in backoff becomes runnable, if any."""
         row = self.db.execute(
-            "SELECT min(not_before) FROM tasks WHERE state = 'queued' AND held = 0 AND not_before > ?", (now,)
+            "SELECT min(not_before) FROM tasks INDEXED BY tasks_backoff"
+            " WHERE state = 'queued' AND held = 0 AND not_before > ?",
+            (now,),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
@@ -322,7 +329,8 @@ class Store:
         return [
             _task_from_row(r)
             for r in self.db.execute(
-                _TASK_SELECT + " WHERE state = 'queued' AND held = 0 AND queued_at < ? ORDER BY id",
+                _TASK_SELECT + " INDEXED BY tasks_waiting_since"
+                " WHERE state = 'queued' AND held = 0 AND queued_at < ? ORDER BY id",
                 (queued_before,),
             )
         ]
