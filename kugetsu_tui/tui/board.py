@@ -88,6 +88,8 @@ class Board:
     view: QueueView = field(default_factory=lambda: QueueView({}, {}))
     now: float = 0.0
     text_filter: str = ""
+    # Bumped whenever that pane's tasks changed, so a pane redraws only its own changes.
+    versions: tuple[int, int, int] = (0, 0, 0)  # active, queued, failed
 
     @property
     def live(self) -> int:
@@ -114,6 +116,7 @@ class BoardReader:
         self.counts: dict[State, int] = {s: 0 for s in State}
         self._version: int | None = None
         self._high_water: float | None = None
+        self.versions = [0, 0, 0]  # active, queued, failed: see Board.versions
 
     def poll(self, *, force: bool = False) -> bool:
         """Bring the picture up to date; True if anything in it may have changed.
@@ -126,12 +129,16 @@ class BoardReader:
         self._version = version
         if self._high_water is None:
             self._load_all()
+            self.versions = [v + 1 for v in self.versions]
             return True
         changed = self.store.changed_since(self._high_water - OVERLAP)
         in_window = {t.id for t in self.queued}
         queue_moved = False
+        active_moved = failed_moved = False
         for task in changed:
             self._high_water = max(self._high_water, task.updated_at)
+            active_moved |= task.state.is_live or task.id in self.active
+            failed_moved |= task.state in BAD_STATES or task.id in self.failed
             if task.state.is_live:
                 self.active[task.id] = task
             else:
@@ -146,6 +153,9 @@ class BoardReader:
         counts = self.store.counts()
         if queue_moved or counts[State.QUEUED] != self.counts[State.QUEUED]:
             self.queued = self.store.queued(self.queue_window)
+            self.versions[1] += 1
+        self.versions[0] += active_moved
+        self.versions[2] += failed_moved
         self.counts = counts
         return True
 
@@ -206,6 +216,7 @@ class BoardReader:
             view,
             now,
             text_filter,
+            (self.versions[0], self.versions[1], self.versions[2]),
         )
 
 

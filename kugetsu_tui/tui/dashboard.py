@@ -87,6 +87,7 @@ class DashboardScreen(Screen[None]):
         self.filter_box = FilterInput(placeholder="filter by id, state, agent, branch or prompt", id="filter")
         self.last_table: TaskTable = self.active
         self.text_filter = ""
+        self._active_key: object = None
         self._queued_key: object = None
         self._failed_key: object = None
         self._board: Board | None = None
@@ -113,9 +114,13 @@ class DashboardScreen(Screen[None]):
         """Bring every pane up to date with `board`; cells that did not change stay."""
         self._board = board
         self.machine_bar.show(board, None)
-        self.active.show(board)
+        # Each pane redraws only when its own tasks changed (elapsed times tick apart).
+        active_key = (board.versions[0], self.text_filter)
+        if active_key != self._active_key:
+            self._active_key = active_key
+            self.active.show(board)
         queued_key = (
-            generation,
+            board.versions[1],
             int(board.now // QUEUE_AGE_STEP),
             self.text_filter,
             tuple(board.view.wait_reason.values()),
@@ -123,7 +128,7 @@ class DashboardScreen(Screen[None]):
         if queued_key != self._queued_key:
             self._queued_key = queued_key
             self.queued.show(board)
-        failed_key = (generation, self.failed.kind, self.text_filter)
+        failed_key = (board.versions[2], self.failed.kind, self.text_filter)
         if failed_key != self._failed_key:
             self._failed_key = failed_key
             self.failed.show(board)
