@@ -102,7 +102,9 @@ def test_eight_processes_adding_fifty_tasks_each(kg: Kugetsu) -> None:
     assert sorted(e["task_id"] for e in queued_events) == sorted(ids)
 
 
-def test_two_supervisors_started_at_once(kg: Kugetsu) -> None:
+@pytest.mark.parametrize("racers", [2, 4])
+def test_supervisors_started_at_once(kg: Kugetsu, racers: int) -> None:
+    """Exactly one of them serves; every other one refuses in one line naming its pid."""
     barrier = kg.root / "go"
     procs = [
         subprocess.Popen(
@@ -112,21 +114,25 @@ def test_two_supervisors_started_at_once(kg: Kugetsu) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for _ in range(racers)
     ]
     try:
         time.sleep(0.3)
         barrier.touch()
-        loser = wait_until(
-            lambda: next((p for p in procs if p.poll() is not None), None), "one supervisor to give up"
-        )
-        winner = next(p for p in procs if p is not loser)
-        assert loser.returncode == 2
-        err = loser.stderr.read() if loser.stderr else ""
-        lines = err.strip().splitlines()
-        assert len(lines) == 1, err
-        assert f"pid {winner.pid}" in lines[0] and "already running" in lines[0]
-        assert "Traceback" not in err
+
+        def all_but_one_gave_up() -> list[subprocess.Popen[str]] | None:
+            done = [p for p in procs if p.poll() is not None]
+            return done if len(done) == racers - 1 else None
+
+        losers = wait_until(all_but_one_gave_up, f"{racers - 1} supervisors to give up")
+        (winner,) = [p for p in procs if p not in losers]
+        for loser in losers:
+            assert loser.returncode == 2
+            err = loser.stderr.read() if loser.stderr else ""
+            lines = err.strip().splitlines()
+            assert len(lines) == 1, err
+            assert f"pid {winner.pid}" in lines[0] and "already running" in lines[0]
+            assert "Traceback" not in err
         # The other one serves: it holds the lock and carries out work.
         assert winner.poll() is None
         assert kg.status()["supervisor_pid"] == winner.pid
