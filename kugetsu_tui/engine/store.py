@@ -429,8 +429,9 @@ class Store:
         with self._write() as db:
             while True:
                 rows = db.execute(
-                    "SELECT t.id, min(p.id), p.state FROM tasks t JOIN deps d ON d.task_id = t.id"
-                    " JOIN tasks p ON p.id = d.after_id WHERE t.state = 'queued' AND t.after_any = 0"
+                    # Driven from deps, so a long queue with no dependencies costs nothing.
+                    "SELECT t.id, min(p.id), p.state FROM deps d CROSS JOIN tasks p ON p.id = d.after_id"
+                    " CROSS JOIN tasks t ON t.id = d.task_id WHERE t.state = 'queued' AND t.after_any = 0"
                     f" AND p.state IN {_BAD_ENDS} GROUP BY t.id"
                 ).fetchall()
                 if not rows:
