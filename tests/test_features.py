@@ -99,7 +99,7 @@ def test_rate_limit_cools_the_agent_down_without_spending_attempts(kg: Kugetsu) 
     others = [kg.add(script(["sleep", 0.2]), "--agent", "other") for _ in range(3)]
     proc = kg.start_supervisor()
     waiting = wait_until(
-        lambda: "cooling down" in (kg.task(limited)["wait_reason"] or "") and kg.task(limited),
+        lambda: "cooldown:" in (kg.task(limited)["wait_reason"] or "") and kg.task(limited),
         "the agent to cool down",
     )
     assert waiting["state"] == "queued" and waiting["attempts"] == 0

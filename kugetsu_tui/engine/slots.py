@@ -98,7 +98,7 @@ def explain_queue(
             reason[task.id] = c.blocked
         elif c.cooling.get(task.agent, 0) > now:
             reason[task.id] = (
-                f"agent {task.agent} cooling down until {clock_text(c.cooling[task.agent])} (rate limited)"
+                f"cooldown: {task.agent} until {clock_text(c.cooling[task.agent])} (rate limited)"
             )
         elif task.agent in c.agent_max and c.agent_live.get(task.agent, 0) >= c.agent_max[task.agent]:
             reason[task.id] = (

@@ -223,6 +223,10 @@ def seed_board(store: Store, home: Home) -> None:
         extra={"retry_in": 60},
     )
     store.transition(ids[5], State.QUEUED, now=T0 - 500, event=EventType.TASK_HELD, held=True)
+    # Waiting on a dependency (the running task).
+    store.add(
+        [NewTask(prompt="write the release notes", agent="opencode", repo=repo, after=(ids[0],))], T0 - 30
+    )
     # Failed, cancelled, expired.
     run(ids[9], T0 - 700, attempts=3)
     settle(ids[9], State.FAILED, EventType.TASK_ERROR, T0 - 610, exit_code=3, reason="exit code 3")
@@ -263,7 +267,12 @@ def snapshot_home(empty: bool = False) -> tuple[Home, Config]:
 
 
 ATTACHED = SupervisorState(
-    pid=4242, cap=3, cap_mode="suggest", suggested_cap=4, cap_reason="memory: 9.5 GiB available → 4"
+    pid=4242,
+    cap=3,
+    cap_mode="suggest",
+    suggested_cap=4,
+    cap_reason="memory: 9.5 GiB available → 4",
+    cooldowns={"claude": T0 + 95},
 )
 
 

@@ -97,4 +97,4 @@ def test_queued_tasks_show_dependency_limit_and_cooldown_reasons(harness: Harnes
     reasons = board.view.wait_reason
     assert reasons[blocked] == "agent sleeper at its limit (1/1 live)"
     assert reasons[later] == f"waiting for task {running} (starting)"
-    assert reasons[cooled].startswith("agent failer cooling down until")
+    assert reasons[cooled].startswith("cooldown: failer until")

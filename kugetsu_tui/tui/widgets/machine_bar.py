@@ -48,15 +48,14 @@ def queue_line(board: Board) -> Text:
     suggested = sup.suggested_cap
     if suggested is not None and suggested != board.cap:
         line.append(f"  suggest {suggested} (a)", "cyan")
-    for agent, until in sorted(sup.cooldowns.items()):
-        if until > board.now:
-            line.append(
-                f"  ❄ {agent} cooling until {time.strftime('%H:%M:%S', time.localtime(until))}", "cyan"
-            )
     # Queued and failed counts head their own panes; only the done count lives here.
     done = board.counts.get(State.SUCCEEDED, 0)
     line.append(f"  {STATE_SYMBOL[State.SUCCEEDED]} ", look.STATE_STYLE[State.SUCCEEDED])
     line.append(f"{done} done")
+    # Last, so that on a narrow terminal it is what gets cut, not the counts.
+    for agent, until in sorted(sup.cooldowns.items()):
+        if until > board.now:
+            line.append(f"  ❄ {agent} until {time.strftime('%H:%M:%S', time.localtime(until))}", "cyan")
     return line
 
 
