@@ -14,11 +14,12 @@ This module never decides what an exit means; the supervisor does.
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
 import re
 import shutil
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,6 @@ def spawn(
     program = argv[0]
     if os.sep not in program and not on_path(program, env.get("PATH")):
         raise SpawnError(f"agent command {program!r} not found on PATH")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(run_dir / "exit")  # a stale status must never be read as this attempt's
     mask = f"{process_umask():03o}"
     try:
         pid = os.posix_spawn(
@@ -102,7 +101,12 @@ def spawn(
         )
     except OSError as err:
         raise SpawnError(f"cannot start {program!r}: {err.strerror}") from None
-    return Spawned(pid, start_time(pid))
+    # When posix_spawn returns the child has started, so its start time (in the kernel's
+    # clock ticks since boot, as /proc/<pid>/stat says it) is at most this. Reading /proc
+    # instead would wait for the new process to finish exec: under load, longer than the
+    # spawn itself.
+    started = float(math.floor(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS))
+    return Spawned(pid, started)
 
 
 _UMASK: list[int] = []
@@ -148,6 +152,9 @@ def start_time(pid: int) -> float | None:
     return float(fields[19])
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def is_same_process(pid: int, started: float | None) -> bool:
     """True if pid is alive and is the very process that started at `started`."""
     now_started = start_time(pid)
@@ -155,7 +162,14 @@ def is_same_process(pid: int, started: float | None) -> bool:
         return False
     if _is_zombie(pid):
         return False
-    return started is None or now_started == started
+    return started is None or same_start(started, now_started)
+
+
+def same_start(recorded: float, found: float) -> bool:
+    """Does a start time read from /proc match the one recorded at the spawn? The spawn
+    reads the clock just after the child started: the child began at most then, and (a
+    recycled pid needs the whole pid space to wrap around first) not a second before."""
+    return recorded - CLOCK_TICKS <= found <= recorded + 1
 
 
 def _is_zombie(pid: int) -> bool:

@@ -955,7 +955,11 @@ class Supervisor:
                 proc.exited = True
                 proc.status = runner.read_exit_file(self.home.run_dir(task.id))
                 now_started = runner.start_time(task.pid)
-                if now_started is not None and task.pid_started not in (None, now_started):
+                if (
+                    now_started is not None
+                    and task.pid_started is not None
+                    and not runner.same_start(task.pid_started, now_started)
+                ):
                     # The pid was recycled (a reboot): its group is a stranger's, never
                     # to be signalled; ours ended with the agent.
                     self._settle(proc, now)
