@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kugetsu_tui.engine.model import EventType
 from kugetsu_tui.errors import ConfigError
+
+EVENT_NAMES = frozenset(str(e) for e in EventType)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -336,9 +339,16 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
         for key in ("on", "command"):
             if key not in spec:
                 raise ConfigError(f"{path}: {where} {key}: missing (expected a list of strings)")
+        on = r.get(spec, where, "on", _strings, 'a list of event names like ["task_error"]', ())
+        unknown = [name for name in on if name not in EVENT_NAMES]
+        if unknown:
+            raise ConfigError(
+                f"{path}: {where} on: unknown event {unknown[0]!r} "
+                f"(expected one of: {', '.join(sorted(EVENT_NAMES))})"
+            )
         hooks.append(
             Hook(
-                on=r.get(spec, where, "on", _strings, 'a list of event names like ["task_error"]', ()),
+                on=on,
                 command=r.get(spec, where, "command", _argv, "a non-empty list of strings", ()),
                 timeout=r.get(spec, where, "timeout", _duration, DURATION_HINT, 30.0),
                 debounce=r.get(spec, where, "debounce", _duration, DURATION_HINT, 0.0),

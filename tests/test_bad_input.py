@@ -41,6 +41,27 @@ CASES = [
     ),
     Case("config-unknown-top-key", ("status",), "unknown key colour", 'colour = "red"\n', names_config=True),
     Case(
+        "config-hook-unknown-event",
+        ("status",),
+        "[[hooks]] #1 on: unknown event 'task_complete' (expected one of:",
+        '[[hooks]]\non = ["task_complete"]\ncommand = ["cat"]\n',
+        names_config=True,
+    ),
+    Case(
+        "config-hook-no-command",
+        ("status",),
+        "[[hooks]] #1 command: missing",
+        '[[hooks]]\non = ["task_error"]\n',
+        names_config=True,
+    ),
+    Case(
+        "config-bad-prompt-via",
+        ("status",),
+        '[agents.claude] prompt_via: expected "argv", "stdin" or "file", got \'pipe\'',
+        '[agents.claude]\nprompt_via = "pipe"\n',
+        names_config=True,
+    ),
+    Case(
         "config-wrong-type",
         ("add", "--no-worktree", "x"),
         "[capacity] cap: expected a whole number >= 1, got 'three'",
