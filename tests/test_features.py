@@ -273,3 +273,21 @@ def test_the_example_config_loads_and_documents_every_key() -> None:
         "default_agent",
     ):
         assert f"{key} =" in text, key
+
+
+def test_cancel_ends_a_hanging_worktree_setup_at_once(kg: Kugetsu, repo: Path) -> None:
+    started = kg.root / "setup-started"
+    kg.write_config(worktree={"setup": ["sh", "-c", f'touch "{started}"; exec sleep 300']})
+    task = kg.add(script(["ok"]), "--repo", str(repo))
+    kg.start_supervisor()
+    wait_until(started.exists, "the worktree setup to start")
+    code, _, err = kg.main("cancel", str(task))
+    assert code == 0, err
+    began = time.monotonic()
+    kg.wait_state(task, "cancelled", timeout=10)
+    assert time.monotonic() - began < 5  # not after the setup's 300 s
+    assert "task_started" not in [e["type"] for e in kg.events(task)]
+    wait_until(
+        lambda: not [p for p in kg.our_processes(agents_only=False) if "sleep" in " ".join(p.cmdline())],
+        "the setup's processes to end",
+    )

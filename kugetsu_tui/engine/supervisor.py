@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,7 @@ class Supervisor:
         self.procs: dict[int, Proc] = {}
         self.starting: set[int] = set()  # admitted, worktree being made
         self.cancel_on_start: set[int] = set()
+        self.setups: dict[int, int] = {}  # task -> process group of its running worktree setup
         self.summary = RunSummary()
         self.stopping = False
         self._wake = asyncio.Event()
@@ -320,11 +322,20 @@ class Supervisor:
         proc = self.procs.get(task_id)
         if task_id in self.starting and proc is None:
             self.cancel_on_start.add(task_id)
+            setup = self.setups.get(task_id)
+            if setup is not None:  # its worktree setup is running: end it now, not after
+                runner.signal_group(setup, signal.SIGTERM)
+                assert self._loop is not None
+                self._loop.call_later(self.config.kill_grace, self._kill_setup, task_id, setup)
             return "ok: cancelling"
         if proc is None:
             return f"error: task {task_id} is {task.state}; only queued or live tasks can be cancelled"
         self._end(proc, "cancel", now)
         return "ok: cancelling"
+
+    def _kill_setup(self, task_id: int, group: int) -> None:
+        if self.setups.get(task_id) == group:  # still that very setup, not a reused pid
+            runner.signal_group(group, signal.SIGKILL)
 
     def pause(self, task_id: int, now: float, reason: str | None = None) -> str:
         proc = self.procs.get(task_id)
@@ -633,10 +644,14 @@ class Supervisor:
             setup = self.config.worktree_setup
             if fresh and setup:
                 log = private_dir(self.home.run_dir(task.id)) / "log"
-                failure = await asyncio.to_thread(worktree.run_setup, setup, where, log)
-                if failure is not None:
+                failure = await asyncio.to_thread(
+                    worktree.run_setup, setup, where, log, partial(self.setups.__setitem__, task.id)
+                )
+                self.setups.pop(task.id, None)
+                if failure is not None and task.id not in self.cancel_on_start:
                     self._spawn_failed(task, failure)
                     return
+            # (A task cancelled meanwhile is settled as cancelled by _spawn, not started.)
             self._spawn(task.replace(worktree=str(where), branch=branch), where)
         finally:
             self.starting.discard(task.id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kugetsu_tui.errors import UsageError
@@ -90,24 +90,29 @@ def remove_if_clean(repo: Path, where: Path) -> bool:
     return done.returncode == 0
 
 
-def run_setup(command: Sequence[str], where: Path, log: Path) -> str | None:
+def run_setup(
+    command: Sequence[str], where: Path, log: Path, started: Callable[[int], None] = lambda pid: None
+) -> str | None:
     """Run `[worktree] setup` in a fresh worktree, its output appended to the task's log.
-    None on success, else why it failed (the attempt's reason)."""
+    None on success, else why it failed (the attempt's reason). It runs in a process group
+    of its own, whose id goes to `started`, so that a cancel can end it at once."""
     with open(log, "ab") as out:
         os.fchmod(out.fileno(), 0o600)
         out.write(f"--- kugetsu: worktree setup: {' '.join(command)} ---\n".encode())
         out.flush()
         try:
-            done = subprocess.run(
+            proc = subprocess.Popen(
                 list(command),
                 cwd=where,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                check=False,
+                start_new_session=True,
             )
         except OSError as err:
             return f"worktree setup {command[0]!r} could not start: {err.strerror}"
-    if done.returncode != 0:
-        return f"worktree setup {' '.join(command)!r} failed with exit code {done.returncode}"
+        started(proc.pid)
+        code = proc.wait()
+    if code != 0:
+        return f"worktree setup {' '.join(command)!r} failed with exit code {code}"
     return None
