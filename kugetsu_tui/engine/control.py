@@ -102,16 +102,7 @@ class Control:
         tasks = self.find(ids, {State.QUEUED, *LIVE_STATES}, "cancelled")
         outcomes = []
         for task in tasks:
-            now = self.clock()
-            if task.state is State.QUEUED and self.store.transition(
-                task.id,
-                State.CANCELLED,
-                now=now,
-                event=EventType.TASK_CANCELLED,
-                expect={State.QUEUED},
-                ended_at=now,
-                reason="cancelled",
-            ):
+            if task.state is State.QUEUED and self.store.cancel_queued(task.id, self.clock()):
                 outcomes.append(Outcome(task.id, "cancelled"))
                 continue
             # Live (or admitted a moment ago): only the supervisor may end its processes.

@@ -571,6 +571,18 @@ class Store:
             self._event(now, event, task_id, event_data(task, extra))
             return task
 
+    def cancel_queued(self, task_id: int, now: float) -> Task | None:
+        """Cancel a task that is still queued; None if it is not (admitted meanwhile)."""
+        return self.transition(
+            task_id,
+            State.CANCELLED,
+            now=now,
+            event=EventType.TASK_CANCELLED,
+            expect={State.QUEUED},
+            ended_at=now,
+            reason="cancelled",
+        )
+
     def update(self, task_id: int, now: float, **changes: Any) -> None:
         """Set fields that are not a change of state (pid, worktree path)."""
         bad = set(changes) - _WRITABLE

@@ -310,14 +310,7 @@ class Supervisor:
         if task is None:
             return f"error: no task {task_id}"
         if task.state is State.QUEUED:
-            done = self.store.transition(
-                task_id,
-                State.CANCELLED,
-                now=now,
-                event=EventType.TASK_CANCELLED,
-                expect={State.QUEUED},
-                ended_at=now,
-            )
+            done = self.store.cancel_queued(task_id, now)
             return "ok: cancelled" if done else f"error: task {task_id} changed meanwhile"
         proc = self.procs.get(task_id)
         if task_id in self.starting and proc is None:
