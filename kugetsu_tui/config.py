@@ -110,6 +110,11 @@ class Config:
     )
     path: Path | None = None
 
+    @property
+    def agent_max_live(self) -> dict[str, int]:
+        """Agents with a limit of their own: name -> max_live."""
+        return {a.name: a.max_live for a in self.agents.values() if a.max_live}
+
     def agent(self, name: str) -> AgentConfig:
         try:
             return self.agents[name]

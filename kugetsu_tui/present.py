@@ -59,14 +59,11 @@ def advise_now(store: Store, config: Config) -> dict[str, Any]:
     """The advisor's suggestion computed here and now, for when no supervisor publishes one.
 
     Imports psutil, so only `status` without a supervisor pays for it."""
-    from kugetsu_tui.engine.capacity import Limits, learn_profile, read_machine, suggest_cap
+    from kugetsu_tui.engine.capacity import limits_for, profile_in_play, read_machine, suggest_cap
 
     machine = read_machine()
-    agent = config.agents[config.default_agent]
-    history = store.usage_history(agent.name)
-    profile = learn_profile([p for p, _ in history], [c for _, c in history], agent.est_rss, agent.est_cpu)
-    limits = Limits(config.cap_min, config.cap_max, config.memory_reserve)
-    suggestion = suggest_cap(machine, limits, profile, store.live_count())
+    profile = profile_in_play(store, config)
+    suggestion = suggest_cap(machine, limits_for(config), profile, store.live_count())
     json_machine = machine.to_json()
     json_machine["cpu_percent"] = None  # one instant gives no CPU percent: unknown
     return {"suggested_cap": suggestion.cap, "cap_reason": suggestion.reason, "machine": json_machine}
@@ -94,7 +91,7 @@ def constraints(
         blocked=blocked,
         deps=store.dependencies([t.id for t in tasks if t.state is State.QUEUED]),
         cooling=cooling,
-        agent_max={a.name: a.max_live for a in config.agents.values() if a.max_live},
+        agent_max=config.agent_max_live,
         repo_max=config.repo_max_live,
         agent_live=agent_live,
         repo_live=repo_live,

@@ -15,7 +15,13 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kugetsu_tui.config import DEFAULT_EST_CPU, DEFAULT_EST_RSS
+
+if TYPE_CHECKING:
+    from kugetsu_tui.config import Config
+    from kugetsu_tui.engine.store import Store
 
 GIB = 2**30
 MIN_CPU_SHARE = 0.25  # an agent mostly waits on its model; still count a quarter core
@@ -105,6 +111,29 @@ def suggest_cap(
     if cap != raw:
         bound = f"; kept within [{limits.cap_min}, {limits.cap_max}]"
     return Suggestion(cap, "; ".join(reasons) + bound)
+
+
+def limits_for(config: Config) -> Limits:
+    return Limits(cap_min=config.cap_min, cap_max=config.cap_max, memory_reserve=config.memory_reserve)
+
+
+def profile_in_play(store: Store, config: Config) -> AgentProfile:
+    """The costliest of the agents in play (live, or next in the queue; else the default
+    one), each learned from its finished attempts or estimated from the config."""
+    names = {t.agent for t in store.live()} | {t.agent for t in store.queued(limit=1)}
+    profiles = []
+    for name in names or {config.default_agent}:
+        agent = config.agents.get(name)
+        history = store.usage_history(name)
+        profiles.append(
+            learn_profile(
+                [peak for peak, _ in history],
+                [share for _, share in history],
+                agent.est_rss if agent else DEFAULT_EST_RSS,
+                agent.est_cpu if agent else DEFAULT_EST_CPU,
+            )
+        )
+    return max(profiles, key=lambda p: (p.rss, p.cpu))
 
 
 def learn_profile(

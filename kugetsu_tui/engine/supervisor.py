@@ -27,11 +27,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from kugetsu_tui.config import DEFAULT_EST_CPU, DEFAULT_EST_RSS, Config, format_duration, load_config
+from kugetsu_tui.config import Config, format_duration, load_config
 from kugetsu_tui.engine import runner, worktree
 from kugetsu_tui.engine.capacity import (
-    AgentProfile,
-    Limits,
     Machine,
     Smoother,
     Suggestion,
@@ -39,7 +37,8 @@ from kugetsu_tui.engine.capacity import (
     TreeUsage,
     available_memory,
     gib,
-    learn_profile,
+    limits_for,
+    profile_in_play,
     read_machine,
     suggest_cap,
 )
@@ -581,10 +580,13 @@ class Supervisor:
             self._publish(now)
         if blocked:
             return []
-        agent_max = {a.name: a.max_live for a in self.config.agents.values() if a.max_live}
         cooling = {agent for agent, (until, _) in self.cooldowns.items() if until > now}
         admitted = self.store.admit(
-            self.cap, now, agent_max=agent_max, repo_max=self.config.repo_max_live, cooling=cooling
+            self.cap,
+            now,
+            agent_max=self.config.agent_max_live,
+            repo_max=self.config.repo_max_live,
+            cooling=cooling,
         )
         for task in admitted:
             # Before the admission commits: an exit file found for a starting task whose pid
@@ -822,7 +824,11 @@ class Supervisor:
         )
         agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
         raw = suggest_cap(
-            machine, self._limits(), self._profile(), len(self.procs) + len(self.starting), agents_cpu
+            machine,
+            limits_for(self.config),
+            profile_in_play(self.store, self.config),
+            len(self.procs) + len(self.starting),
+            agents_cpu,
         )
         smoothed = self.smoother.update(raw.cap)
         reason = raw.reason
@@ -833,28 +839,6 @@ class Supervisor:
             self.set_cap(self.suggestion.cap, now, reason=raw.reason)
         self._relieve_memory_pressure(machine, now)
         self._publish(now)
-
-    def _limits(self) -> Limits:
-        c = self.config
-        return Limits(cap_min=c.cap_min, cap_max=c.cap_max, memory_reserve=c.memory_reserve)
-
-    def _profile(self) -> AgentProfile:
-        """The costliest of the agents in play (live, or next in the queue)."""
-        names = {t.agent for t in self.store.live()} | {t.agent for t in self.store.queued(limit=1)}
-        names = names or {self.config.default_agent}
-        profiles = []
-        for name in names:
-            agent = self.config.agents.get(name)
-            history = self.store.usage_history(name)
-            profiles.append(
-                learn_profile(
-                    [peak for peak, _ in history],
-                    [share for _, share in history],
-                    agent.est_rss if agent else DEFAULT_EST_RSS,
-                    agent.est_cpu if agent else DEFAULT_EST_CPU,
-                )
-            )
-        return max(profiles, key=lambda p: (p.rss, p.cpu))
 
     def _relieve_memory_pressure(self, machine: Machine, now: float) -> None:
         """memory_pressure = "pause_newest": under half the reserve, pause the newest agent;
