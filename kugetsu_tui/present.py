@@ -6,12 +6,13 @@ Reads the store; never changes it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kugetsu_tui.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import State, Task
+from kugetsu_tui.engine.model import LIVE_STATES, State, Task
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
 
@@ -117,8 +118,10 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
     if "suggested_cap" not in facts or facts.get("suggested_cap") is None:
         facts.update(advise_now(store, config))
     tasks = store.tasks()
+    # Counts come from the tasks read once, so they always agree with the list.
+    counts = Counter(t.state for t in tasks)
     queued = [t for t in tasks if t.state is State.QUEUED]
-    live = store.live_count()
+    live = sum(counts[s] for s in LIVE_STATES)
     view = explain_queue(
         queued,
         live=live,
@@ -129,7 +132,6 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
             store, config, tasks, blocked=facts.get("admission_blocked"), cooling=cooldowns_from_facts(facts)
         ),
     )
-    counts = store.counts()
     rows = []
     for task in tasks:
         row = task.to_json()
@@ -148,6 +150,6 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
         "config_error": facts.get("config_error"),
         "cooldowns": facts.get("cooldowns") or {},
         "supervisor_pid": facts.get("supervisor_pid"),
-        "counts": {str(s): n for s, n in counts.items()},
+        "counts": {str(s): counts[s] for s in State},
         "tasks": rows,
     }
