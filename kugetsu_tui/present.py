@@ -7,7 +7,7 @@ Reads the store; never changes it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kugetsu_tui.config import Config
@@ -71,16 +71,17 @@ def advise_now(store: Store, config: Config) -> dict[str, Any]:
 
 
 def constraints(
-    store: Store,
     config: Config,
     tasks: Iterable[Task],
     *,
+    deps: Mapping[int, Sequence[tuple[int, State]]],
     blocked: str | None,
     cooling: Mapping[str, float],
 ) -> Constraints:
     """What besides the cap holds queued tasks back, as the supervisor sees it. `tasks`
-    must hold every live task (for the per-agent and per-repo counts) and the queued ones
-    to explain. The CLI's status and the dashboard both build their wait reasons here."""
+    must hold every live task (for the per-agent and per-repo counts); `deps` is
+    `Store.dependencies` of the queued ones to explain. The CLI's status and the
+    dashboard both build their wait reasons here."""
     tasks = list(tasks)
     agent_live: dict[str, int] = {}
     repo_live: dict[str, int] = {}
@@ -90,7 +91,7 @@ def constraints(
             repo_live[task.repo or ""] = repo_live.get(task.repo or "", 0) + 1
     return Constraints(
         blocked=blocked,
-        deps=store.dependencies([t.id for t in tasks if t.state is State.QUEUED]),
+        deps=deps,
         cooling=cooling,
         agent_max=config.agent_max_live,
         repo_max=config.repo_max_live,
@@ -129,7 +130,11 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
         now=now,
         supervisor=running,
         constraints=constraints(
-            store, config, tasks, blocked=facts.get("admission_blocked"), cooling=cooldowns_from_facts(facts)
+            config,
+            tasks,
+            deps=store.dependencies([t.id for t in queued]),
+            blocked=facts.get("admission_blocked"),
+            cooling=cooldowns_from_facts(facts),
         ),
     )
     rows = []

@@ -117,6 +117,8 @@ class BoardReader:
         self._version: int | None = None
         self._high_water: float | None = None
         self.versions = [0, 0, 0]  # active, queued, failed: see Board.versions
+        # The queue window's dependencies, read again only when the store changed.
+        self.deps: dict[int, list[tuple[int, State]]] = {}
 
     def poll(self, *, force: bool = False) -> bool:
         """Bring the picture up to date; True if anything in it may have changed.
@@ -130,6 +132,7 @@ class BoardReader:
         if self._high_water is None:
             self._load_all()
             self.versions = [v + 1 for v in self.versions]
+            self.deps = self.store.dependencies([t.id for t in self.queued])
             return True
         changed = self.store.changed_since(self._high_water - OVERLAP)
         in_window = {t.id for t in self.queued}
@@ -157,6 +160,7 @@ class BoardReader:
         self.versions[0] += active_moved
         self.versions[2] += failed_moved
         self.counts = counts
+        self.deps = self.store.dependencies([t.id for t in self.queued])
         return True
 
     def _load_all(self) -> None:
@@ -193,9 +197,9 @@ class BoardReader:
             now=now,
             supervisor=supervisor.running,
             constraints=constraints(
-                self.store,
                 config or Config(),
                 [*active, *self.queued],
+                deps=self.deps,
                 blocked=supervisor.admission_blocked,
                 cooling=supervisor.cooldowns,
             ),
