@@ -140,8 +140,8 @@ def on_path(program: str, path: str | None) -> bool:
     return True
 
 
-def start_time(pid: int) -> float | None:
-    """The process's start time in clock ticks since boot (from /proc), or None if gone."""
+def _stat(pid: int) -> tuple[str, float] | None:
+    """(state letter, start time in clock ticks since boot) from /proc, or None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -149,7 +149,19 @@ def start_time(pid: int) -> float | None:
         return None
     # The command name may hold spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2 :].split()
-    return float(fields[19])
+    return fields[0].decode(), float(fields[19])
+
+
+def start_time(pid: int) -> float | None:
+    """The process's start time in clock ticks since boot (from /proc), or None if gone."""
+    found = _stat(pid)
+    return found[1] if found else None
+
+
+def _alive_start(pid: int) -> float | None:
+    """The start time of a process that is alive (not a zombie), else None."""
+    found = _stat(pid)
+    return found[1] if found and found[0] not in ("Z", "X") else None
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -157,10 +169,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def is_same_process(pid: int, started: float | None) -> bool:
     """True if pid is alive and is the very process that started at `started`."""
-    now_started = start_time(pid)
+    now_started = _alive_start(pid)
     if now_started is None:
-        return False
-    if _is_zombie(pid):
         return False
     return started is None or same_start(started, now_started)
 
@@ -170,15 +180,6 @@ def same_start(recorded: float, found: float) -> bool:
     reads the clock just after the child started: the child began at most then, and (a
     recycled pid needs the whole pid space to wrap around first) not a second before."""
     return recorded - CLOCK_TICKS <= found <= recorded + 1
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] in (b"Z", b"X")
 
 
 def read_exit_file(run_dir: Path) -> int | None:
@@ -312,8 +313,8 @@ def find_wrapper(home: Path, task_id: int, attempt: int) -> Spawned | None:
             continue
         if (env.get("KUGETSU_HOME"), env.get("KUGETSU_TASK_ID"), env.get("KUGETSU_ATTEMPT")) != want:
             continue
-        started = start_time(proc.pid)
-        if started is not None and not _is_zombie(proc.pid):
+        started = _alive_start(proc.pid)
+        if started is not None:
             return Spawned(proc.pid, started)
     return None
 
