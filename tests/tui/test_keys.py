@@ -6,10 +6,15 @@ kills every agent at teardown.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 from conftest import Harness, wait_for
 
 from kugetsu_tui.config import load_config
 from kugetsu_tui.engine.model import State
+from kugetsu_tui.tui.app import KugetsuApp
 from kugetsu_tui.tui.board import SupervisorState
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
@@ -63,7 +68,9 @@ async def test_confirm_dialog_backs_out_on_n_and_escape(harness: Harness) -> Non
         assert harness.store.pending_requests() == []
 
 
-async def test_cancel_a_queued_task(harness: Harness) -> None:
+@contextlib.asynccontextmanager
+async def a_queued_task_selected(harness: Harness) -> AsyncIterator[tuple[KugetsuApp, Any, int]]:
+    """One task runs (cap 1), one waits; the person tabs to the queue, on the waiting one."""
     harness.configure(cap=1)
     harness.add("runs")
     waiting = harness.add("waits")
@@ -71,23 +78,20 @@ async def test_cancel_a_queued_task(harness: Harness) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.dashboard.queued.row_count == 1, "the queue")
         # At start the focus follows the first running task for a moment; let it get there.
-        await wait_for(pilot, lambda: app.focused is app.dashboard.active, "the start focus")
-        app.dashboard.queued.focus()
+        await wait_for(pilot, lambda: app.focused is app.dashboard.active, "focus on the running task")
+        await pilot.press("tab")  # Active -> Queued
         await wait_for(pilot, lambda: app.dashboard.selected_task_id == waiting, "the queued task selected")
+        yield app, pilot, waiting
+
+
+async def test_cancel_a_queued_task(harness: Harness) -> None:
+    async with a_queued_task_selected(harness) as (_, pilot, waiting):
         await pilot.press("c", "y")
         await wait_for(pilot, lambda: harness.state(waiting) is State.CANCELLED, "the cancel")
 
 
 async def test_hold_and_release_a_queued_task(harness: Harness) -> None:
-    harness.configure(cap=1)
-    harness.add("runs")
-    waiting = harness.add("waits")
-    app = harness.app()
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.dashboard.queued.row_count == 1, "the queue")
-        await wait_for(pilot, lambda: app.focused is app.dashboard.active, "focus on the running task")
-        await pilot.press("tab")  # Active -> Queued
-        assert app.dashboard.selected_task_id == waiting
+    async with a_queued_task_selected(harness) as (_, pilot, waiting):
         await pilot.press("h")
         await wait_for(pilot, lambda: harness.store.get(waiting).held, "hold")  # type: ignore[union-attr]
         await pilot.press("h")
