@@ -76,11 +76,18 @@ class Proc:
     pid: int  # the wrapper's pid, which is also the process group id
     child: bool  # our own child (reaped with waitpid) or adopted from an earlier supervisor
     pidfd: int | None = None
-    deadline: float | None = None  # the attempt's timeout
-    ending: str | None = None  # "cancel" or "timeout" once we started ending it
+    timeout: float | None = None  # the task's timeout, seconds
+    deadline: float | None = None  # when this attempt times out
+    ending: str | None = None  # "cancel", "timeout" or "stop" once we started ending it
     kill_at: float | None = None  # when SIGKILL follows SIGTERM
     exited: bool = False
     status: int | None = None  # the wrapper's exit code (-N: killed by signal N)
+
+
+def watched(task: Task, pid: int, *, child: bool) -> Proc:
+    """The Proc for one attempt of task, with its deadline if the task has a timeout."""
+    deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
+    return Proc(task.id, pid, child=child, timeout=task.timeout, deadline=deadline)
 
 
 @dataclass(slots=True)
@@ -443,8 +450,7 @@ class Supervisor:
                 reason="cancelled",
             )
         elif proc.ending == "timeout":
-            task = self.store.get(task_id)
-            timeout = format_duration(task.timeout) if task and task.timeout else "?"
+            timeout = format_duration(proc.timeout) if proc.timeout else "?"
             task = self._fail(task_id, now, status, f"timed out after {timeout}")
         elif status == 0:
             self._rate_limit_cleared(task_id)
@@ -694,8 +700,7 @@ class Supervisor:
         except runner.SpawnError as err:
             self._spawn_failed(task, str(err))
             return
-        deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
-        proc = Proc(task.id, spawned.pid, child=True, deadline=deadline)
+        proc = watched(task, spawned.pid, child=True)
         self.procs[task.id] = proc
         self.store.transition(
             task.id,
@@ -933,12 +938,7 @@ class Supervisor:
             if task.pid is None:
                 self._reconcile_unrecorded(task, now)
                 continue
-            proc = Proc(
-                task.id,
-                task.pid,
-                child=False,
-                deadline=task.started_at + task.timeout if task.timeout and task.started_at else None,
-            )
+            proc = watched(task, task.pid, child=False)
             if runner.is_same_process(task.pid, task.pid_started):
                 self.procs[task.id] = proc
                 self.store.record(now, EventType.TASK_ADOPTED, task.id, {"pid": task.pid})
@@ -974,8 +974,7 @@ class Supervisor:
                 pid=found.pid,
                 pid_started=found.started,
             )
-            deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
-            proc = Proc(task.id, found.pid, child=False, deadline=deadline)
+            proc = watched(task, found.pid, child=False)
             self.procs[task.id] = proc
             self._watch(proc)
             return
