@@ -73,6 +73,7 @@ class Proc:
     """An agent attempt this supervisor watches (spawned here, or adopted after a restart)."""
 
     task_id: int
+    agent: str
     pid: int  # the wrapper's pid, which is also the process group id
     child: bool  # our own child (reaped with waitpid) or adopted from an earlier supervisor
     pidfd: int | None = None
@@ -87,7 +88,7 @@ class Proc:
 def watched(task: Task, pid: int, *, child: bool) -> Proc:
     """The Proc for one attempt of task, with its deadline if the task has a timeout."""
     deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
-    return Proc(task.id, pid, child=child, timeout=task.timeout, deadline=deadline)
+    return Proc(task.id, task.agent, pid, child=child, timeout=task.timeout, deadline=deadline)
 
 
 @dataclass(slots=True)
@@ -453,7 +454,7 @@ class Supervisor:
             timeout = format_duration(proc.timeout) if proc.timeout else "?"
             task = self._fail(task_id, now, status, f"timed out after {timeout}")
         elif status == 0:
-            self._rate_limit_cleared(task_id)
+            self._rate_limit_cleared(proc.agent)
             task = self.store.transition(
                 task_id,
                 State.SUCCEEDED,
@@ -467,7 +468,7 @@ class Supervisor:
         elif status is None:
             task = self._interrupted(task_id, now, "agent vanished without an exit status")
         else:
-            task = self._rate_limited(task_id, now, status) or self._fail(
+            task = self._rate_limited(proc, now, status) or self._fail(
                 task_id, now, status, describe_status(status)
             )
         if task is not None and task.state.is_settled:
@@ -722,16 +723,17 @@ class Supervisor:
 
     # rate limits --------------------------------------------------------------------
 
-    def _rate_limited(self, task_id: int, now: float, status: int) -> Task | None:
+    def _rate_limited(self, proc: Proc, now: float, status: int) -> Task | None:
         """A failed attempt whose log says the agent was rate limited: not a failure. The
         attempt is given back and the agent cools down (exponentially) before its next one."""
-        task = self.store.get(task_id)
-        agent = self.config.agents.get(task.agent) if task else None
-        if task is None or agent is None or not agent.rate_limit:
+        task_id = proc.task_id
+        agent = self.config.agents.get(proc.agent)
+        if agent is None or not agent.rate_limit:
             return None
         tail = runner.log_tail(self.home.log_path(task_id)).lower()
         pattern = next((p for p in agent.rate_limit if p.lower() in tail), None)
-        if pattern is None:
+        task = self.store.get(task_id) if pattern is not None else None
+        if pattern is None or task is None:
             return None
         _, hits = self.cooldowns.get(agent.name, (0.0, 0))
         hits += 1
@@ -768,13 +770,11 @@ class Supervisor:
             extra={"rate_limited": True, "cooldown_until": iso(until)},
         )
 
-    def _rate_limit_cleared(self, task_id: int) -> None:
-        if not self.cooldowns:
-            return  # nothing to clear: spare a read for every task that succeeds
-        task = self.store.get(task_id)
-        if task is not None and task.agent in self.cooldowns:
-            until, _ = self.cooldowns[task.agent]
-            self.cooldowns[task.agent] = (until, 0)
+    def _rate_limit_cleared(self, agent: str) -> None:
+        """A success: the agent's next rate limit starts its cooldown from the shortest."""
+        if agent in self.cooldowns:
+            until, _ = self.cooldowns[agent]
+            self.cooldowns[agent] = (until, 0)
 
     def _end_cooldowns(self, now: float) -> None:
         for agent, (until, hits) in list(self.cooldowns.items()):
@@ -983,7 +983,9 @@ class Supervisor:
             self._interrupted(task.id, now, "supervisor stopped before the agent started", refund=True)
             return
         # The wrapper is gone, so its exit file is whole; pid 0: there is no group left to end.
-        self._settle(Proc(task.id, 0, child=False, exited=True, status=status), now)
+        proc = watched(task, 0, child=False)
+        proc.exited, proc.status = True, status
+        self._settle(proc, now)
 
 
 def describe_status(status: int) -> str:
