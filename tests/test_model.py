@@ -13,9 +13,11 @@ from kugetsu_tui.engine.model import (
     LIVE_STATES,
     SETTLED_STATES,
     TRANSITIONS,
+    ActionResult,
     EventType,
     IllegalTransition,
     NewTask,
+    RequestAction,
     State,
     check_transition,
 )
@@ -144,3 +146,23 @@ def test_event_rows_carry_the_task(store: Store) -> None:
     data = store.events(task_id=task_id)[-1].to_json()
     assert data["task_id"] == task_id and data["state"] == "succeeded"
     json.loads(store.events(task_id=task_id)[-1].to_line())
+
+
+@pytest.mark.parametrize(
+    "ok, message",
+    [
+        (True, "cap 4"),
+        (False, "task 3 is queued; only running tasks can be paused"),
+        (True, "error: a message that itself reads like a refusal"),
+        (False, "ok: a refusal that reads like a success"),
+    ],
+)
+def test_a_supervisors_answer_comes_back_as_it_was_given(store: Store, ok: bool, message: str) -> None:
+    """The store keeps a request's answer as text; what the asker reads back is the very
+    result the supervisor gave, whatever its message says."""
+    request_id = store.add_request(RequestAction.PAUSE, 3, None, 1.0)
+    given = ActionResult(ok, message, 3, request_id)
+    store.finish_request(request_id, given.encode(), 2.0)
+    answer = store.request_result(request_id)
+    assert answer is not None
+    assert ActionResult.decode(answer, 3, request_id) == given

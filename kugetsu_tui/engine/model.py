@@ -247,3 +247,32 @@ class Request:
     action: RequestAction
     task_id: int | None
     arg: str | None
+
+
+class Ending(StrEnum):
+    """Why the supervisor is ending a live attempt; it decides how the attempt settles."""
+
+    CANCEL = "cancel"  # a person asked: settled as cancelled, never retried
+    TIMEOUT = "timeout"  # past the task's timeout: a failure, retried if attempts remain
+    STOP = "stop"  # the supervisor stops with --stop-agents: queued again, attempt refunded
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What became of one action: done (or refused) now, or a request a supervisor will
+    carry out (request_id set). The store keeps a supervisor's answer as text: encode() and
+    decode() are the only places that know its form."""
+
+    ok: bool
+    message: str
+    task_id: int | None = None
+    request_id: int | None = None
+
+    def encode(self) -> str:
+        return f"{'ok' if self.ok else 'error'}: {self.message}"
+
+    @classmethod
+    def decode(cls, text: str, task_id: int | None = None, request_id: int | None = None) -> ActionResult:
+        ok = text.startswith("ok: ")
+        message = text.removeprefix("ok: ") if ok else text.removeprefix("error: ")
+        return cls(ok, message, task_id, request_id)

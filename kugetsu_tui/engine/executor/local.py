@@ -1,0 +1,109 @@
+"""The local executor: each attempt is a process group on this machine, started under the
+sh wrapper that writes its exit status (engine/runner.py does the work).
+
+Exits are learned from a pidfd read by the event loop; processes that left the group
+(setsid) are still the task's, found by the marker every agent inherits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+
+from kugetsu_tui.engine import runner
+from kugetsu_tui.engine.executor import Launch
+from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.runner import Spawned
+
+
+class LocalExecutor:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self._pidfds: dict[int, tuple[asyncio.AbstractEventLoop, int]] = {}
+
+    def spawn(self, launch: Launch) -> Spawned:
+        return runner.spawn(
+            launch.argv,
+            cwd=launch.cwd,
+            run_dir=launch.run_dir,
+            attempt=launch.attempt,
+            env=launch.env,
+            stdin=launch.stdin,
+        )
+
+    def watch(self, pid: int, on_exit: Callable[[], None]) -> None:
+        pidfd = runner.open_pidfd(pid)
+        if pidfd is None:
+            on_exit()
+            return
+        loop = asyncio.get_running_loop()
+        self._pidfds[pid] = (loop, pidfd)
+
+        def exited() -> None:
+            self.unwatch(pid)
+            on_exit()
+
+        loop.add_reader(pidfd, exited)
+
+    def unwatch(self, pid: int) -> None:
+        watched = self._pidfds.pop(pid, None)
+        if watched is not None:
+            loop, pidfd = watched
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    def exit_status(self, task_id: int, pid: int, *, child: bool) -> int | None:
+        # Our own child is reaped now so no zombie is left; an adopted one's wrapper wrote a file.
+        if child:
+            return runner.reap(pid)
+        return runner.read_exit_file(self.home.run_dir(task_id))
+
+    def still_running(self, pid: int) -> bool:
+        return runner.group_alive(pid)
+
+    def terminate(self, task_id: int, pid: int) -> None:
+        runner.signal_group(pid, signal.SIGTERM)
+        runner.signal_group(pid, signal.SIGCONT)  # a stopped process cannot act on TERM
+        self._signal_strays(task_id, pid, signal.SIGTERM)
+
+    def kill(self, task_id: int, pid: int) -> None:
+        runner.signal_group(pid, signal.SIGKILL)
+        self._signal_strays(task_id, pid, signal.SIGKILL)
+
+    def kill_strays(self, task_id: int, pid: int) -> None:
+        # Only the strays: the group itself has ended, and its id may already be another's.
+        self._signal_strays(task_id, pid, signal.SIGKILL)
+
+    def pause(self, pid: int) -> bool:
+        runner.signal_group(pid, signal.SIGSTOP)
+        if not runner.is_same_process(pid, None):
+            # It exited just before the signal (its exit not yet seen): it is about to be
+            # settled, not paused. Whatever it left in its group must go on, to be ended.
+            runner.signal_group(pid, signal.SIGCONT)
+            return False
+        return True
+
+    def resume(self, pid: int) -> None:
+        runner.signal_group(pid, signal.SIGCONT)
+
+    def is_running(self, pid: int, started: float | None) -> bool:
+        return runner.is_same_process(pid, started)
+
+    def pid_reused(self, pid: int, started: float | None) -> bool:
+        now_started = runner.start_time(pid)
+        return now_started is not None and started is not None and not runner.same_start(started, now_started)
+
+    def find(self, task_id: int, attempt: int) -> Spawned | None:
+        return runner.find_wrapper(self.home.root, task_id, attempt)
+
+    def _signal_strays(self, task_id: int, pid: int, sig: signal.Signals) -> None:
+        """Descendants that left the attempt's process group (setsid) are still its own:
+        they carry the task's marker in their environment."""
+        for stray in runner.stray_processes(self.home.root, task_id, pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(stray, sig)
+                if sig is signal.SIGTERM:
+                    os.kill(stray, signal.SIGCONT)
