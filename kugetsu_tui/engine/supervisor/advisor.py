@@ -1,0 +1,131 @@
+"""The capacity advisor: on its own slower timer it meters the live agents and the
+machine (psutil), suggests a cap (applied when cap_mode = "auto"), pauses the newest
+agent under memory pressure, and publishes what status and attached dashboards show.
+Between samples, a fresh available-memory reading guards admission (fail closed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from kugetsu_tui.engine import runner
+from kugetsu_tui.engine.capacity import (
+    Machine,
+    Suggestion,
+    TreeUsage,
+    available_memory,
+    gib,
+    limits_for,
+    profile_in_play,
+    read_machine,
+    suggest_cap,
+)
+from kugetsu_tui.engine.model import EventType, State, iso
+from kugetsu_tui.engine.supervisor import reload, requests
+
+if TYPE_CHECKING:
+    from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+SAMPLE_EVERY = 2.0  # usage metering and the capacity advisor: their own, slower timer
+MEMORY_FRESH = 0.5  # an available-memory reading younger than this guards admission
+
+
+def memory_block(sup: Supervisor) -> str | None:
+    """Why nothing may be admitted now whatever the cap (fail closed), or None."""
+    reserve = sup.config.memory_reserve
+    if reserve <= 0:
+        return None
+    tick = time.monotonic()
+    if sup.memory is None or tick - sup.memory[0] > MEMORY_FRESH:
+        sup.memory = (tick, available_memory())
+    available = sup.memory[1]
+    if available < reserve:
+        return f"memory reserve: {gib(available)} available, below the {gib(reserve)} reserve"
+    return None
+
+
+async def sample_forever(sup: Supervisor) -> None:
+    while True:
+        if reload.config_signature(sup) != sup.loaded_signature:
+            reload.reload_config(sup)  # a change the file watcher missed (e.g. before it was ready)
+        try:
+            await sample_once(sup)
+        except Exception as err:  # a failed reading must never stop supervision
+            sup.store.record(
+                sup.clock(), EventType.SUPERVISOR_WARNING, None, {"error": f"sampling failed: {err!r}"}
+            )
+        await asyncio.sleep(SAMPLE_EVERY)
+
+
+def _read(sup: Supervisor, roots: list[int], tasks: list[int]) -> tuple[Machine, dict[int, TreeUsage]]:
+    """The slow part, in a thread: cap growing logs, read the machine and the agents' trees."""
+    for task_id in tasks:
+        runner.cap_log(sup.home.log_path(task_id), int(sup.config.max_log))
+    return read_machine(), sup.meter.sample(roots)
+
+
+async def sample_once(sup: Supervisor) -> None:
+    roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited}
+    machine, trees = await asyncio.to_thread(_read, sup, list(roots), list(roots.values()))
+    now = sup.clock()
+    sup.machine = machine
+    sup.memory = (time.monotonic(), machine.mem_available)
+    sup.store.record_usage([(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots], now)
+    agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
+    raw = suggest_cap(
+        machine,
+        limits_for(sup.config),
+        profile_in_play(sup.store, sup.config),
+        len(sup.procs) + len(sup.starting),
+        agents_cpu,
+    )
+    smoothed = sup.smoother.update(raw.cap)
+    reason = raw.reason
+    if smoothed != raw.cap:
+        reason += f"; holding {smoothed} until {raw.cap} has held a while (no flapping)"
+    sup.suggestion = Suggestion(smoothed, reason)
+    if sup.config.cap_mode == "auto" and sup.suggestion.cap != sup.cap:
+        requests.set_cap(sup, sup.suggestion.cap, now, reason=raw.reason)
+    relieve_memory_pressure(sup, machine, now)
+    publish(sup, now)
+
+
+def _usage(u: TreeUsage) -> dict[str, Any]:
+    return {"cpu_seconds": u.cpu_seconds, "rss": u.rss, "cpu_percent": u.cpu_percent, "procs": u.procs}
+
+
+def relieve_memory_pressure(sup: Supervisor, machine: Machine, now: float) -> None:
+    """memory_pressure = "pause_newest": under half the reserve, pause the newest agent;
+    once memory is back above the reserve, resume the ones paused for it."""
+    if sup.config.memory_pressure != "pause_newest":
+        return
+    reserve = sup.config.memory_reserve
+    if machine.mem_available < reserve / 2:
+        running = [t for t in sup.store.live() if t.state is State.RUNNING and t.id in sup.procs]
+        if running:
+            newest = max(running, key=lambda t: (t.started_at or 0, t.id))
+            why = f"memory pressure: {gib(machine.mem_available)} available"
+            if requests.pause(sup, newest.id, now, reason=why).ok:
+                sup.pressure_paused.append(newest.id)
+    elif machine.mem_available > reserve and sup.pressure_paused:
+        requests.resume(sup, sup.pressure_paused.pop(0), now)
+
+
+def publish(sup: Supervisor, now: float) -> None:
+    """What status and attached dashboards show about this supervisor."""
+    sup.store.set_meta(
+        {
+            "supervisor_pid": os.getpid(),
+            "cap": sup.cap,
+            "cap_mode": sup.config.cap_mode,
+            "suggested_cap": sup.suggestion.cap if sup.suggestion else None,
+            "cap_reason": sup.suggestion.reason if sup.suggestion else None,
+            "machine": sup.machine.to_json() if sup.machine else None,
+            "admission_blocked": sup.admission_blocked,
+            "config_error": sup.config_error,
+            "cooldowns": {a: iso(u) for a, (u, _) in sup.cooldowns.items() if u > now},
+        },
+        now,
+    )

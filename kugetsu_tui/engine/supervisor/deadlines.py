@@ -1,0 +1,48 @@
+"""Deadlines: an attempt past its timeout is ended, an attempt past its kill_grace is
+killed, and a queued task that waited longer than expire_after is expired."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kugetsu_tui.config import format_duration
+from kugetsu_tui.engine.model import Ending, EventType, State
+from kugetsu_tui.engine.supervisor.attempt import end
+
+if TYPE_CHECKING:
+    from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+EXPIRY_EVERY = 1.0  # seconds between looks for expired tasks (a query, not worth every tick)
+
+
+def enforce_deadlines(sup: Supervisor, now: float) -> None:
+    end_overdue_attempts(sup, now)
+    if now >= sup.next_expiry_check:
+        sup.next_expiry_check = now + EXPIRY_EVERY
+        expire_queued(sup, now)
+
+
+def end_overdue_attempts(sup: Supervisor, now: float) -> None:
+    for proc in sup.procs.values():
+        if proc.exited:
+            # The agent is gone; what it left in its group is killed when the grace runs out.
+            if proc.kill_at is not None and now >= proc.kill_at:
+                sup.executor.kill(proc.task_id, proc.pid)
+            continue
+        if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
+            end(sup, proc, Ending.TIMEOUT, now)
+        elif proc.kill_at is not None and now >= proc.kill_at:
+            sup.executor.kill(proc.task_id, proc.pid)
+
+
+def expire_queued(sup: Supervisor, now: float) -> None:
+    for task in sup.store.expired(now - sup.config.expire_after):
+        sup.store.transition(
+            task.id,
+            State.EXPIRED,
+            now=now,
+            expect={State.QUEUED},
+            event=EventType.TASK_EXPIRED,
+            ended_at=now,
+            reason=f"waited longer than {format_duration(sup.config.expire_after)}",
+        )

@@ -1,0 +1,270 @@
+"""The Supervisor: the one async loop that runs agents, and the state its jobs share.
+
+One supervisor per KUGETSU_HOME (it holds the home's flock). It is the only code that
+starts, signals or settles agent processes; everyone else leaves request rows in the store
+and pokes it with SIGUSR1. This module owns the order of a tick and when the loop wakes;
+each step is a job of its own module (requests, settle, deadlines, start, advisor,
+recovery), and every process is reached through the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from kugetsu_tui.config import Config
+from kugetsu_tui.engine.capacity import Machine, Smoother, Suggestion, TreeMeter
+from kugetsu_tui.engine.executor import Executor
+from kugetsu_tui.engine.executor.local import LocalExecutor
+from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.hooks import Hooks
+from kugetsu_tui.engine.model import ActionResult, Ending, Event, EventType
+from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.supervisor import advisor, deadlines, recovery, reload, requests, settle, start
+from kugetsu_tui.engine.supervisor.attempt import Proc, end
+
+Clock = Callable[[], float]
+IDLE_POLL = 0.5  # how often an idle loop looks for work added by other processes
+SETTLE_POLL = 0.05  # while an ended agent's stray children are still being stopped
+
+BAD_OUTCOMES = frozenset({EventType.TASK_ERROR, EventType.TASK_CANCELLED, EventType.TASK_EXPIRED})
+GOOD_OUTCOMES = frozenset({EventType.TASK_COMPLETED})
+
+
+@dataclass(slots=True)
+class RunSummary:
+    outcomes: dict[int, EventType] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(o in BAD_OUTCOMES for o in self.outcomes.values()) else 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        home: Home,
+        config: Config,
+        *,
+        forever: bool = False,
+        clock: Clock = time.time,
+        install_signals: bool = True,
+        on_events: Callable[[list[Event]], None] | None = None,
+        stop_agents: bool = False,
+        executor: Executor | None = None,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.cap = config.cap
+        self.forever = forever
+        self.clock = clock
+        self.install_signals = install_signals
+        self.on_events = on_events
+        self.stop_agents = stop_agents  # on stop, end the agents (requeued) instead of leaving them
+        self.executor: Executor = executor or LocalExecutor(home)
+        self.procs: dict[int, Proc] = {}
+        self.starting: set[int] = set()  # admitted, worktree being made
+        self.cancel_on_start: set[int] = set()
+        self.setups: dict[int, int] = {}  # task -> process group of its running worktree setup
+        self.summary = RunSummary()
+        self.stopping = False
+        self.event_loop: asyncio.AbstractEventLoop | None = None
+        self.env = dict(os.environ)
+        self.data_version = -1  # the store's, when requests were last looked for
+        self.next_expiry_check = 0.0
+        self.background: set[asyncio.Task[None]] = set()
+        self.cooldowns: dict[str, tuple[float, int]] = {}  # agent -> (until, rate limits in a row)
+        # What the advisor last measured and concluded (shown by status and the dashboard).
+        self.meter = TreeMeter()
+        self.smoother = Smoother()
+        self.machine: Machine | None = None
+        self.suggestion: Suggestion | None = None
+        self.memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
+        self.admission_blocked: str | None = None
+        self.pressure_paused: list[int] = []
+        self.config_error: str | None = None
+        self.loaded_signature = reload.config_signature(self)
+        self.hooks = Hooks(config.hooks, spawn=self.in_background, report=self._hook_failed, clock=clock)
+        self._wake = asyncio.Event()
+        self._store: Store | None = None
+        self._last_event = 0
+        self._services: list[asyncio.Task[None]] = []
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the supervisor is not running"
+        return self._store
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop admitting and return from run(); agents keep running, to be re-adopted."""
+        self.stopping = True
+        self._wake.set()
+
+    async def run(self) -> int:
+        """Supervise until the queue is drained (or stop(), or forever). Returns the exit code."""
+        lock = self.home.lock_supervisor()
+        self.event_loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if self.install_signals else ()
+        try:
+            self._open(self.event_loop, signals)
+            await self._supervise()
+            await self._finish()
+        finally:
+            await self._close(self.event_loop, signals)
+            lock.release()
+        return self.summary.exit_code
+
+    def _open(self, loop: asyncio.AbstractEventLoop, signals: tuple[signal.Signals, ...]) -> None:
+        self._store = Store(self.home.db_path)
+        self._last_event = self.store.last_event_id()
+        self.store.record(
+            self.clock(), EventType.SUPERVISOR_STARTED, None, {"pid": os.getpid(), "cap": self.cap}
+        )
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGUSR1, self.wake)
+        recovery.reconcile(self)
+        advisor.publish(self, self.clock())
+        self._services = [
+            loop.create_task(advisor.sample_forever(self)),
+            loop.create_task(reload.watch_config(self)),
+        ]
+
+    async def _supervise(self) -> None:
+        while True:
+            self.tick()
+            if self.stopping and self.stop_agents and self.procs:
+                for proc in self.procs.values():
+                    if proc.ending is None:
+                        end(self, proc, Ending.STOP, self.clock())
+            elif self.stopping or (not self.forever and self.drained()):
+                break
+            await self.sleep(self.next_wakeup())
+
+    async def _finish(self) -> None:
+        self.hooks.flush_all()
+        # Let worktrees in the making (or being removed) and hooks finish: nothing half-done.
+        while self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
+        self.store.record(
+            self.clock(),
+            EventType.SUPERVISOR_STOPPED,
+            None,
+            {"pid": os.getpid(), "live_left_running": len(self.procs)},
+        )
+        self.emit_events()
+
+    async def _close(self, loop: asyncio.AbstractEventLoop, signals: tuple[signal.Signals, ...]) -> None:
+        for service in self._services:
+            service.cancel()
+        await asyncio.gather(*self._services, return_exceptions=True)
+        for proc in self.procs.values():
+            self.executor.unwatch(proc.pid)
+        for sig in (*signals, signal.SIGUSR1):
+            loop.remove_signal_handler(sig)
+        if self._store is not None:
+            self._store.close()
+
+    async def sleep(self, timeout: float) -> None:
+        """Until a wake-up (a child exit, a poke, a request) or `timeout` seconds pass.
+
+        A timer that sets the wake-up event, not asyncio.wait_for: that wraps the wait
+        in a new task on every tick, a cost paid once per finished agent."""
+        assert self.event_loop is not None
+        if not self._wake.is_set():
+            timer = self.event_loop.call_later(timeout, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
+        self._wake.clear()
+
+    def drained(self) -> bool:
+        return not self.procs and not self.starting and self.store.runnable_count() == 0
+
+    def next_wakeup(self) -> float:
+        """Seconds until something is due: a deadline, a SIGKILL, a cooldown's end, a backoff."""
+        now = self.clock()
+        times = [now + IDLE_POLL]
+        for proc in self.procs.values():
+            if proc.exited:
+                times.append(now + SETTLE_POLL)
+            if proc.kill_at is not None:
+                times.append(proc.kill_at)
+            if proc.deadline is not None and proc.ending is None:
+                times.append(proc.deadline)
+        times.extend(until for until, _ in self.cooldowns.values() if until > now)
+        ready_at = self.store.next_ready_at(now)
+        if ready_at is not None:
+            times.append(ready_at)
+        return max(min(times) - now, 0.0)
+
+    def in_background(self, work: Coroutine[None, None, None]) -> None:
+        """Run work beside the loop; run() waits for it before it returns."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # --- the tick ---------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock()
+        requests.carry_out_requests(self, now)
+        # Settling, expiry and admission share one transaction: one commit a tick rather
+        # than one per change. Admission stays one atomic step inside it, and nothing is
+        # spawned before it is committed.
+        with self.store.batch():
+            settle.settle_exited(self, now)
+            deadlines.enforce_deadlines(self, now)
+            settle.end_cooldowns(self, now)
+            for task in self.store.fail_dependants(now):
+                settle.clean_worktree(self, task)
+            admitted = [] if self.stopping else start.admit(self, now)
+        start.start(self, admitted)
+        self.emit_events()
+
+    def emit_events(self) -> None:
+        """Hand the events written since the last call to the summary, hooks and on_events."""
+        events = self.store.events(since=self._last_event)
+        if not events:
+            return
+        self._last_event = events[-1].id
+        for event in events:
+            kind = EventType(event.type) if event.type in EventType._value2member_map_ else None
+            if event.task_id is not None and kind in BAD_OUTCOMES | GOOD_OUTCOMES:
+                self.summary.outcomes[event.task_id] = kind
+            elif event.task_id is not None and kind is EventType.TASK_REQUEUED:
+                self.summary.outcomes.pop(event.task_id, None)
+        self.hooks.dispatch(events)
+        if self.on_events is not None:
+            self.on_events(events)
+
+    def _hook_failed(self, data: dict[str, Any]) -> None:
+        self.store.record(self.clock(), EventType.HOOK_FAILED, None, data)
+
+    # --- actions, for code that holds the supervisor itself ------------------------------
+
+    def set_cap(self, cap: int, now: float, reason: str | None = None) -> ActionResult:
+        return requests.set_cap(self, cap, now, reason)
+
+    def cancel(self, task_id: int, now: float) -> ActionResult:
+        return requests.cancel(self, task_id, now)
+
+    def pause(self, task_id: int, now: float, reason: str | None = None) -> ActionResult:
+        return requests.pause(self, task_id, now, reason)
+
+    def resume(self, task_id: int, now: float) -> ActionResult:
+        return requests.resume(self, task_id, now)
+
+    def reload_config(self) -> None:
+        reload.reload_config(self)

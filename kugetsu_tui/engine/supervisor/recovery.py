@@ -1,0 +1,68 @@
+"""Recovery after a restart: every task the store says is live is taken over by the new
+supervisor. A running agent is re-adopted, one that ended while no supervisor ran is
+settled from its exit file, one that never started is queued again. Nothing is
+forgotten, nothing runs twice."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kugetsu_tui.engine.model import EventType, State, Task
+from kugetsu_tui.engine.supervisor.attempt import watch, watched
+from kugetsu_tui.engine.supervisor.settle import interrupted, settle
+
+if TYPE_CHECKING:
+    from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+
+def reconcile(sup: Supervisor) -> None:
+    """Take over every task the store says is live: re-adopt, settle or requeue it."""
+    now = sup.clock()
+    for task in sup.store.live():
+        if task.pid is None:
+            _reconcile_unrecorded(sup, task, now)
+            continue
+        proc = watched(task, task.pid, child=False)
+        if sup.executor.is_running(task.pid, task.pid_started):
+            sup.procs[task.id] = proc
+            sup.store.record(now, EventType.TASK_ADOPTED, task.id, {"pid": task.pid})
+            watch(sup, proc)
+            continue
+        proc.exited = True
+        proc.status = sup.executor.exit_status(task.id, task.pid, child=False)
+        if sup.executor.pid_reused(task.pid, task.pid_started):
+            # The pid was recycled (a reboot): its group is a stranger's, never to be
+            # signalled; ours ended with the agent.
+            settle(sup, proc, now)
+            continue
+        sup.procs[task.id] = proc
+
+
+def _reconcile_unrecorded(sup: Supervisor, task: Task, now: float) -> None:
+    """A task admitted by a supervisor that died before it stored the agent's pid: the
+    agent may have started all the same. Adopt it, settle it from its exit file (no
+    stale one is left at admission), or queue the task again without spending the
+    attempt if it never started."""
+    found = sup.executor.find(task.id, task.attempts)
+    if found is not None:
+        sup.store.transition(
+            task.id,
+            State.RUNNING,
+            now=now,
+            expect={State.STARTING},
+            event=EventType.TASK_ADOPTED,
+            pid=found.pid,
+            pid_started=found.started,
+        )
+        proc = watched(task, found.pid, child=False)
+        sup.procs[task.id] = proc
+        watch(sup, proc)
+        return
+    # The wrapper is gone, so its exit file is whole; pid 0: there is no group left to end.
+    status = sup.executor.exit_status(task.id, 0, child=False)
+    if status is None:
+        interrupted(sup, task.id, now, "supervisor stopped before the agent started", refund=True)
+        return
+    proc = watched(task, 0, child=False)
+    proc.exited, proc.status = True, status
+    settle(sup, proc, now)

@@ -1,0 +1,171 @@
+"""Starting admitted tasks: admission (one transaction, under the cap, the memory reserve
+and the cooldowns), then the task's worktree (made in the background), then the spawn of
+its attempt through the executor. A task that cannot start settles as a failed attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine.executor import Launch, SpawnError
+from kugetsu_tui.engine.home import private_dir
+from kugetsu_tui.engine.model import EventType, State, Task
+from kugetsu_tui.engine.supervisor import advisor, settle
+from kugetsu_tui.engine.supervisor.attempt import watch, watched
+
+if TYPE_CHECKING:
+    from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+
+def admit(sup: Supervisor, now: float) -> list[Task]:
+    """Mark as many queued tasks starting as the cap allows; they are spawned after commit."""
+    if len(sup.procs) + len(sup.starting) >= sup.cap and sup.store.live_count() >= sup.cap:
+        return []
+    blocked = advisor.memory_block(sup)
+    if blocked != sup.admission_blocked:
+        sup.admission_blocked = blocked
+        advisor.publish(sup, now)
+    if blocked:
+        return []
+    cooling = {agent for agent, (until, _) in sup.cooldowns.items() if until > now}
+    admitted = sup.store.admit(
+        sup.cap,
+        now,
+        agent_max=sup.config.agent_max_live,
+        repo_max=sup.config.repo_max_live,
+        cooling=cooling,
+    )
+    for task in admitted:
+        # Before the admission commits: an exit file found for a starting task whose pid
+        # was never stored (we died in between) is then surely this attempt's.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sup.home.exit_path(task.id))
+    return admitted
+
+
+def start(sup: Supervisor, admitted: list[Task]) -> None:
+    """Spawn the admitted tasks (or first make their worktrees, in the background)."""
+    for task in admitted:
+        if task.no_worktree or (task.worktree and Path(task.worktree).is_dir()):
+            spawn(sup, task, Path(task.worktree or task.repo or "."))
+        else:
+            sup.starting.add(task.id)
+            sup.in_background(_start_in_worktree(sup, task))
+
+
+async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
+    try:
+        where = sup.home.worktree_path(task.id)
+        assert task.repo is not None
+        fresh = not (where / ".git").exists()
+        base = task.base or sup.config.worktree_base
+        try:
+            branch = await asyncio.to_thread(
+                worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch, base
+            )
+        except (worktree.WorktreeError, OSError) as err:
+            spawn_failed(sup, task, str(err))
+            return
+        sup.store.update(task.id, sup.clock(), worktree=str(where), branch=branch)
+        setup = sup.config.worktree_setup
+        if fresh and setup:
+            log = private_dir(sup.home.run_dir(task.id)) / "log"
+            failure = await asyncio.to_thread(
+                worktree.run_setup, setup, where, log, partial(sup.setups.__setitem__, task.id)
+            )
+            sup.setups.pop(task.id, None)
+            if failure is not None and task.id not in sup.cancel_on_start:
+                spawn_failed(sup, task, failure)
+                return
+        # (A task cancelled meanwhile is settled as cancelled by spawn, not started.)
+        spawn(sup, task.replace(worktree=str(where), branch=branch), where)
+    finally:
+        sup.starting.discard(task.id)
+        sup.wake()
+
+
+def cancel_while_starting(sup: Supervisor, task_id: int) -> None:
+    """A cancel for a task whose worktree is being made: it is settled instead of spawned."""
+    sup.cancel_on_start.add(task_id)
+    setup = sup.setups.get(task_id)
+    if setup is not None:  # its worktree setup is running: end it now, not after
+        # The setup runs on this machine whatever the executor: a process group of ours.
+        runner.signal_group(setup, signal.SIGTERM)
+        assert sup.event_loop is not None
+        sup.event_loop.call_later(sup.config.kill_grace, _kill_setup, sup, task_id, setup)
+
+
+def _kill_setup(sup: Supervisor, task_id: int, group: int) -> None:
+    if sup.setups.get(task_id) == group:  # still that very setup, not a reused pid
+        runner.signal_group(group, signal.SIGKILL)
+
+
+def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
+    now = sup.clock()
+    if task.id in sup.cancel_on_start:
+        sup.cancel_on_start.discard(task.id)
+        sup.store.transition(
+            task.id,
+            State.CANCELLED,
+            now=now,
+            expect={State.STARTING},
+            event=EventType.TASK_CANCELLED,
+            ended_at=now,
+            reason="cancelled",
+        )
+        return
+    try:
+        launch = _launch(sup, task, cwd)
+        spawned = sup.executor.spawn(launch)
+    except SpawnError as err:
+        spawn_failed(sup, task, str(err))
+        return
+    proc = watched(task, spawned.pid, child=True)
+    sup.procs[task.id] = proc
+    sup.store.transition(
+        task.id,
+        State.RUNNING,
+        now=now,
+        expect={State.STARTING},
+        event=EventType.TASK_STARTED,
+        pid=spawned.pid,
+        pid_started=spawned.started,
+        extra={"argv0": launch.argv[0]},
+    )
+    watch(sup, proc)
+
+
+def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
+    """The attempt as the agent's config says to run it; SpawnError for an unknown agent."""
+    agent = sup.config.agents.get(task.agent)
+    if agent is None:
+        raise SpawnError(f"unknown agent {task.agent!r}")
+    run_dir = private_dir(sup.home.run_dir(task.id))
+    command, prompt_arg, stdin = agent.command, task.prompt, None
+    if agent.prompt_via != "argv":
+        # Prompts too large for argv, or with a NUL byte, go through a private file.
+        prompt_file = runner.write_private(run_dir / "prompt", task.prompt)
+        prompt_arg = str(prompt_file)
+        if agent.prompt_via == "stdin":
+            stdin = prompt_file
+            command = tuple(part for part in command if part != "{prompt}")
+    argv = runner.substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
+    env = sup.env | {
+        "KUGETSU_TASK_ID": str(task.id),
+        "KUGETSU_ATTEMPT": str(task.attempts),
+        "KUGETSU_HOME": str(sup.home.root),
+    }
+    return Launch(task.id, task.attempts, argv, cwd, run_dir, env, stdin)
+
+
+def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
+    now = sup.clock()
+    settled = settle.fail(sup, task.id, now, None, reason)
+    if settled is not None and settled.state.is_settled:
+        settle.clean_worktree(sup, settled)
