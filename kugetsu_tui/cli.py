@@ -21,9 +21,9 @@ from typing import Any, NoReturn
 
 from kugetsu_tui import __version__
 from kugetsu_tui.config import Config, load_config, parse_duration
-from kugetsu_tui.engine.control import Control, Outcome
+from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
-from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
+from kugetsu_tui.engine.model import LIVE_STATES, ActionResult, Event, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
 from kugetsu_tui.errors import UsageError
 
@@ -109,7 +109,7 @@ class Context:
         self.control = Control(self.home, self.store)
 
 
-def _print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> int:
+def _print_outcomes(ctx: Context, outcomes: Sequence[ActionResult]) -> int:
     for outcome in outcomes:
         done = ctx.control.wait_for(outcome)
         prefix = f"task {done.task_id}: " if done.task_id is not None else ""
@@ -355,7 +355,7 @@ def _ts(iso_text: str) -> float:
 
 def _action(name: str) -> Callable[[Context, argparse.Namespace], int]:
     def run(ctx: Context, args: argparse.Namespace) -> int:
-        method: Callable[..., list[Outcome]] = getattr(ctx.control, name)
+        method: Callable[..., list[ActionResult]] = getattr(ctx.control, name)
         if name == "requeue":
             return _print_outcomes(ctx, method(args.ids, note=args.note))
         return _print_outcomes(ctx, method(args.ids))

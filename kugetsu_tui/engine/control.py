@@ -15,7 +15,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kugetsu_tui.config import save_setting
@@ -23,6 +22,7 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
     REQUEUEABLE_STATES,
+    ActionResult,
     EventType,
     NewTask,
     RequestAction,
@@ -31,15 +31,6 @@ from kugetsu_tui.engine.model import (
 )
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one action: done now, or a request a supervisor will carry out."""
-
-    task_id: int | None
-    message: str
-    request_id: int | None = None
 
 
 class Control:
@@ -98,41 +89,41 @@ class Control:
         self.poke()
         return ids
 
-    def cancel(self, ids: Sequence[int]) -> list[Outcome]:
+    def cancel(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.QUEUED, *LIVE_STATES}, "cancelled")
         outcomes = []
         for task in tasks:
             if task.state is State.QUEUED and self.store.cancel_queued(task.id, self.clock()):
-                outcomes.append(Outcome(task.id, "cancelled"))
+                outcomes.append(ActionResult(True, "cancelled", task.id))
                 continue
             # Live (or admitted a moment ago): only the supervisor may end its processes.
             outcomes.append(self._request(RequestAction.CANCEL, task.id, None, "cancel"))
         self.poke()
         return outcomes
 
-    def pause(self, ids: Sequence[int]) -> list[Outcome]:
+    def pause(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.RUNNING}, "paused")
         outcomes = [self._request(RequestAction.PAUSE, t.id, None, "pause") for t in tasks]
         self.poke()
         return outcomes
 
-    def resume(self, ids: Sequence[int]) -> list[Outcome]:
+    def resume(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.PAUSED}, "resumed")
         outcomes = [self._request(RequestAction.RESUME, t.id, None, "resume") for t in tasks]
         self.poke()
         return outcomes
 
-    def hold(self, ids: Sequence[int]) -> list[Outcome]:
+    def hold(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.QUEUED}, "held", lambda t: not t.held)
         return [self._set_held(t, True) for t in tasks]
 
-    def release(self, ids: Sequence[int]) -> list[Outcome]:
+    def release(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.QUEUED}, "released (held ones)", lambda t: t.held)
         outcomes = [self._set_held(t, False) for t in tasks]
         self.poke()
         return outcomes
 
-    def requeue(self, ids: Sequence[int], note: str | None = None) -> list[Outcome]:
+    def requeue(self, ids: Sequence[int], note: str | None = None) -> list[ActionResult]:
         """Queue settled tasks again with fresh attempts. A note is appended to the prompt,
         so the next attempt does not start blind ("the tests still fail")."""
         tasks = self.find(ids, REQUEUEABLE_STATES, "requeued")
@@ -158,23 +149,24 @@ class Control:
                 held=False,
                 **changes,
             )
-            outcomes.append(Outcome(task.id, "requeued" if done else "changed meanwhile; not requeued"))
+            message = "requeued" if done else "changed meanwhile; not requeued"
+            outcomes.append(ActionResult(done is not None, message, task.id))
         self.poke()
         return outcomes
 
-    def set_cap(self, cap: int) -> Outcome:
+    def set_cap(self, cap: int) -> ActionResult:
         """Write the cap to config.toml and have the supervisor use it (lowering never kills)."""
         if cap < 1:
             raise UsageError(f"cap must be a whole number >= 1, got {cap}")
         save_setting(self.home.config_path, "capacity", "cap", cap)
         if self.supervisor_pid() is None:
             self.store.record(self.clock(), EventType.CAP_CHANGED, None, {"cap": cap})
-            return Outcome(None, f"cap {cap}")
+            return ActionResult(True, f"cap {cap}")
         outcome = self._request(RequestAction.CAP, None, str(cap), f"cap {cap}")
         self.poke()
         return outcome
 
-    def _set_held(self, task: Task, held: bool) -> Outcome:
+    def _set_held(self, task: Task, held: bool) -> ActionResult:
         now = self.clock()
         # Held tasks never expire; a released one starts its wait afresh rather than
         # expiring on the spot for the time it spent parked.
@@ -188,35 +180,40 @@ class Control:
             **changes,
         )
         verb = "held" if held else "released"
-        return Outcome(task.id, verb if done else f"changed meanwhile; not {verb}")
+        return ActionResult(done is not None, verb if done else f"changed meanwhile; not {verb}", task.id)
 
-    def _request(self, action: RequestAction, task_id: int | None, arg: str | None, verb: str) -> Outcome:
+    def _request(
+        self, action: RequestAction, task_id: int | None, arg: str | None, verb: str
+    ) -> ActionResult:
         request_id = self.store.add_request(action, task_id, arg, self.clock())
-        return Outcome(task_id, f"{verb} requested", request_id)
+        return ActionResult(True, f"{verb} requested", task_id, request_id)
 
-    def wait_for(self, outcome: Outcome, timeout: float = 5.0) -> Outcome:
+    def wait_for(self, outcome: ActionResult, timeout: float = 5.0) -> ActionResult:
         """Block until the supervisor has carried out outcome's request (CLI only)."""
         if outcome.request_id is None:
             return outcome
         if self.supervisor_pid() is None:
-            return Outcome(
-                outcome.task_id,
+            return ActionResult(
+                True,
                 f"{outcome.message}; no supervisor is running, it will be carried "
                 "out when one starts (kugetsu run)",
+                outcome.task_id,
                 outcome.request_id,
             )
         deadline = time.monotonic() + timeout
         delay = 0.005
         while time.monotonic() < deadline:
-            result = self.store.request_result(outcome.request_id)
-            if result is not None:
-                ok = result.startswith("ok: ")
-                text = result.removeprefix("ok: ").removeprefix("error: ")
-                if not ok:
-                    raise UsageError(text)
-                return Outcome(outcome.task_id, text, outcome.request_id)
+            answer = self.store.request_result(outcome.request_id)
+            if answer is not None:
+                result = ActionResult.decode(answer, outcome.task_id, outcome.request_id)
+                if not result.ok:
+                    raise UsageError(result.message)
+                return result
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-        return Outcome(
-            outcome.task_id, f"{outcome.message}; the supervisor has not answered yet", outcome.request_id
+        return ActionResult(
+            True,
+            f"{outcome.message}; the supervisor has not answered yet",
+            outcome.task_id,
+            outcome.request_id,
         )

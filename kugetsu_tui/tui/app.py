@@ -32,9 +32,9 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from kugetsu_tui.config import Config, load_config
-from kugetsu_tui.engine.control import Control, Outcome
+from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import Event, State, Task
+from kugetsu_tui.engine.model import ActionResult, Event, State, Task
 from kugetsu_tui.engine.runner import substitute
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
@@ -253,8 +253,8 @@ class KugetsuApp(App[int]):
             if result is None:
                 continue
             del self._pending[request_id]
-            if result.startswith("error: "):
-                self.notify(result.removeprefix("error: "), title=what, severity="warning")
+            if not (answer := ActionResult.decode(result)).ok:
+                self.notify(answer.message, title=what, severity="warning")
 
     # --- sampling (worker thread) -------------------------------------------------------
 
@@ -285,14 +285,14 @@ class KugetsuApp(App[int]):
             self.notify("no task selected", severity="warning", timeout=3)
         return task
 
-    def act(self, what: str, call: Callable[[], Sequence[Outcome] | Outcome]) -> bool:
+    def act(self, what: str, call: Callable[[], Sequence[ActionResult] | ActionResult]) -> bool:
         """Run one Control call; report its outcome or the user mistake it raised."""
         try:
             result = call()
         except UsageError as err:
             self.notify(str(err), title=what, severity="warning")
             return False
-        outcomes = [result] if isinstance(result, Outcome) else list(result)
+        outcomes = [result] if isinstance(result, ActionResult) else list(result)
         for outcome in outcomes:
             if outcome.request_id is not None:
                 self._pending[outcome.request_id] = what
@@ -386,7 +386,7 @@ class KugetsuApp(App[int]):
 
             assert isinstance(new, NewTask)
             self._last_repo = new.repo or ""
-            self.act("add", lambda: [Outcome(i, "queued") for i in self.control.add([new])])
+            self.act("add", lambda: [ActionResult(True, "queued", i) for i in self.control.add([new])])
 
         self.push_screen(
             NewTaskScreen(
