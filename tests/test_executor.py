@@ -4,12 +4,14 @@ and every spawn, exit and cancel of theirs shows in that log."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from pathlib import Path
 
 from conftest import Kugetsu, script
 
 from kugetsu_tui.config import load_config
+from kugetsu_tui.engine import supervisor as supervisor_package
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.executor import Launch, Spawned
 from kugetsu_tui.engine.executor.local import LocalExecutor
@@ -17,6 +19,23 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import Event, EventType
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
+
+# What acts on a process directly: runner's process functions and the os calls beneath them.
+PROCESS_CALLS = {
+    "runner": {
+        "spawn",
+        "signal_group",
+        "reap",
+        "open_pidfd",
+        "group_alive",
+        "is_same_process",
+        "start_time",
+        "read_exit_file",
+        "stray_processes",
+        "find_wrapper",
+    },
+    "os": {"kill", "killpg", "waitpid", "pidfd_open", "posix_spawn"},
+}
 
 
 class LoggedExecutor(LocalExecutor):
@@ -72,3 +91,23 @@ def test_every_attempt_is_spawned_watched_and_ended_through_the_executor(kg: Kug
     assert ("terminate", hanging) in executor.calls
     assert executor.calls.index(("terminate", hanging)) < executor.calls.index(("exit", hanging))
     assert not [c for c in executor.calls if c[0] == "terminate" and c[1] != hanging]
+
+
+def test_the_supervisor_touches_processes_only_through_its_executor() -> None:
+    """So that another executor can be added without touching the loop. The one exception
+    is the worktree setup: it runs on the supervisor's own machine whatever the executor."""
+    found = []
+    for path in sorted(Path(supervisor_package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.attr in PROCESS_CALLS.get(node.value.id, ())
+            ):
+                found.append((path.name, f"{node.value.id}.{node.attr}"))
+            elif isinstance(node, ast.ImportFrom) and node.module in ("os", "kugetsu_tui.engine.runner"):
+                module = "os" if node.module == "os" else "runner"
+                found += [
+                    (path.name, f"{module}.{a.name}") for a in node.names if a.name in PROCESS_CALLS[module]
+                ]
+    assert found == [("start.py", "runner.signal_group")] * 2, found
