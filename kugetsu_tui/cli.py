@@ -23,6 +23,7 @@ from kugetsu_tui import __version__
 from kugetsu_tui.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control, Outcome
 from kugetsu_tui.engine.home import Home, default_home
+from kugetsu_tui.engine.logs import LogTail
 from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
 from kugetsu_tui.errors import UsageError
@@ -392,18 +393,12 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"no task {args.id} (expected an id listed by `kugetsu status`)")
     path = ctx.home.log_path(args.id)
     out = sys.stdout.buffer
-    position = 0
+    tail = LogTail(path)
     while True:
-        try:
-            with open(path, "rb") as f:
-                f.seek(position)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
+        chunk = tail.read()
         if chunk:
             out.write(chunk)
             out.flush()
-            position += len(chunk)
             continue
         if not args.follow:
             break
