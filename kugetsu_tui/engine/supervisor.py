@@ -544,8 +544,13 @@ class Supervisor:
         repo, where = Path(task.repo), Path(task.worktree)
 
         async def remove() -> None:
-            if await asyncio.to_thread(worktree.remove_if_clean, repo, where):
+            kept = await asyncio.to_thread(worktree.remove_unless_kept, repo, where)
+            if kept is None:
                 self.store.update(task.id, self.clock(), worktree=None)
+            else:
+                self.store.record(
+                    self.clock(), EventType.WORKTREE_KEPT, task.id, {"worktree": str(where), "reason": kept}
+                )
 
         self._in_background(remove())
 
