@@ -25,7 +25,7 @@ from kugetsu_tui.engine.control import Control, Outcome
 from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.logs import LogTail
 from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
-from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
+from kugetsu_tui.engine.store import Store, StoreCorrupt
 from kugetsu_tui.errors import UsageError
 
 MAX_ARG_BYTES = 131072  # Linux: one argv element, its NUL included (MAX_ARG_STRLEN)
@@ -102,10 +102,10 @@ class Context:
         try:
             self.store = Store(self.home.db_path)
         except StoreCorrupt as err:
-            moved = quarantine(self.home.db_path)
+            moved = self.home.quarantine()
             raise UsageError(
-                f"the state database is corrupt ({err}); it was moved to {moved} (nothing was "
-                "deleted); the next command starts with an empty queue"
+                f"the state database is corrupt ({err}); it was moved to {moved}, its runs and "
+                "worktrees beside it (nothing was deleted); the next command starts with an empty queue"
             ) from None
         self.control = Control(self.home, self.store)
 

@@ -642,7 +642,13 @@ class Supervisor:
             base = task.base or self.config.worktree_base
             try:
                 branch = await asyncio.to_thread(
-                    worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch, base
+                    worktree.ensure,
+                    Path(task.repo),
+                    where,
+                    f"kugetsu/{task.id}",
+                    task.branch,
+                    base,
+                    worktree.owner_token(task.id, task.created_at),
                 )
             except (worktree.WorktreeError, OSError) as err:
                 self._spawn_failed(task, str(err))

@@ -49,31 +49,89 @@ def repo_root(path: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-def ensure(repo: Path, where: Path, branch: str, existing: str | None = None, base: str | None = None) -> str:
-    """Make (or reuse) the worktree at `where`; returns the branch name used.
+# Who made a worktree, kept in the worktree's own git folder: the task's owner token
+# (its id and when it was created), so that a task never works in a folder made for
+# another (a task of a database that was set aside, or deleted, had the same id).
+OWNER = "kugetsu-owner"
+
+
+def owner_token(task_id: int, created_at: float) -> str:
+    """What tells a task apart from every other task of the same id in this home's past."""
+    return f"{task_id}@{created_at!r}"
+
+
+def ensure(
+    repo: Path,
+    where: Path,
+    branch: str,
+    existing: str | None = None,
+    base: str | None = None,
+    owner: str = "",
+) -> str:
+    """Make (or reuse) the worktree at `where` for the task `owner`; returns the branch used.
 
     `existing` is the task's branch from an earlier attempt: a requeued task whose clean
-    worktree was removed gets it checked out again, so its history carries on."""
-    if (where / ".git").exists():
-        found = _git(["rev-parse", "--abbrev-ref", "HEAD"], where)
-        return found.stdout.strip() or branch
+    worktree was removed gets it checked out again, so its history carries on. A folder
+    already at `where` is reused only if it was made for this task; a branch of the name
+    wanted that already exists is never taken over (the task gets `<branch>-2`, …)."""
+    if where.is_dir() and not where.is_symlink() and not any(where.iterdir()):
+        where.rmdir()  # an empty folder holds nobody's work (git may leave one when killed)
+    if where.exists() or where.is_symlink():
+        return _reuse(where, existing, owner)
     _git(["worktree", "prune"], repo)  # forget worktrees whose folders were deleted by hand
     if existing:
         made = _git(["worktree", "add", "--quiet", str(where), existing], repo)
         if made.returncode == 0:
+            _claim(where, owner)
             return existing
     name = branch
     for n in range(1, 100):
         made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)
         if made.returncode == 0:
+            _claim(where, owner)
             return name
         if base and "invalid reference" in made.stderr:
             raise WorktreeError(f"worktree base {base!r} is not a branch or commit of {repo}")
-        if "already exists" not in made.stderr or (where.exists() and any(where.iterdir())):
+        if "already exists" not in made.stderr or where.exists():
             raise WorktreeError(f"git worktree add failed: {made.stderr.strip()}")
         # A branch of that name is left from an earlier home: never reuse someone's work.
         name = f"{branch}-{n + 1}"
     raise WorktreeError(f"git worktree add failed: no free branch name like {branch}")
+
+
+def _claim(where: Path, owner: str) -> None:
+    git_dir = _git_dir(where)
+    if git_dir is not None:
+        (git_dir / OWNER).write_text(owner)
+
+
+def _reuse(where: Path, existing: str | None, owner: str) -> str:
+    """The branch of the worktree already at `where`, if it was made for this task."""
+    refuse = WorktreeError(
+        f"{where} exists but was not made for this task (left from an earlier state database?); "
+        "expected no folder there: move it away"
+    )
+    git_dir = _git_dir(where) if (where / ".git").is_file() else None
+    if git_dir is None:
+        raise refuse
+    head = _git(["rev-parse", "--abbrev-ref", "HEAD"], where).stdout.strip()
+    try:
+        made_for = (git_dir / OWNER).read_text()
+    except FileNotFoundError:
+        # Made before worktrees were claimed: the task's own if it is on the task's branch.
+        if not existing or head != existing:
+            raise refuse from None
+        _claim(where, owner)
+        return head
+    if made_for != owner:
+        raise refuse
+    return head or existing or ""
+
+
+def repair(where: Path) -> None:
+    """Tell git where a worktree folder moved to (best effort: the repo may be gone)."""
+    if (where / ".git").is_file():
+        _git(["worktree", "repair"], where)
 
 
 # What `[worktree] setup` left in a fresh worktree (untracked and ignored entries of
