@@ -49,10 +49,11 @@ def repo_root(path: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-# Who made a worktree, kept in the worktree's own git folder: the task's owner token
-# (its id and when it was created), so that a task never works in a folder made for
-# another (a task of a database that was set aside, or deleted, had the same id).
-OWNER = "kugetsu-owner"
+# Who a worktree was made for: the task's owner token (its id and when it was created),
+# so that a task never works in a folder made for another (a task of a database that was
+# set aside, or deleted, had the same id). Kept beside the folder (`worktrees/<id>.owner`)
+# and written before `git worktree add`, so a supervisor killed while git makes the
+# worktree leaves one that its task still recognises.
 
 
 def owner_token(task_id: int, created_at: float) -> str:
@@ -78,17 +79,18 @@ def ensure(
         where.rmdir()  # an empty folder holds nobody's work (git may leave one when killed)
     if where.exists() or where.is_symlink():
         return _reuse(where, existing, owner)
+    claim = _owner_file(where)
+    claim.write_text(owner)
+    claim.chmod(0o600)
     _git(["worktree", "prune"], repo)  # forget worktrees whose folders were deleted by hand
     if existing:
         made = _git(["worktree", "add", "--quiet", str(where), existing], repo)
         if made.returncode == 0:
-            _claim(where, owner)
             return existing
     name = branch
     for n in range(1, 100):
         made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)
         if made.returncode == 0:
-            _claim(where, owner)
             return name
         if base and "invalid reference" in made.stderr:
             raise WorktreeError(f"worktree base {base!r} is not a branch or commit of {repo}")
@@ -99,10 +101,8 @@ def ensure(
     raise WorktreeError(f"git worktree add failed: no free branch name like {branch}")
 
 
-def _claim(where: Path, owner: str) -> None:
-    git_dir = _git_dir(where)
-    if git_dir is not None:
-        (git_dir / OWNER).write_text(owner)
+def _owner_file(where: Path) -> Path:
+    return where.with_name(f"{where.name}.owner")
 
 
 def _reuse(where: Path, existing: str | None, owner: str) -> str:
@@ -111,17 +111,15 @@ def _reuse(where: Path, existing: str | None, owner: str) -> str:
         f"{where} exists but was not made for this task (left from an earlier state database?); "
         "expected no folder there: move it away"
     )
-    git_dir = _git_dir(where) if (where / ".git").is_file() else None
-    if git_dir is None:
+    if not (where / ".git").is_file() or _git_dir(where) is None:
         raise refuse
     head = _git(["rev-parse", "--abbrev-ref", "HEAD"], where).stdout.strip()
     try:
-        made_for = (git_dir / OWNER).read_text()
+        made_for = _owner_file(where).read_text()
     except FileNotFoundError:
-        # Made before worktrees were claimed: the task's own if it is on the task's branch.
+        # Made before worktrees had owners: the task's own if it is on the task's branch.
         if not existing or head != existing:
             raise refuse from None
-        _claim(where, owner)
         return head
     if made_for != owner:
         raise refuse
@@ -142,7 +140,8 @@ SETUP_BASELINE = "kugetsu-setup-output"
 def _status(where: Path) -> list[tuple[str, str]] | None:
     """(code, path) of every change, untracked and ignored entry (an untracked or ignored
     folder is one entry), or None when git cannot tell."""
-    found = _git(["status", "--porcelain=v1", "-z", "--ignored", "--untracked-files=normal"], where)
+    # `matching`: an ignored folder is one entry, and git does not walk into it.
+    found = _git(["status", "--porcelain=v1", "-z", "--ignored=matching", "--untracked-files=normal"], where)
     if found.returncode != 0:
         return None
     entries: list[tuple[str, str]] = []
@@ -211,14 +210,14 @@ def remove_unless_kept(repo: Path, where: Path) -> str | None:
 
     `git worktree remove` alone is not enough: it deletes ignored files, which may be all
     the agent produced (a build, results under an ignored folder)."""
-    if not where.exists():
-        return None
-    kept = why_kept(where)
-    if kept is not None:
-        return kept
-    done = _git(["worktree", "remove", str(where)], repo)
-    if done.returncode != 0:
-        return f"kept: git worktree remove failed: {done.stderr.strip()}"
+    if where.exists():
+        kept = why_kept(where)
+        if kept is not None:
+            return kept
+        done = _git(["worktree", "remove", str(where)], repo)
+        if done.returncode != 0:
+            return f"kept: git worktree remove failed: {done.stderr.strip()}"
+    _owner_file(where).unlink(missing_ok=True)
     return None
 
 
