@@ -273,3 +273,27 @@ def test_logs_follow_goes_on_after_a_max_log_cut(kg: Kugetsu) -> None:
     assert follower.returncode == 0
     assert shown.endswith("after the cut\n"), shown[-300:]
     assert shown.count("after the cut\n") == 1 and shown.count(f"line {lines - 1}\n") == 1
+
+
+def test_logs_follow_shows_the_cut_note_when_unseen_output_was_cut(tmp_path: Path) -> None:
+    """A reader behind the cut gets the supervisor's note and everything kept, once; one past
+    it gets only what is new; a log replaced by another file is read from its start."""
+    from kugetsu_tui.engine.logs import LogTail
+    from kugetsu_tui.engine.runner import cap_log
+
+    log = tmp_path / "log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(10)))
+    behind, ahead = LogTail(log), LogTail(log)
+    assert behind.read() == log.read_bytes()  # reads only the start
+    with open(log, "ab") as f:
+        f.write(b"".join(b"line %d\n" % i for i in range(10, 1000)))
+    assert ahead.read() == log.read_bytes()
+    assert cap_log(log, 2000)
+    with open(log, "ab") as f:
+        f.write(b"after the cut\n")
+    kept = log.read_bytes()
+    assert behind.read() == kept and kept.startswith(b"--- kugetsu: ")
+    assert ahead.read() == b"after the cut\n"
+    log.unlink()
+    log.write_bytes(b"a new file\n")
+    assert ahead.read() == b"a new file\n"

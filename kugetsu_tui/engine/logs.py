@@ -3,8 +3,8 @@
 The supervisor cuts a chatty agent's log in place (runner.cap_log): the file shrinks to a
 note that says how many older bytes were cut, followed by the newest output. A reader that
 only remembers its offset would then wait past the new end forever. LogTail notices the
-cut (the file is shorter than what was read, or it is another file) and goes on from the
-first byte it has not shown yet, using the cut's note to find it; when it cannot tell, it
+cut (the file is shorter than what was read, its first bytes changed, or it is another
+file) and goes on from the first byte it has not shown yet, using the cut's note to find it; when it cannot tell, it
 shows the new file from its start. It only reads: it never changes a log.
 """
 
@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 # Written by runner.cap_log at the start of a log it cut.
 CUT_NOTE = re.compile(rb"--- kugetsu: (\d+) bytes of older output cut \(max_log\) ---\n")
+HEAD = 256  # first bytes remembered: a cut rewrites them even when the file stays long
 
 
 class LogTail:
@@ -26,6 +27,7 @@ class LogTail:
         self.path = path
         self.position = 0  # bytes of the current file already returned
         self._identity: tuple[int, int] | None = None  # (device, inode) of that file
+        self._head = b""  # its first bytes, as last read
 
     def read(self) -> bytes:
         """The bytes written since the last call (b"" when none, or no log yet)."""
@@ -35,11 +37,13 @@ class LogTail:
                 identity = (info.st_dev, info.st_ino)
                 if self._identity is not None and identity != self._identity:
                     self.position = 0  # a new file: all of it is new
-                elif info.st_size < self.position:
+                elif info.st_size < self.position or f.read(len(self._head)) != self._head:
                     self.position = self._after_cut(f, info.st_size)
                 self._identity = identity
                 f.seek(self.position)
                 chunk = f.read()
+                f.seek(0)
+                self._head = f.read(min(self.position + len(chunk), HEAD))
         except FileNotFoundError:
             return b""
         self.position += len(chunk)
