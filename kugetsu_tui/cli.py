@@ -23,8 +23,9 @@ from kugetsu_tui import __version__
 from kugetsu_tui.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
+from kugetsu_tui.engine.logs import LogTail
 from kugetsu_tui.engine.model import LIVE_STATES, ActionResult, Event, NewTask, State
-from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
+from kugetsu_tui.engine.store import Store, StoreCorrupt
 from kugetsu_tui.errors import UsageError
 
 MAX_ARG_BYTES = 131072  # Linux: one argv element, its NUL included (MAX_ARG_STRLEN)
@@ -101,10 +102,10 @@ class Context:
         try:
             self.store = Store(self.home.db_path)
         except StoreCorrupt as err:
-            moved = quarantine(self.home.db_path)
+            moved = self.home.quarantine()
             raise UsageError(
-                f"the state database is corrupt ({err}); it was moved to {moved} (nothing was "
-                "deleted); the next command starts with an empty queue"
+                f"the state database is corrupt ({err}); it was moved to {moved}, its runs and "
+                "worktrees beside it (nothing was deleted); the next command starts with an empty queue"
             ) from None
         self.control = Control(self.home, self.store)
 
@@ -392,18 +393,12 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"no task {args.id} (expected an id listed by `kugetsu status`)")
     path = ctx.home.log_path(args.id)
     out = sys.stdout.buffer
-    position = 0
+    tail = LogTail(path)
     while True:
-        try:
-            with open(path, "rb") as f:
-                f.seek(position)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
+        chunk = tail.read()
         if chunk:
             out.write(chunk)
             out.flush()
-            position += len(chunk)
             continue
         if not args.follow:
             break

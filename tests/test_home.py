@@ -10,7 +10,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from conftest import PY, Kugetsu, script
+from conftest import PY, Kugetsu, git, script
 
 
 def _modes(home: Path) -> dict[str, int]:
@@ -121,3 +121,48 @@ def test_add_and_headless_run_load_no_textual(kg: Kugetsu) -> None:
     assert loaded["add"][0] == 0 and loaded["add"][1] == [], "add loads neither Textual nor psutil"
     assert loaded["run"][0] == 0
     assert not [m for m in loaded["run"][1] if m.startswith("textual")]
+
+
+def test_a_quarantined_database_takes_its_runs_and_worktrees_along(kg: Kugetsu, repo: Path) -> None:
+    """A corrupt state.db is set aside with the runs and worktrees of its tasks: the new
+    task 1 neither shows the old task 1's log nor runs in its worktree or on its branch."""
+    seen, starts = kg.root / "seen", kg.root / "starts"
+    old = kg.add(
+        script(["say", "old secret output"], ["write", "notes.txt", "old work"]), "--repo", str(repo)
+    )
+    assert kg.run().returncode == 0
+    assert kg.task(old)["worktree"] == str(kg.home / "worktrees" / "1")  # kept: notes.txt
+    with open(kg.home / "state.db", "r+b") as db:  # a real file, broken where SQLite looks first
+        db.write(b"\xff" * 4096)
+
+    broken = kg.cli("status")
+    assert broken.returncode == 2 and "state database is corrupt" in broken.stderr, broken.stderr
+    (runs,) = kg.home.glob("runs.corrupt-*")
+    (trees,) = kg.home.glob("worktrees.corrupt-*")
+    assert "old secret output" in (runs / "1" / "log").read_text()
+    assert (trees / "1" / "notes.txt").read_text() == "old work"
+    assert str(trees / "1") in git(repo, "worktree", "list"), "git still knows the moved worktree"
+
+    new = kg.add(script(["record", starts], ["check", "notes.txt", seen]), "--repo", str(repo))
+    assert new == 1
+    assert kg.run().returncode == 0
+    task = kg.task(new)
+    assert json.loads(starts.read_text())["cwd"] == str(kg.home / "worktrees" / "1")
+    assert seen.read_text().split() == ["no"], "the new task 1 saw the old task 1's files"
+    assert task["branch"] != "kugetsu/1" and git(repo, "log", "-1", "--format=%s", "kugetsu/1")
+    shown = kg.cli("logs", str(new))
+    assert "old secret output" not in shown.stdout
+
+
+def test_a_task_never_starts_in_a_worktree_folder_it_did_not_make(kg: Kugetsu, repo: Path) -> None:
+    """A worktree left at the task's path by someone else (here: made by hand, as a deleted
+    state.db would leave one) is refused, and nothing runs in it."""
+    stray = kg.home / "worktrees" / "1"
+    git(repo, "worktree", "add", "-q", "-b", "stray", str(stray))
+    (stray / "theirs.txt").write_text("someone's work")
+    ran = kg.root / "ran"
+    task_id = kg.add(script(["record", ran]), "--repo", str(repo), "--max-attempts", "1")
+    assert kg.run().returncode == 1
+    task = kg.task(task_id)
+    assert task["state"] == "failed" and "was not made for this task" in task["reason"], task["reason"]
+    assert not ran.exists() and (stray / "theirs.txt").read_text() == "someone's work"

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import PY, Kugetsu, ended, script, wait_until
+from conftest import PY, WAIT, Kugetsu, ended, script, wait_until
 
 # A light agent for the many-task run: a shell that records its task id, then works a
 # moment. `$1` is the ledger; one printf with >> is one O_APPEND write.
@@ -253,3 +253,47 @@ def test_an_agent_killed_by_the_oom_killer_is_a_failed_attempt_that_retries(kg: 
     gate.touch()
     task = kg.wait_state(task_id, "succeeded")
     assert task["attempts"] == 2 and _starts(starts) == [task_id, task_id]
+
+
+def test_logs_follow_goes_on_after_a_max_log_cut(kg: Kugetsu) -> None:
+    """`kugetsu logs -f` reads on while the supervisor cuts the log under it: what the agent
+    prints after the cut still reaches the follower, and the cut itself is said."""
+    gate = kg.root / "gate"
+    kg.write_config(queue={"max_log": "64KiB"})
+    kg.start_supervisor()
+    lines = 100_000  # about 0.9 MB: the follower reads far past where the cut leaves the end
+    task_id = kg.add(script(["print-lines", lines], ["wait-file", gate], ["say", "after the cut"]))
+    log = kg.home / "runs" / str(task_id) / "log"
+    follower = kg.popen("logs", "-f", str(task_id))
+    wait_until(lambda: f"line {lines - 1}\n" in kg.output(follower)[0], "the follower to read the burst")
+    wait_until(lambda: log.stat().st_size <= 64 * 1024, "the log to be cut while the agent runs")
+    gate.touch()
+    follower.wait(WAIT)
+    shown = kg.output(follower)[0]
+    assert follower.returncode == 0
+    assert shown.endswith("after the cut\n"), shown[-300:]
+    assert shown.count("after the cut\n") == 1 and shown.count(f"line {lines - 1}\n") == 1
+
+
+def test_logs_follow_shows_the_cut_note_when_unseen_output_was_cut(tmp_path: Path) -> None:
+    """A reader behind the cut gets the supervisor's note and everything kept, once; one past
+    it gets only what is new; a log replaced by another file is read from its start."""
+    from kugetsu_tui.engine.logs import LogTail
+    from kugetsu_tui.engine.runner import cap_log
+
+    log = tmp_path / "log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(10)))
+    behind, ahead = LogTail(log), LogTail(log)
+    assert behind.read() == log.read_bytes()  # reads only the start
+    with open(log, "ab") as f:
+        f.write(b"".join(b"line %d\n" % i for i in range(10, 1000)))
+    assert ahead.read() == log.read_bytes()
+    assert cap_log(log, 2000)
+    with open(log, "ab") as f:
+        f.write(b"after the cut\n")
+    kept = log.read_bytes()
+    assert behind.read() == kept and kept.startswith(b"--- kugetsu: ")
+    assert ahead.read() == b"after the cut\n"
+    log.unlink()
+    log.write_bytes(b"a new file\n")
+    assert ahead.read() == b"a new file\n"

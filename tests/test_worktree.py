@@ -93,3 +93,30 @@ def test_repo_defaults_to_the_git_repo_of_the_current_directory(kg: Kugetsu, rep
     added = kg.cli("add", "--no-worktree", "right here", cwd=sub)
     assert added.returncode == 0, added.stderr
     assert kg.task(int(added.stdout))["repo"] == str(sub)
+
+
+def test_ignored_output_is_kept_and_setup_files_are_not_output(kg: Kugetsu, repo: Path) -> None:
+    """Files the agent made that git ignores (results under an ignored `out/`) are its
+    output: the worktree stays and an event says why. What `[worktree] setup` made (an
+    ignored `.cache/` here) is not output: a worktree with only that is removed."""
+    (repo / ".gitignore").write_text("out/\n.cache/\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "ignore")
+    kg.write_config(
+        agents={**kg.config["agents"], "sh": {"command": ["sh", "-c", "{prompt}"]}},
+        worktree={"setup": ["sh", "-c", "mkdir .cache && echo dep > .cache/dep"]},
+    )
+    made = kg.add("mkdir out && echo 42 > out/result.txt", "--agent", "sh", "--repo", str(repo))
+    untracked = kg.add("echo notes > notes.txt && echo more > more.txt", "--agent", "sh", "--repo", str(repo))
+    nothing = kg.add("true", "--agent", "sh", "--repo", str(repo))
+    assert kg.run().returncode == 0
+
+    tasks = kg.tasks()
+    where = kg.home / "worktrees" / str(made)
+    assert tasks[made]["worktree"] == str(where) and (where / "out" / "result.txt").read_text() == "42\n"
+    assert str(where) in _worktrees(repo)
+    assert tasks[untracked]["worktree"] is not None
+    assert tasks[nothing]["worktree"] is None and not (kg.home / "worktrees" / str(nothing)).exists()
+    kept = {e["task_id"]: e["reason"] for e in kg.events() if e["type"] == "worktree_kept"}
+    assert kept == {made: "kept: 1 ignored folder", untracked: "kept: 2 untracked files"}
+    assert f"[kept {where}]" in kg.cli("status").stdout

@@ -1,7 +1,8 @@
 """The state directory (`KUGETSU_HOME`): where it is, that it is private, and who supervises it.
 
 Owns the on-disk layout (state.db, supervisor.lock, runs/<id>/, worktrees/<id>/,
-config.toml) and the supervisor's exclusive flock. One home per user: the cap is
+config.toml), the supervisor's exclusive flock, and setting a corrupt database aside
+together with the runs and worktrees of its tasks. One home per user: the cap is
 machine-wide, across repos. Folders are 0700 and files 0600; a home that others can
 write to, or that another user owns, is refused.
 """
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kugetsu_tui.engine.worktree import repair
 from kugetsu_tui.errors import UsageError
 
 
@@ -92,6 +94,38 @@ class Home:
         private_dir(self.runs)
         private_dir(self.worktrees)
         return self
+
+    # --- a corrupt database ------------------------------------------------------------
+
+    def quarantine(self) -> Path:
+        """Move an unreadable state.db (and its WAL files) aside with the runs and worktrees
+        of its tasks; return where the database went. Nothing is deleted.
+
+        The next database numbers its tasks from 1 again: left in place, the old task 1's
+        log would be shown as the new task 1's, and its worktree (its files, its branch)
+        would be where the new task 1 runs. The folders go first: if moving them fails, the
+        database stays where it is, and the next command tries again."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        suffix = f".corrupt-{stamp}"
+        n = 1
+        while any(Path(f"{path}{suffix}").exists() for path in (self.db_path, self.runs, self.worktrees)):
+            n += 1
+            suffix = f".corrupt-{stamp}-{n}"
+        moved_worktrees = Path(f"{self.worktrees}{suffix}")
+        for folder, target in ((self.worktrees, moved_worktrees), (self.runs, Path(f"{self.runs}{suffix}"))):
+            if folder.exists():
+                os.replace(folder, target)
+        if moved_worktrees.is_dir():
+            for where in sorted(moved_worktrees.iterdir()):
+                repair(where)  # so that git still knows the moved worktrees (and keeps them)
+        target = Path(f"{self.db_path}{suffix}")
+        for side in ("", "-wal", "-shm"):
+            path = Path(f"{self.db_path}{side}")
+            if path.exists():
+                os.replace(path, Path(f"{target}{side}"))
+        private_dir(self.runs)
+        private_dir(self.worktrees)
+        return target
 
     # --- the supervisor lock ----------------------------------------------------------
 

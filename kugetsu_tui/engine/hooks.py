@@ -1,9 +1,17 @@
 """Run the user's hooks on events: the event's JSON on stdin, never on a command line.
 
-Each hook runs in the background with a timeout (its whole process group is killed when
-the timeout passes); a hook that fails or hangs is reported as a `hook_failed` event and
-never holds up admission. A hook with `debounce` gets one summary event for everything
-that matched during that window ("5 succeeded, 1 failed") instead of one run per event.
+Each hook runs in the background with a timeout; a hook that fails or hangs is reported as
+a `hook_failed` event and never holds up admission. A hook with `debounce` gets one summary
+event for everything that matched during that window ("5 succeeded, 1 failed") instead of
+one run per event.
+
+A hook must never block the loop, the worktree path or the supervisor's own memory:
+hooks are plain processes watched from the loop (a pidfd for the exit, non-blocking pipes),
+never a thread of the shared pool; at most MAX_RUNNING run at once; reading stops at the
+timeout whoever still holds the pipe; only the last TAIL_BYTES of stderr are kept. When a
+hook ends (or times out), what it started is ended too: its process group, descendants
+seen while it ran, and processes that carry its marker in their environment (those that
+left the group with setsid()). No hook's process is left behind.
 """
 
 from __future__ import annotations
@@ -14,8 +22,10 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kugetsu_tui.config import Hook
@@ -31,13 +41,83 @@ SUMMARY_WORDS = {
     "task_queued": "queued",
 }
 
+MARKER = "KUGETSU_HOOK"  # in every hook's environment: a token for that one run
+TAIL_BYTES = 4096  # of a hook's stderr, for the failure's reason
+MAX_RUNNING = 8  # hooks running at once; more wait their turn
+# s between looks at a running hook's descendants: often at first (a child that escapes
+# does so early), then rarely (each look reads the whole process table).
+FIRST_SAMPLE, MAX_SAMPLE = 0.05, 1.0
+EOF_GRACE = 0.2  # s to wait for the stderr pipe to close once everything of a hook is ended
+
+# Process-table reads (descendants, markers) happen here, never on the loop and never in
+# the pool that the supervisor's other blocking work (git worktrees) uses.
+_scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kugetsu-hooks")
+
 
 def summary_text(counts: Counter[str]) -> str:
     return ", ".join(f"{n} {SUMMARY_WORDS.get(kind, kind)}" for kind, n in counts.most_common())
 
 
-def run_hook(command: Sequence[str], payload: bytes, timeout: float) -> str | None:
-    """Run one hook to the end (blocking; call it in a thread). None, or why it failed."""
+class _Tail:
+    """The last TAIL_BYTES of a stream: memory stays bounded whatever a hook writes."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * TAIL_BYTES:  # trim in batches, not on every chunk
+            del self.data[:-TAIL_BYTES]
+
+    def last_line(self) -> str:
+        lines = bytes(self.data[-TAIL_BYTES:]).decode(errors="replace").strip().splitlines()
+        return lines[-1][:200] if lines else ""
+
+
+def _descendants(pid: int) -> set[tuple[int, float]]:
+    """(pid, start time) of pid's descendants now: a child that later leaves the group or
+    the session is still known (by its start time, so a reused pid is never mistaken)."""
+    import psutil
+
+    found = set()
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                found.add((child.pid, child.create_time()))
+    return found
+
+
+def _end_leftovers(pgid: int, marker: str, seen: set[tuple[int, float]]) -> None:
+    """SIGKILL everything a hook left: its process group, the descendants seen while it
+    ran, and processes carrying its marker. (The hook itself is not collected yet, so its
+    pid, the group's id, cannot have been reused.)"""
+    import psutil
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    targets = set(seen)
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MARKER) == marker:
+                targets.add((proc.pid, proc.create_time()))
+        except psutil.Error:
+            continue
+    for pid, started in targets:
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == started:
+                proc.kill()
+        except psutil.Error:
+            continue
+
+
+async def run_hook(command: Sequence[str], payload: bytes, timeout: float) -> str | None:
+    """Run one hook to the end, on the running loop. None, or why it failed.
+
+    Returns within `timeout` (and a moment to end what is left), whatever the hook does:
+    ignore stdin, flood stderr, leave a child holding the pipe, or hang."""
+    loop = asyncio.get_running_loop()
+    marker = uuid.uuid4().hex
     try:
         proc = subprocess.Popen(
             list(command),
@@ -46,19 +126,102 @@ def run_hook(command: Sequence[str], payload: bytes, timeout: float) -> str | No
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            env={**os.environ, MARKER: marker},
         )
     except OSError as failure:
         return f"cannot start {command[0]!r}: {failure.strerror}"
+    assert proc.stdin is not None and proc.stderr is not None
+    stdin_pipe = proc.stdin
+    stdin, stderr = proc.stdin.fileno(), proc.stderr.fileno()
+    os.set_blocking(stdin, False)
+    os.set_blocking(stderr, False)
+    tail = _Tail()
+    exited, eof = asyncio.Event(), asyncio.Event()
+    unsent = memoryview(payload)
+    pidfd = os.pidfd_open(proc.pid)
+    # Which descriptors are still registered with the loop: each is removed once, before
+    # it is closed, so a reused descriptor number of someone else's is never touched.
+    watched = {stdin, stderr, pidfd}
+
+    def unwatch(fd: int) -> None:
+        if fd in watched:
+            watched.discard(fd)
+            if fd == stdin:
+                loop.remove_writer(fd)
+            else:
+                loop.remove_reader(fd)
+
+    def send() -> None:
+        nonlocal unsent
+        try:
+            unsent = unsent[os.write(stdin, unsent[: 1 << 16]) :]
+        except BlockingIOError:
+            return
+        except OSError:  # the hook closed its stdin (or exited): it does not want the rest
+            unsent = unsent[:0]
+        if not unsent:
+            unwatch(stdin)
+            stdin_pipe.close()  # EOF: the whole event was sent
+
+    def receive() -> None:
+        try:
+            chunk = os.read(stderr, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            tail.add(chunk)
+        else:
+            unwatch(stderr)
+            eof.set()
+
+    def ended() -> None:
+        unwatch(pidfd)  # a pidfd stays readable: once is enough
+        exited.set()
+
+    loop.add_writer(stdin, send)
+    loop.add_reader(stderr, receive)
+    loop.add_reader(pidfd, ended)
+    seen: set[tuple[int, float]] = set()
+    timed_out = False
     try:
-        _, err = proc.communicate(payload, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        deadline = loop.time() + timeout
+        pause = FIRST_SAMPLE
+        while not exited.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                timed_out = True
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(exited.wait(), min(left, pause))
+            if not exited.is_set():
+                seen |= await loop.run_in_executor(_scans, _descendants, proc.pid)
+                pause = min(pause * 2, MAX_SAMPLE)
+        # Whatever it left (or, at the timeout, all of it) is ended now, before reading on.
+        await loop.run_in_executor(_scans, _end_leftovers, proc.pid, marker, seen)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(exited.wait(), EOF_GRACE + 1.0)
+        with contextlib.suppress(TimeoutError):  # the pipe closes once its holders are gone
+            await asyncio.wait_for(eof.wait(), EOF_GRACE)
+    finally:
+        if not exited.is_set():  # cancelled (the loop is closing): the hook goes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for fd in list(watched):
+            unwatch(fd)
+        os.close(pidfd)
+        for pipe in (proc.stdin, proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        code = proc.poll()  # collects it: exited (or was killed) by now
+    if timed_out:
         return f"timed out after {timeout:g}s (killed)"
-    if proc.returncode != 0:
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
-        return f"exit code {proc.returncode}" + (f": {tail[0][:200]}" if tail else "")
+    if code is None:
+        return "did not end after SIGKILL"
+    if code != 0:
+        line = tail.last_line()
+        return f"exit code {code}" + (f": {line}" if line else "")
     return None
 
 
@@ -79,6 +242,7 @@ class Hooks:
         self.clock = clock
         self._pending: dict[int, list[Event]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._running: asyncio.Semaphore | None = None  # made on the loop, at first use
 
     def dispatch(self, events: Sequence[Event]) -> None:
         for n, hook in enumerate(self.hooks):
@@ -123,7 +287,10 @@ class Hooks:
         data = json.dumps(payload, ensure_ascii=False).encode(errors="replace") + b"\n"
 
         async def run() -> None:
-            error = await asyncio.to_thread(run_hook, hook.command, data, hook.timeout)
+            if self._running is None:
+                self._running = asyncio.Semaphore(MAX_RUNNING)
+            async with self._running:
+                error = await run_hook(hook.command, data, hook.timeout)
             if error is not None:
                 self.report({"hook": list(hook.command), "event": payload.get("type"), "error": error})
 

@@ -90,6 +90,7 @@ class EventType(StrEnum):
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"
     HOOK_FAILED = "hook_failed"
+    WORKTREE_KEPT = "worktree_kept"
     CONFIG_RELOADED = "config_reloaded"
     CONFIG_ERROR = "config_error"
     SUPERVISOR_WARNING = "supervisor_warning"

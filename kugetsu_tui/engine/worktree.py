@@ -2,8 +2,10 @@
 
 A task's worktree lives at `KUGETSU_HOME/worktrees/<id>` on a branch `kugetsu/<id>`
 started from the repo's current HEAD. It is made at the first attempt and reused by
-retries, so partial work is kept. After the task settles, a clean worktree is removed
-(the branch stays); a dirty one is kept for the person to look at.
+retries, so partial work is kept. After the task settles, a worktree that holds no output
+is removed (the branch stays); one with changes, new untracked files or new ignored files
+(an agent's build output, results under an ignored `out/`) is kept for the person to look
+at, with a reason that says what is in it. Files `[worktree] setup` made are not output.
 
 Blocking calls: the supervisor runs them in a thread.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,14 +49,39 @@ def repo_root(path: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-def ensure(repo: Path, where: Path, branch: str, existing: str | None = None, base: str | None = None) -> str:
-    """Make (or reuse) the worktree at `where`; returns the branch name used.
+# Who a worktree was made for: the task's owner token (its id and when it was created),
+# so that a task never works in a folder made for another (a task of a database that was
+# set aside, or deleted, had the same id). Kept beside the folder (`worktrees/<id>.owner`)
+# and written before `git worktree add`, so a supervisor killed while git makes the
+# worktree leaves one that its task still recognises.
+
+
+def owner_token(task_id: int, created_at: float) -> str:
+    """What tells a task apart from every other task of the same id in this home's past."""
+    return f"{task_id}@{created_at!r}"
+
+
+def ensure(
+    repo: Path,
+    where: Path,
+    branch: str,
+    existing: str | None = None,
+    base: str | None = None,
+    owner: str = "",
+) -> str:
+    """Make (or reuse) the worktree at `where` for the task `owner`; returns the branch used.
 
     `existing` is the task's branch from an earlier attempt: a requeued task whose clean
-    worktree was removed gets it checked out again, so its history carries on."""
-    if (where / ".git").exists():
-        found = _git(["rev-parse", "--abbrev-ref", "HEAD"], where)
-        return found.stdout.strip() or branch
+    worktree was removed gets it checked out again, so its history carries on. A folder
+    already at `where` is reused only if it was made for this task; a branch of the name
+    wanted that already exists is never taken over (the task gets `<branch>-2`, …)."""
+    if where.is_dir() and not where.is_symlink() and not any(where.iterdir()):
+        where.rmdir()  # an empty folder holds nobody's work (git may leave one when killed)
+    if where.exists() or where.is_symlink():
+        return _reuse(where, existing, owner)
+    claim = _owner_file(where)
+    claim.write_text(owner)
+    claim.chmod(0o600)
     _git(["worktree", "prune"], repo)  # forget worktrees whose folders were deleted by hand
     if existing:
         made = _git(["worktree", "add", "--quiet", str(where), existing], repo)
@@ -66,28 +94,131 @@ def ensure(repo: Path, where: Path, branch: str, existing: str | None = None, ba
             return name
         if base and "invalid reference" in made.stderr:
             raise WorktreeError(f"worktree base {base!r} is not a branch or commit of {repo}")
-        if "already exists" not in made.stderr or (where.exists() and any(where.iterdir())):
+        if "already exists" not in made.stderr or where.exists():
             raise WorktreeError(f"git worktree add failed: {made.stderr.strip()}")
         # A branch of that name is left from an earlier home: never reuse someone's work.
         name = f"{branch}-{n + 1}"
     raise WorktreeError(f"git worktree add failed: no free branch name like {branch}")
 
 
-def is_clean(where: Path) -> bool:
-    found = _git(["status", "--porcelain", "--untracked-files=normal"], where)
-    return found.returncode == 0 and not found.stdout.strip()
+def _owner_file(where: Path) -> Path:
+    return where.with_name(f"{where.name}.owner")
 
 
-def remove_if_clean(repo: Path, where: Path) -> bool:
-    """Remove a clean worktree (the branch stays). False if it is dirty or already gone.
+def _reuse(where: Path, existing: str | None, owner: str) -> str:
+    """The branch of the worktree already at `where`, if it was made for this task."""
+    refuse = WorktreeError(
+        f"{where} exists but was not made for this task (left from an earlier state database?); "
+        "expected no folder there: move it away"
+    )
+    if not (where / ".git").is_file() or _git_dir(where) is None:
+        raise refuse
+    head = _git(["rev-parse", "--abbrev-ref", "HEAD"], where).stdout.strip()
+    try:
+        made_for = _owner_file(where).read_text()
+    except FileNotFoundError:
+        # Made before worktrees had owners: the task's own if it is on the task's branch.
+        if not existing or head != existing:
+            raise refuse from None
+        return head
+    if made_for != owner:
+        raise refuse
+    return head or existing or ""
 
-    `git worktree remove` (without --force) itself refuses a tree with modified or
-    untracked files, by the same `git status` as is_clean: asking first would run that
-    status twice for every task."""
-    if not where.exists():
-        return False
-    done = _git(["worktree", "remove", str(where)], repo)
-    return done.returncode == 0
+
+def repair(where: Path) -> None:
+    """Tell git where a worktree folder moved to (best effort: the repo may be gone)."""
+    if (where / ".git").is_file():
+        _git(["worktree", "repair"], where)
+
+
+# What `[worktree] setup` left in a fresh worktree (untracked and ignored entries of
+# `git status`), kept in the worktree's own git folder: not the agent's output.
+SETUP_BASELINE = "kugetsu-setup-output"
+
+
+def _status(where: Path) -> list[tuple[str, str]] | None:
+    """(code, path) of every change, untracked and ignored entry (an untracked or ignored
+    folder is one entry), or None when git cannot tell."""
+    # `matching`: an ignored folder is one entry, and git does not walk into it.
+    found = _git(["status", "--porcelain=v1", "-z", "--ignored=matching", "--untracked-files=normal"], where)
+    if found.returncode != 0:
+        return None
+    entries: list[tuple[str, str]] = []
+    words = iter(found.stdout.split("\0"))
+    for word in words:
+        if len(word) < 4:
+            continue
+        code, path = word[:2], word[3:]
+        if code[0] in "RC":
+            next(words, None)  # a rename or copy: its source path follows
+        entries.append((code, path))
+    return entries
+
+
+def _git_dir(where: Path) -> Path | None:
+    found = _git(["rev-parse", "--absolute-git-dir"], where)
+    return Path(found.stdout.strip()) if found.returncode == 0 and found.stdout.strip() else None
+
+
+def _setup_output(where: Path) -> set[tuple[str, str]]:
+    git_dir = _git_dir(where)
+    if git_dir is None:
+        return set()
+    try:
+        text = (git_dir / SETUP_BASELINE).read_text()
+    except OSError:
+        return set()
+    return {(line[:2], line[3:]) for line in text.split("\0") if len(line) >= 4}
+
+
+def record_setup_output(where: Path) -> None:
+    """Remember what setup made, so that it is not taken for the agent's output."""
+    entries = _status(where)
+    git_dir = _git_dir(where)
+    if entries is None or git_dir is None:
+        return
+    made = [f"{code} {path}" for code, path in entries if code in ("??", "!!")]
+    (git_dir / SETUP_BASELINE).write_text("\0".join(made))
+
+
+def why_kept(where: Path) -> str | None:
+    """Why this worktree must be kept (its changes and new files, counted), or None when it
+    holds nothing of the agent's: tracked files unchanged, and no untracked or ignored file
+    that setup did not make."""
+    entries = _status(where)
+    if entries is None:
+        return "kept: git status failed"
+    setup = _setup_output(where)
+    counts: Counter[tuple[str, str]] = Counter()
+    for code, path in entries:
+        if (code, path) not in setup:
+            kind = "untracked" if code == "??" else "ignored" if code == "!!" else "changed"
+            counts[kind, "folder" if path.endswith("/") else "file"] += 1
+    parts = [
+        f"{counts[kind, noun]} {kind} {noun}{'' if counts[kind, noun] == 1 else 's'}"
+        for kind in ("changed", "untracked", "ignored")
+        for noun in ("file", "folder")
+        if counts[kind, noun]
+    ]
+    return "kept: " + ", ".join(parts) if parts else None
+
+
+def remove_unless_kept(repo: Path, where: Path) -> str | None:
+    """Remove a worktree that holds no output (the branch stays) and return None; else
+    return why it is kept (why_kept). None too when the folder is already gone.
+
+    `git worktree remove` alone is not enough: it deletes ignored files, which may be all
+    the agent produced (a build, results under an ignored folder)."""
+    if where.exists():
+        kept = why_kept(where)
+        if kept is not None:
+            return kept
+        done = _git(["worktree", "remove", str(where)], repo)
+        if done.returncode != 0:
+            return f"kept: git worktree remove failed: {done.stderr.strip()}"
+    _owner_file(where).unlink(missing_ok=True)
+    return None
 
 
 def run_setup(
@@ -115,4 +246,5 @@ def run_setup(
         code = proc.wait()
     if code != 0:
         return f"worktree setup {' '.join(command)!r} failed with exit code {code}"
+    record_setup_output(where)
     return None

@@ -155,8 +155,13 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
     repo, where = Path(task.repo), Path(task.worktree)
 
     async def remove() -> None:
-        if await asyncio.to_thread(worktree.remove_if_clean, repo, where):
+        kept = await asyncio.to_thread(worktree.remove_unless_kept, repo, where)
+        if kept is None:
             sup.store.update(task.id, sup.clock(), worktree=None)
+        else:
+            sup.store.record(
+                sup.clock(), EventType.WORKTREE_KEPT, task.id, {"worktree": str(where), "reason": kept}
+            )
 
     sup.in_background(remove())
 

@@ -67,7 +67,13 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
         base = task.base or sup.config.worktree_base
         try:
             branch = await asyncio.to_thread(
-                worktree.ensure, Path(task.repo), where, f"kugetsu/{task.id}", task.branch, base
+                worktree.ensure,
+                Path(task.repo),
+                where,
+                f"kugetsu/{task.id}",
+                task.branch,
+                base,
+                worktree.owner_token(task.id, task.created_at),
             )
         except (worktree.WorktreeError, OSError) as err:
             spawn_failed(sup, task, str(err))
