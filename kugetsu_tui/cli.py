@@ -23,7 +23,7 @@ from kugetsu_tui import __version__
 from kugetsu_tui.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control, Outcome
 from kugetsu_tui.engine.home import Home, default_home
-from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
+from kugetsu_tui.engine.model import LIVE_STATES, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
 from kugetsu_tui.errors import UsageError
 
@@ -431,44 +431,6 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
 # --- run and demo ------------------------------------------------------------------------
 
 
-def event_line(event: Event) -> str:
-    """One human line per event, for `run --headless` without --json."""
-    data = event.data
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-    kind = event.type.removeprefix("task_")
-    if event.task_id is None:
-        detail = ", ".join(f"{k} {v}" for k, v in data.items())
-        return f"{stamp}  {kind:<10} {detail}"
-    prompt = " ".join(str(data.get("prompt", "")).split())[:50]
-    extra = ""
-    if data.get("reason") and kind not in ("completed", "started", "dequeued"):
-        extra = f"  ({data['reason']})"
-    attempt = f" {data.get('attempts')}/{data.get('max_attempts')}" if "attempts" in data else ""
-    return f"{stamp}  {kind:<10} task {event.task_id}{attempt} [{data.get('agent', '')}] {prompt}{extra}"
-
-
-def run_headless(
-    home: Home, config: Config, *, forever: bool, as_json: bool, stop_agents: bool = False
-) -> int:
-    import asyncio
-
-    from kugetsu_tui.engine.supervisor import Supervisor
-
-    def show(events: list[Event]) -> None:
-        # One write per batch of events, not one per line: a tick may settle and start many.
-        lines = [
-            event.to_line() if as_json else event_line(event)
-            for event in events
-            if as_json or event.type != "task_dequeued"
-        ]
-        if lines:
-            sys.stdout.write("\n".join(lines) + "\n")
-            sys.stdout.flush()
-
-    supervisor = Supervisor(home, config, forever=forever, on_events=show, stop_agents=stop_agents)
-    return asyncio.run(supervisor.run())
-
-
 def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     from kugetsu_tui.tui.app import run_dashboard
 
@@ -479,6 +441,8 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(ctx, args)
+    from kugetsu_tui.headless import run_headless
+
     ctx.store.close()
     return run_headless(
         ctx.home, ctx.config, forever=args.forever, as_json=args.json, stop_agents=args.stop_agents

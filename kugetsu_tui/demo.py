@@ -79,7 +79,7 @@ def prepare(root: Path, tasks: int) -> Home:
 
 
 def run_demo(*, home: Path | None, headless: bool, tasks: int, as_json: bool) -> int:
-    from kugetsu_tui.cli import run_headless
+    from kugetsu_tui.headless import run_headless
 
     root = home or Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
     sandbox = prepare(root, tasks)
