@@ -17,30 +17,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from kugetsu_tui import __version__
 from kugetsu_tui.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control, Outcome
 from kugetsu_tui.engine.home import Home, default_home
+from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import LIVE_STATES, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
 from kugetsu_tui.errors import UsageError
-
-MAX_ARG_BYTES = 131072  # Linux: one argv element, its NUL included (MAX_ARG_STRLEN)
-ADD_KEYS = (
-    "prompt",
-    "repo",
-    "agent",
-    "priority",
-    "max_attempts",
-    "timeout",
-    "no_worktree",
-    "after",
-    "after_any",
-    "key",
-    "base",
-)
 
 
 class Parser(argparse.ArgumentParser):
@@ -120,105 +106,6 @@ def _print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> int:
 # --- add -----------------------------------------------------------------------------
 
 
-def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[str, str]) -> NewTask:
-    """Validate one task's options (from argv or a JSON line) into a NewTask."""
-    from kugetsu_tui.engine.worktree import repo_root
-
-    prompt = spec.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise UsageError(
-            f'{where}empty prompt (expected the task\'s text, e.g. kugetsu add "fix the flaky test")'
-        )
-    agent = spec.get("agent")
-    if agent is None:
-        agent = ctx.config.default_agent
-    if not isinstance(agent, str):
-        raise UsageError(f"{where}agent: expected an agent name, got {agent!r}")
-    if ctx.config.agent(agent).prompt_via == "argv":  # (raises for an unknown agent)
-        if "\x00" in prompt:
-            raise UsageError(
-                f"{where}the prompt contains a NUL byte, which a command line cannot carry "
-                '(expected none, or an agent with prompt_via = "stdin" or "file")'
-            )
-        size = len(prompt.encode("utf-8", "surrogateescape"))
-        if size >= MAX_ARG_BYTES:
-            raise UsageError(
-                f"{where}the prompt is {size} bytes, more than one command-line argument can carry "
-                f'({MAX_ARG_BYTES - 1}); expected a shorter prompt, or an agent with prompt_via = "stdin" or "file"'
-            )
-    priority = spec.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise UsageError(f"{where}priority: expected a whole number, got {priority!r}")
-    attempts = spec.get("max_attempts")
-    if attempts is None:  # not `or`: an explicit 0 is a mistake to report, not a default
-        attempts = ctx.config.max_attempts
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise UsageError(f"{where}max_attempts: expected a whole number >= 1, got {attempts!r}")
-    timeout = spec.get("timeout")
-    if timeout is not None:
-        try:
-            if isinstance(timeout, bool):
-                raise ValueError
-            timeout = float(timeout) if isinstance(timeout, (int, float)) else parse_duration(str(timeout))
-            if not 0 < timeout < math.inf:  # JSON lines may say NaN or Infinity
-                raise ValueError
-        except ValueError:
-            raise UsageError(
-                f'{where}timeout: expected a duration like "90s", "10m" or "24h", got {spec["timeout"]!r}'
-            ) from None
-    no_worktree = spec.get("no_worktree", False)
-    if not isinstance(no_worktree, bool):
-        raise UsageError(f"{where}no_worktree: expected true or false, got {no_worktree!r}")
-    repo_arg = spec.get("repo")
-    if repo_arg is not None and not isinstance(repo_arg, str):
-        raise UsageError(f"{where}repo: expected a path, got {repo_arg!r}")
-    raw = str(Path(repo_arg).expanduser()) if repo_arg else os.getcwd()
-    if raw not in repo_cache:
-        path = Path(raw).resolve()
-        if no_worktree:
-            if not path.is_dir():
-                raise UsageError(f"{where}repo {path} does not exist (expected a directory)")
-            repo_cache[raw] = str(path)
-        else:
-            try:
-                repo_cache[raw] = str(repo_root(path))
-            except UsageError as err:
-                raise UsageError(f"{where}{err}") from None
-    after = spec.get("after") or []
-    if isinstance(after, str):
-        after = [part for part in after.split(",") if part.strip()]
-    if not isinstance(after, list):
-        raise UsageError(f"{where}after: expected task ids like [3, 4], got {after!r}")
-    after_ids = []
-    for item in after:
-        text = str(item).strip()
-        if isinstance(item, bool) or not text.isdigit() or int(text) < 1:
-            raise UsageError(f"{where}after: expected task ids (whole numbers >= 1), got {item!r}")
-        if ctx.store.get(int(text)) is None:
-            raise UsageError(f"{where}after: no task {text} (expected an id listed by `kugetsu status`)")
-        after_ids.append(int(text))
-    key, base = spec.get("key"), spec.get("base")
-    for name, value in (("key", key), ("base", base)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise UsageError(f"{where}{name}: expected a non-empty string, got {value!r}")
-    after_any = spec.get("after_any", False)
-    if not isinstance(after_any, bool):
-        raise UsageError(f"{where}after_any: expected true or false, got {after_any!r}")
-    return NewTask(
-        prompt=prompt,
-        agent=agent,
-        repo=repo_cache[raw],
-        no_worktree=no_worktree,
-        priority=priority,
-        max_attempts=attempts,
-        timeout=timeout,
-        key=key,
-        base=base,
-        after=tuple(after_ids),
-        after_any=after_any,
-    )
-
-
 def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
@@ -226,27 +113,7 @@ def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
         raise UsageError(f"--from-file {source}: no such file (expected JSON lines, one task each)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"--from-file {source}: cannot read: {err}") from None
-    tasks = []
-    cache: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{source}:{n}: "
-        try:
-            spec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UsageError(f"{where}not valid JSON ({err.msg}); expected one JSON object a line") from None
-        if not isinstance(spec, dict):
-            raise UsageError(
-                f'{where}expected a JSON object like {{"prompt": "..."}}, got {type(spec).__name__}'
-            )
-        unknown = set(spec) - set(ADD_KEYS)
-        if unknown:
-            raise UsageError(f"{where}unknown key {sorted(unknown)[0]!r} (expected: {', '.join(ADD_KEYS)})")
-        tasks.append(_new_task(ctx, spec, where, cache))
-    if not tasks:
-        raise UsageError(f"--from-file {source}: no tasks in it (expected JSON lines, one task each)")
-    return tasks
+    return Intake(ctx.config, ctx.store).json_lines(text, source)
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -271,7 +138,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             "key": args.key,
             "base": args.base,
         }
-        new_tasks = [_new_task(ctx, spec, "", {})]
+        new_tasks = [Intake(ctx.config, ctx.store).task(spec)]
     ids = ctx.control.add(new_tasks)
     sys.stdout.write("".join(f"{i}\n" for i in ids))
     return 0
