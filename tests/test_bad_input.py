@@ -124,6 +124,17 @@ CASES = [
         "zero-attempts", ("add", "--no-worktree", "--max-attempts", "0", "x"), "expected a whole number >= 1"
     ),
     Case("prompt-and-file", ("add", "x", "--from-file", "t.jsonl"), "either a prompt or --from-file"),
+    Case(
+        "agent-program-is-the-prompt",
+        ("add", "--no-worktree", "--agent", "x", "touch owned"),
+        "[agents.x] command: its first element '{prompt}' would run the prompt as a program",
+        '[agents.x]\ncommand = ["{prompt}", "-v"]\n',
+        names_config=True,
+    ),
+    Case("key-not-utf8", ("add", "--no-worktree", "--key", "\udcff", "x"), "key: byte 0xff at character 0"),
+    Case(
+        "base-not-utf8", ("add", "--no-worktree", "--base", "b\udcfe", "x"), "base: byte 0xfe at character 1"
+    ),
     # add --from-file: a bad line rejects the whole file
     Case(
         "json-malformed-line",
@@ -196,6 +207,12 @@ CASES = [
         ("add", "--from-file", "t.jsonl"),
         "t.jsonl:2: ",
         files={"t.jsonl": jl(GOOD, {"prompt": "x", "repo": "."})},
+    ),
+    Case(
+        "json-lone-surrogate",
+        ("add", "--from-file", "t.jsonl"),
+        "t.jsonl:2: prompt: a lone surrogate U+D800 at character 1 is not text",
+        files={"t.jsonl": jl(GOOD, '{"prompt": "x\\ud800", "no_worktree": true}')},
     ),
     Case("json-no-such-file", ("add", "--from-file", "nope.jsonl"), "nope.jsonl: no such file"),
     Case("json-no-tasks", ("add", "--from-file", "t.jsonl"), "no tasks in it", files={"t.jsonl": "\n\n"}),

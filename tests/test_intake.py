@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Kugetsu, make_repo
+from conftest import make_repo
 
 from kugetsu_tui.config import load_config
 from kugetsu_tui.engine.intake import Intake
@@ -104,11 +104,3 @@ def test_json_lines_name_the_line_of_the_first_mistake(intake: Intake) -> None:
         intake.json_lines('{"prompt": "x", "colour": 1}', "t.jsonl")
     with pytest.raises(UsageError, match="no tasks in it"):
         intake.json_lines("\n \n", "t.jsonl")
-
-
-def test_the_cli_refuses_an_agent_whose_program_is_the_prompt(kg: Kugetsu) -> None:
-    kg.write_config(agents={"sneaky": {"command": ["{prompt}"]}})
-    result = kg.cli("add", "--no-worktree", "--agent", "sneaky", "touch owned")
-    assert result.returncode == 2 and result.stdout == ""
-    assert str(kg.config_path) in result.stderr and "would run the prompt as a program" in result.stderr
-    assert kg.status()["tasks"] == []

@@ -112,6 +112,8 @@ class Intake:
     def _repo(self, value: object, no_worktree: bool) -> str:
         if value is not None and not isinstance(value, str):
             raise UsageError(f"repo: expected a path, got {value!r}")
+        if value is not None:
+            _text(value, "repo")
         raw = str(Path(value).expanduser()) if value else self.cwd()
         if (raw, no_worktree) not in self._repos:
             self._repos[raw, no_worktree] = _resolve_repo(Path(raw).resolve(), no_worktree)
@@ -161,6 +163,21 @@ def _json_spec(line: str) -> Spec:
 def _prompt(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise UsageError('empty prompt (expected the task\'s text, e.g. kugetsu add "fix the flaky test")')
+    # Bytes that were not UTF-8 arrive from argv as surrogate escapes and reach the agent as
+    # they came; any other surrogate (a JSON "\\ud800" without its pair) is no text at all.
+    return _text(value, "prompt", "surrogateescape")
+
+
+def _text(value: str, name: str, errors: str = "strict") -> str:
+    """value, if it can be stored and passed on as UTF-8."""
+    try:
+        value.encode("utf-8", errors)
+    except UnicodeEncodeError as err:
+        code = ord(value[err.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
+        raise UsageError(
+            f"{name}: {what} at character {err.start} is not text (expected valid UTF-8)"
+        ) from None
     return value
 
 
@@ -223,7 +240,7 @@ def _name(spec: Spec, name: str) -> str | None:
     value = spec.get(name)
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise UsageError(f"{name}: expected a non-empty string, got {value!r}")
-    return value
+    return value if value is None else _text(value, name)
 
 
 def _resolve_repo(path: Path, no_worktree: bool) -> str:
