@@ -10,6 +10,7 @@ has published the machine's readings (then it measures them itself, once).
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from kugetsu_tui import __version__
 from kugetsu_tui.config import Config, load_config, parse_duration
@@ -26,6 +27,7 @@ from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import LIVE_STATES, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
+from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import UsageError
 
 
@@ -33,12 +35,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a mistake in one line, exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
-
-
-def one_line(message: str) -> str:
-    """An error stays one line even when it quotes input with line breaks in it."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
 
 def task_id(text: str) -> int:
@@ -99,7 +96,7 @@ def _print_outcomes(ctx: Context, outcomes: Sequence[Outcome]) -> int:
     for outcome in outcomes:
         done = ctx.control.wait_for(outcome)
         prefix = f"task {done.task_id}: " if done.task_id is not None else ""
-        print(f"{prefix}{done.message}")
+        print(f"{prefix}{one_line(done.message)}")
     return 0
 
 
@@ -148,7 +145,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
-    from kugetsu_tui.present import STATE_SYMBOL, elapsed, status_report
+    from kugetsu_tui.present import status_report
 
     now = time.time()
     report = status_report(ctx.store, ctx.home, ctx.config, now)
@@ -169,10 +166,13 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     parts.append(f"supervisor pid {sup}" if sup else "no supervisor running")
     print(" · ".join(parts))
     if report["suggested_cap"] is not None and report["suggested_cap"] != report["cap"]:
-        print(f"suggested cap {report['suggested_cap']} ({report['cap_mode']} mode): {report['cap_reason']}")
+        print(
+            f"suggested cap {report['suggested_cap']} ({report['cap_mode']} mode): "
+            f"{one_line(report['cap_reason'] or '')}"
+        )
     for key in ("admission_blocked", "config_error"):
         if report[key]:
-            print(f"note: {report[key]}")
+            print(f"note: {one_line(report[key])}")
     rows = report["tasks"]
     order = {**{str(s): 0 for s in LIVE_STATES}, "queued": 1}
     rows.sort(key=lambda r: (order.get(r["state"], 2), 0 if r["state"] == "queued" else -r["id"]))
@@ -187,28 +187,36 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     width = max(len(str(r["id"])) for r in shown)
     print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
     for r in shown:
-        state = State(r["state"])
-        when = ""
-        kept = ""
-        detail = " ".join(r["prompt"].split())
-        if state is State.QUEUED:
-            when = f"#{r['position']}" if r["position"] else "held"
-            detail = f"{detail[:40]:<40}  {r['wait_reason']}"
-        elif state.is_live and r["started_at"]:
-            when = elapsed(now - _ts(r["started_at"]))
-        elif r["ended_at"]:
-            when = time.strftime("%H:%M", time.localtime(_ts(r["ended_at"])))
-            if state is not State.SUCCEEDED and r["reason"]:
-                detail = f"{detail[:40]:<40}  {r['reason']}"
-            if r["worktree"]:
-                kept = f"  [kept {r['worktree']}]"  # in full: the one thing to act on
-        print(
-            f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
-            f"{r['attempts']}/{r['max_attempts']:<3} {r['agent'][:9]:<9} {when:<8} {detail[:110]}{kept}"
-        )
+        print(_status_row(r, width, now))
     if len(rows) > len(shown):
         print(f"… and {len(rows) - len(shown)} more (--limit N, --all, or --json for every task)")
     return 0
+
+
+def _status_row(r: dict[str, Any], width: int, now: float) -> str:
+    """One task of `kugetsu status`; text from prompts, agents and paths made printable."""
+    from kugetsu_tui.present import STATE_SYMBOL, elapsed
+
+    state = State(r["state"])
+    when = ""
+    kept = ""
+    detail = one_line(r["prompt"])
+    if state is State.QUEUED:
+        when = f"#{r['position']}" if r["position"] else "held"
+        detail = f"{detail[:40]:<40}  {one_line(r['wait_reason'] or '')}"
+    elif state.is_live and r["started_at"]:
+        when = elapsed(now - _ts(r["started_at"]))
+    elif r["ended_at"]:
+        when = time.strftime("%H:%M", time.localtime(_ts(r["ended_at"])))
+        if state is not State.SUCCEEDED and r["reason"]:
+            detail = f"{detail[:40]:<40}  {one_line(r['reason'])}"
+        if r["worktree"] and os.path.isdir(r["worktree"]):
+            kept = f"  [kept {printable(r['worktree'])}]"  # in full: the one thing to act on
+    agent = printable(r["agent"])[:9]
+    return (
+        f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
+        f"{r['attempts']}/{r['max_attempts']:<3} {agent:<9} {when:<8} {detail[:110]}{kept}"
+    )
 
 
 def _ts(iso_text: str) -> float:
@@ -237,7 +245,7 @@ def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:
         report = status_report(ctx.store, ctx.home, ctx.config, time.time())
         print(
             f"cap {report['cap']} ({report['cap_mode']}), live {report['live']}, "
-            f"suggested {report['suggested_cap']}: {report['cap_reason']}"
+            f"suggested {report['suggested_cap']}: {one_line(report['cap_reason'] or '')}"
         )
         return 0
     if args.accept:
@@ -253,22 +261,45 @@ def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:
 # --- logs and events -------------------------------------------------------------------
 
 
+LOG_CHUNK = 1 << 20  # bytes of a log read and cleaned at a time
+
+
+class _LogText:
+    """An agent's output made printable as it is read: escapes removed, newlines kept.
+
+    Holds back what may be half of something (a UTF-8 character, an escape sequence)
+    until the next read completes it, so a cut between reads never lets one through."""
+
+    def __init__(self) -> None:
+        self._decode = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self._pending = ""
+
+    def feed(self, data: bytes, final: bool = False) -> str:
+        text = self._pending + self._decode.decode(data, final)
+        self._pending = ""
+        start = text.rfind("\x1b")
+        if not final and start >= 0 and len(text) - start < 256 and "\n" not in text[start:]:
+            text, self._pending = text[:start], text[start:]
+        return printable(text, lines=True)
+
+
 def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
     task = ctx.store.get(args.id)
     if task is None:
         raise UsageError(f"no task {args.id} (expected an id listed by `kugetsu status`)")
     path = ctx.home.log_path(args.id)
     out = sys.stdout.buffer
+    shown = _LogText()
     position = 0
     while True:
         try:
             with open(path, "rb") as f:
                 f.seek(position)
-                chunk = f.read()
+                chunk = f.read(LOG_CHUNK)
         except FileNotFoundError:
             chunk = b""
         if chunk:
-            out.write(chunk)
+            out.write(shown.feed(chunk).encode())
             out.flush()
             position += len(chunk)
             continue
@@ -278,10 +309,20 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
         if task is not None and task.state.is_settled:
             break
         time.sleep(0.2)
+    out.write(shown.feed(b"", final=True).encode())
+    if position == 0:
+        state = task.state if task is not None else "gone"
+        print(f"kugetsu: task {args.id} ({state}) has no output yet", file=sys.stderr)
     return 0
 
 
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.engine.model import EventType
+
+    unknown = [t for t in args.type or () if t not in EventType._value2member_map_]
+    if unknown:
+        known = ", ".join(t.value for t in EventType)
+        raise UsageError(f"--type: unknown event type {unknown[0]!r} (expected one of: {known})")
     since = args.since
     while True:
         events = ctx.store.events(since=since, task_id=args.task)
@@ -479,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.store.close()
         return result
     except UsageError as err:
-        print(f"kugetsu: error: {one_line(str(err))}", file=sys.stderr)
+        # One line, with nothing a terminal would obey: the message may quote any input.
+        print(f"kugetsu: error: {printable(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

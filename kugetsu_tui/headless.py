@@ -12,22 +12,27 @@ import time
 from kugetsu_tui.config import Config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import Event
+from kugetsu_tui.engine.text import one_line, printable
 
 
 def event_line(event: Event) -> str:
-    """One human line per event, for `run --headless` without --json."""
+    """One human line per event, for `run --headless` without --json.
+
+    Prompts, reasons, agent names and hook output are outside text: made printable."""
     data = event.data
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
     kind = event.type.removeprefix("task_")
-    if event.task_id is None:
+    if event.task_id is None or "agent" not in data:  # e.g. supervisor_started, task_adopted
+        subject = "" if event.task_id is None else f"task {event.task_id}  "
         detail = ", ".join(f"{k} {v}" for k, v in data.items())
-        return f"{stamp}  {kind:<10} {detail}"
-    prompt = " ".join(str(data.get("prompt", "")).split())[:50]
+        return f"{stamp}  {kind:<10} {subject}{one_line(detail)}"
+    prompt = one_line(str(data.get("prompt", "")))[:50]
     extra = ""
     if data.get("reason") and kind not in ("completed", "started", "dequeued"):
-        extra = f"  ({data['reason']})"
+        extra = f"  ({one_line(str(data['reason']))})"
     attempt = f" {data.get('attempts')}/{data.get('max_attempts')}" if "attempts" in data else ""
-    return f"{stamp}  {kind:<10} task {event.task_id}{attempt} [{data.get('agent', '')}] {prompt}{extra}"
+    agent = printable(str(data["agent"]))
+    return f"{stamp}  {kind:<10} task {event.task_id}{attempt} [{agent}] {prompt}{extra}"
 
 
 def run_headless(
