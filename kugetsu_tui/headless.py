@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 from kugetsu_tui.config import Config
 from kugetsu_tui.engine.home import Home
@@ -54,4 +55,26 @@ def run_headless(
             sys.stdout.flush()
 
     supervisor = Supervisor(home, config, forever=forever, on_events=show, stop_agents=stop_agents)
-    return asyncio.run(supervisor.run())
+    code = asyncio.run(supervisor.run())
+    # With --json, stdout stays the stream of events; what is left goes to stderr.
+    print_left_waiting(home, sys.stderr if as_json else sys.stdout)
+    return code
+
+
+def print_left_waiting(home: Home, out: TextIO, limit: int = 20) -> None:
+    """After a run: the queued tasks nothing will start without a person, and why."""
+    from kugetsu_tui.engine.store import Store
+
+    store = Store(home.db_path)
+    try:
+        waiting = store.waiting_on_a_person()
+    finally:
+        store.close()
+    if not waiting:
+        return
+    lines = [f"left waiting: {len(waiting)} task{'s' if len(waiting) > 1 else ''} that need a person"]
+    lines += [f"  task {task_id}: {one_line(why)}" for task_id, why in list(waiting.items())[:limit]]
+    if len(waiting) > limit:
+        lines.append(f"  … and {len(waiting) - limit} more (kugetsu status)")
+    out.write("\n".join(lines) + "\n")
+    out.flush()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from conftest import Kugetsu, script
 
@@ -157,3 +159,16 @@ def test_events_refuses_an_unknown_type_naming_the_known_ones(kg: Kugetsu) -> No
     assert out.returncode == 2 and out.stdout == ""
     assert "unknown event type 'bogus' (expected one of: task_queued, " in out.stderr
     assert "task_adopted" in out.stderr
+
+
+def test_status_says_kept_only_for_a_worktree_that_is_still_there(kg: Kugetsu, repo: Path) -> None:
+    task = kg.add(
+        script(["write", "out.txt", "half done"], ["exit", 1]), "--repo", str(repo), "--max-attempts", "1"
+    )
+    assert kg.run().returncode == 1
+    worktree = kg.task(task)["worktree"]
+    assert worktree and f"[kept {worktree}]" in kg.cli("status").stdout
+    shutil.rmtree(worktree)
+    shown = kg.cli("status").stdout
+    assert "exit code 1" in shown
+    assert "[kept" not in shown

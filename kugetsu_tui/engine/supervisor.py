@@ -230,7 +230,7 @@ class Supervisor:
         self._wake.clear()
 
     def _drained(self) -> bool:
-        return not self.procs and not self.starting and self.store.runnable_count() == 0
+        return not self.procs and not self.starting and not self.store.has_runnable()
 
     def _next_wakeup(self) -> float:
         now = self.clock()
