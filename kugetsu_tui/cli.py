@@ -368,7 +368,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
         sandbox = prepare(root, args.tasks)
         code = run_dashboard(sandbox, load_config(sandbox.config_path))
-        print(f"kugetsu demo: the sandbox stays in {root}; look again with  kugetsu --home {sandbox.root}")
+        where, again = printable(str(root)), printable(str(sandbox.root))
+        print(f"kugetsu demo: the sandbox stays in {where}; look again with  kugetsu --home {again}")
         return code
     from kugetsu_tui.demo import run_demo
 
