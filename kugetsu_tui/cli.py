@@ -437,6 +437,12 @@ def build_parser() -> Parser:
     )
     add.set_defaults(func=cmd_add)
 
+    _queue_commands(sub, common)
+    _inspect_commands(sub, common)
+    return parser
+
+
+def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     status = sub.add_parser("status", parents=[common], help="what runs, what waits and why")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
     status.add_argument("--all", action="store_true", help="every succeeded task too")
@@ -478,6 +484,8 @@ def build_parser() -> Parser:
     cap.add_argument("--accept", action="store_true", help="set the cap to the advisor's suggestion")
     cap.set_defaults(func=cmd_cap)
 
+
+def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     logs = sub.add_parser("logs", parents=[common], help="a task's output")
     logs.add_argument("id", type=task_id, metavar="ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the task settles")
@@ -497,7 +505,6 @@ def build_parser() -> Parser:
         "--tasks", type=positive_int, default=12, metavar="N", help="how many tasks (default 12)"
     )
     demo.set_defaults(func=None, demo=True)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
