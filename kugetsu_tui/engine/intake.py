@@ -162,7 +162,7 @@ def _json_spec(line: str) -> Spec:
 
 def _prompt(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise UsageError('empty prompt (expected the task\'s text, e.g. kugetsu add "fix the flaky test")')
+        raise UsageError('empty prompt (expected the task\'s text, e.g. "fix the flaky test")')
     # Bytes that were not UTF-8 arrive from argv as surrogate escapes and reach the agent as
     # they came; any other surrogate (a JSON "\\ud800" without its pair) is no text at all.
     return _text(value, "prompt", "surrogateescape")
