@@ -24,7 +24,7 @@ from kugetsu_tui import __version__
 from kugetsu_tui.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control, Outcome
 from kugetsu_tui.engine.home import Home, default_home
-from kugetsu_tui.engine.intake import Intake
+from kugetsu_tui.engine.intake import Intake, parse_task_id
 from kugetsu_tui.engine.model import LIVE_STATES, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
 from kugetsu_tui.engine.text import one_line, printable
@@ -39,9 +39,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def task_id(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    found = parse_task_id(text)
+    if found is None:
         raise argparse.ArgumentTypeError(f"expected a task id (a whole number >= 1), got {text!r}")
-    return int(text)
+    return found
 
 
 def duration(text: str) -> float:

@@ -223,6 +223,13 @@ CASES = [
     Case("unknown-id-requeue", ("requeue", "999"), "no task 999"),
     Case("not-an-id", ("pause", "abc"), "expected a task id (a whole number >= 1), got 'abc'"),
     Case("zero-id", ("hold", "0"), "expected a task id"),
+    Case("huge-id", ("cancel", "9" * 30), "expected a task id (a whole number >= 1), got '999"),
+    Case("after-huge-id", ("add", "--no-worktree", "--after", "9" * 30, "x"), "after: expected task ids"),
+    Case(
+        "after-not-ascii-digit",
+        ("add", "--no-worktree", "--after", "\u00b2", "x"),
+        "after: expected task ids",
+    ),
     Case("pause-a-queued-task", ("pause", "1"), "task 1 is queued; only running tasks can be paused"),
     Case("resume-a-queued-task", ("resume", "1"), "only paused tasks can be resumed"),
     Case("release-a-task-not-held", ("release", "1"), "can be released"),

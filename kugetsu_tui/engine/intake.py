@@ -127,13 +127,21 @@ class Intake:
             raise UsageError(f"after: expected task ids like [3, 4], got {items!r}")
         ids = []
         for item in items:
-            text = str(item).strip()
-            if isinstance(item, bool) or not text.isdigit() or int(text) < 1:
+            found = None if isinstance(item, bool) else parse_task_id(str(item))
+            if found is None:
                 raise UsageError(f"after: expected task ids (whole numbers >= 1), got {item!r}")
-            if self.store.get(int(text)) is None:
-                raise UsageError(f"after: no task {text} (expected an id listed by `kugetsu status`)")
-            ids.append(int(text))
+            if self.store.get(found) is None:
+                raise UsageError(f"after: no task {found} (expected an id listed by `kugetsu status`)")
+            ids.append(found)
         return tuple(ids)
+
+
+def parse_task_id(text: str) -> int | None:
+    """A task id written as text (a whole number >= 1 that SQLite can hold), or None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:  # ids stay far below 10**18
+        return None
+    return int(text) or None
 
 
 @contextmanager
