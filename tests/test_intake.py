@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 from conftest import make_repo
+from textual.app import App
+from textual.widgets import Input, Label, Select
 
 from kugetsu_tui.config import load_config
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
+from kugetsu_tui.tui.screens.new_task import NewTaskScreen
 
 CONFIG = """
 default_agent = "fake"
@@ -104,3 +107,39 @@ def test_json_lines_name_the_line_of_the_first_mistake(intake: Intake) -> None:
         intake.json_lines('{"prompt": "x", "colour": 1}', "t.jsonl")
     with pytest.raises(UsageError, match="no tasks in it"):
         intake.json_lines("\n \n", "t.jsonl")
+
+
+class FormHost(App[None]):
+    """Just the new-task form over an empty screen, with what it returns."""
+
+    def __init__(self, intake: Intake) -> None:
+        super().__init__()
+        self.intake = intake
+        self.result: list[object] = []
+
+    def on_mount(self) -> None:
+        screen = NewTaskScreen(
+            agents=sorted(self.intake.config.agents), agent="sneaky", repo="", intake=self.intake
+        )
+        self.push_screen(screen, self.result.append)
+
+
+async def test_the_dashboard_form_is_checked_by_the_same_intake(intake: Intake, tmp_path: Path) -> None:
+    app = FormHost(intake)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, NewTaskScreen)
+        await pilot.press(*"rm -rf ~", "enter")
+        await pilot.pause()
+        shown = str(app.screen.query_one("#form-error", Label).render())
+        assert "[agents.sneaky] command" in shown and "would run the prompt as a program" in shown
+        assert app.result == []
+        app.screen.query_one("#agent", Select).value = "fake"
+        app.screen.query_one("#repo", Input).value = str(make_repo(tmp_path / "repo"))
+        app.screen.query_one("#priority", Input).value = "-2"
+        await pilot.press("enter")
+        await pilot.pause()
+    (task,) = app.result
+    assert task == NewTask(
+        prompt="rm -rf ~", agent="fake", repo=str(tmp_path / "repo"), priority=-2, max_attempts=4
+    )
