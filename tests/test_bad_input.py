@@ -124,6 +124,17 @@ CASES = [
         "zero-attempts", ("add", "--no-worktree", "--max-attempts", "0", "x"), "expected a whole number >= 1"
     ),
     Case("prompt-and-file", ("add", "x", "--from-file", "t.jsonl"), "either a prompt or --from-file"),
+    Case(
+        "agent-program-is-the-prompt",
+        ("add", "--no-worktree", "--agent", "x", "touch owned"),
+        "[agents.x] command: its first element '{prompt}' would run the prompt as a program",
+        '[agents.x]\ncommand = ["{prompt}", "-v"]\n',
+        names_config=True,
+    ),
+    Case("key-not-utf8", ("add", "--no-worktree", "--key", "\udcff", "x"), "key: byte 0xff at character 0"),
+    Case(
+        "base-not-utf8", ("add", "--no-worktree", "--base", "b\udcfe", "x"), "base: byte 0xfe at character 1"
+    ),
     # add --from-file: a bad line rejects the whole file
     Case(
         "json-malformed-line",
@@ -197,6 +208,12 @@ CASES = [
         "t.jsonl:2: ",
         files={"t.jsonl": jl(GOOD, {"prompt": "x", "repo": "."})},
     ),
+    Case(
+        "json-lone-surrogate",
+        ("add", "--from-file", "t.jsonl"),
+        "t.jsonl:2: prompt: a lone surrogate U+D800 at character 1 is not text",
+        files={"t.jsonl": jl(GOOD, '{"prompt": "x\\ud800", "no_worktree": true}')},
+    ),
     Case("json-no-such-file", ("add", "--from-file", "nope.jsonl"), "nope.jsonl: no such file"),
     Case("json-no-tasks", ("add", "--from-file", "t.jsonl"), "no tasks in it", files={"t.jsonl": "\n\n"}),
     # task ids
@@ -206,6 +223,13 @@ CASES = [
     Case("unknown-id-requeue", ("requeue", "999"), "no task 999"),
     Case("not-an-id", ("pause", "abc"), "expected a task id (a whole number >= 1), got 'abc'"),
     Case("zero-id", ("hold", "0"), "expected a task id"),
+    Case("huge-id", ("cancel", "9" * 30), "expected a task id (a whole number >= 1), got '999"),
+    Case("after-huge-id", ("add", "--no-worktree", "--after", "9" * 30, "x"), "after: expected task ids"),
+    Case(
+        "after-not-ascii-digit",
+        ("add", "--no-worktree", "--after", "\u00b2", "x"),
+        "after: expected task ids",
+    ),
     Case("pause-a-queued-task", ("pause", "1"), "task 1 is queued; only running tasks can be paused"),
     Case("resume-a-queued-task", ("resume", "1"), "only paused tasks can be resumed"),
     Case("release-a-task-not-held", ("release", "1"), "can be released"),

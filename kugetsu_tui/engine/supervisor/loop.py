@@ -190,7 +190,7 @@ class Supervisor:
         self._wake.clear()
 
     def drained(self) -> bool:
-        return not self.procs and not self.starting and self.store.runnable_count() == 0
+        return not self.procs and not self.starting and not self.store.has_runnable()
 
     def next_wakeup(self) -> float:
         """Seconds until something is due: a deadline, a SIGKILL, a cooldown's end, a backoff."""
