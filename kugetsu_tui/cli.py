@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kugetsu_tui import __version__
-from kugetsu_tui.config import Config, load_config, parse_duration
+from kugetsu_tui.engine.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control, Outcome
 from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.model import LIVE_STATES, Event, NewTask, State
@@ -489,8 +489,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         import tempfile
 
-        from kugetsu_tui.config import load_config
         from kugetsu_tui.demo import prepare
+        from kugetsu_tui.engine.config import load_config
         from kugetsu_tui.tui.app import run_dashboard
 
         root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))

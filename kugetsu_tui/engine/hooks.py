@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from kugetsu_tui.config import Hook
+from kugetsu_tui.engine.config import Hook
 from kugetsu_tui.engine.model import Event, EventType, iso
 
 SUMMARY_WORDS = {

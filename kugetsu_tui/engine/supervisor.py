@@ -27,7 +27,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from kugetsu_tui.config import Config, format_duration, load_config
 from kugetsu_tui.engine import runner, worktree
 from kugetsu_tui.engine.capacity import (
     Machine,
@@ -42,6 +41,7 @@ from kugetsu_tui.engine.capacity import (
     read_machine,
     suggest_cap,
 )
+from kugetsu_tui.engine.config import Config, format_duration, load_config
 from kugetsu_tui.engine.home import Home, private_dir
 from kugetsu_tui.engine.hooks import Hooks
 from kugetsu_tui.engine.model import (
