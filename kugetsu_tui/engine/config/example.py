@@ -57,7 +57,8 @@ def _key_lines(key: Key, value: Any, doc: bool = True, commented: bool = False) 
 def example() -> str:
     """config/kugetsu.example.toml: every key of the tables, its default and its doc."""
     out = [EXAMPLE_HEADER, ""]
-    out += _key_lines(TOP.keys[0], TOP.keys[0].default)
+    for key in TOP.keys:
+        out += _key_lines(key, key.default)
     for table in SECTIONS.values():
         out += ["", table.header]
         for key in table.keys:
