@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
-import math
 import os
 import sys
 import time
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kugetsu_tui import __version__
-from kugetsu_tui.config import Config, load_config, parse_duration
+from kugetsu_tui.engine.config import Config, load_config
+from kugetsu_tui.engine.config.kinds import ATTEMPTS, CAP, PRIORITY, ROW_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.intake import Intake, parse_task_id
@@ -48,14 +48,9 @@ def task_id(text: str) -> int:
 
 def duration(text: str) -> float:
     try:
-        seconds = parse_duration(text)
-        if seconds == math.inf:  # a few hundred digits
-            raise ValueError(text)
-        return seconds
+        return TIMEOUT(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'expected a duration like "90s", "10m" or "24h", got {text!r}'
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected {TIMEOUT.expected}, got {text!r}") from None
 
 
 def positive_int(text: str) -> int:
@@ -68,11 +63,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+def bounded(kind: Whole) -> Callable[[str], int]:
+    """An argparse type: a whole number within the bounds config.toml's keys use too."""
+
+    def convert(text: str) -> int:
+        try:
+            return kind.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.expected}, got {text!r}") from None
+
+    return convert
+
+
+integer = bounded(ROW_ID)
 
 
 # --- context: the home, its config and store, opened once per command ------------------
@@ -357,8 +360,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         import tempfile
 
-        from kugetsu_tui.config import load_config
         from kugetsu_tui.demo import prepare
+        from kugetsu_tui.engine.config import load_config
         from kugetsu_tui.tui.app import run_dashboard
 
         root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
@@ -404,11 +407,11 @@ def build_parser() -> Parser:
     add.add_argument("--repo", metavar="PATH", help="git repo to work in (default: the one you are in)")
     add.add_argument("--agent", metavar="NAME", help="agent from the config (default: default_agent)")
     add.add_argument(
-        "--priority", type=integer, default=0, metavar="INT", help="higher runs first (default 0)"
+        "--priority", type=bounded(PRIORITY), default=0, metavar="INT", help="higher runs first (default 0)"
     )
     add.add_argument(
         "--max-attempts",
-        type=positive_int,
+        type=bounded(ATTEMPTS),
         metavar="N",
         help="attempts before it fails (default from config: 3)",
     )
@@ -476,7 +479,7 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
         action.set_defaults(func=_action(name))
 
     cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")
-    cap.add_argument("cap", nargs="?", type=positive_int, metavar="N")
+    cap.add_argument("cap", nargs="?", type=bounded(CAP), metavar="N")
     cap.add_argument("--accept", action="store_true", help="set the cap to the advisor's suggestion")
     cap.set_defaults(func=cmd_cap)
 

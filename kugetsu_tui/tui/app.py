@@ -31,7 +31,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from kugetsu_tui.config import Config, load_config
+from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.intake import Intake
