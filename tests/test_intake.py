@@ -101,7 +101,9 @@ def test_after_names_tasks_that_exist(intake: Intake) -> None:
 def test_json_lines_name_the_line_of_the_first_mistake(intake: Intake) -> None:
     good = '{"prompt": "x", "no_worktree": true}'
     assert len(intake.json_lines(f"{good}\n\n{good}\n", "t.jsonl")) == 2
-    with pytest.raises(UsageError, match=r"^t.jsonl:3: max_attempts: expected a whole number from 1 to 1000, got 0$"):
+    with pytest.raises(
+        UsageError, match=r"^t.jsonl:3: max_attempts: expected a whole number from 1 to 1000, got 0$"
+    ):
         intake.json_lines(f'{good}\n\n{{"prompt": "y", "no_worktree": true, "max_attempts": 0}}\n', "t.jsonl")
     with pytest.raises(UsageError, match=r"^t.jsonl:1: unknown key 'colour'"):
         intake.json_lines('{"prompt": "x", "colour": 1}', "t.jsonl")
