@@ -35,6 +35,11 @@ from kugetsu_tui.tui.widgets.task_table import TaskTable
 WIDE = 150  # from this many columns on, the log sits beside the tables
 SETTLE_FOCUS = 5.0  # seconds after start in which the focus follows the first admissions
 QUEUE_AGE_STEP = 20.0  # seconds; queued ages are coarse, so their cells change rarely
+# Keys by which a person moves the focus or the cursor; other keys (c, p, ?, …) act on
+# the selection and leave it where it is.
+MOVING_KEYS = frozenset(
+    {"tab", "shift+tab", "up", "down", "left", "right", "pageup", "pagedown", "home", "end"}
+)
 
 
 CAP_KEYS = Binding.Group("cap", compact=True)
@@ -162,8 +167,10 @@ class DashboardScreen(Screen[None]):
         self.sync_selection()
 
     def on_key(self, event: events.Key) -> None:
-        # Any key means a person is at the keyboard: from now on the focus is theirs.
-        self._settle_focus_until = 0.0
+        # A person who moved chose where to be: from now on the focus is theirs. A key that
+        # acts (c, then n in the dialog) must not pin the focus to a pane its task is leaving.
+        if event.key in MOVING_KEYS:
+            self._settle_focus_until = 0.0
 
     def _settle_focus(self) -> None:
         untouched = self.focused is self.queued and self.queued.cursor_row == 0
