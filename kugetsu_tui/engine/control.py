@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.config import save_setting
@@ -90,6 +91,12 @@ class Control:
                 raise UsageError(f"task {task_id} is {detail}; only {states} tasks can be {what}")
             tasks.append(task)
         return tasks
+
+    def repo_of(self, path: Path) -> Path:
+        """The top of the git repository a new task at `path` works on; UsageError if none."""
+        from kugetsu_tui.engine.worktree import repo_root  # runs git: only when a task is added
+
+        return repo_root(path)
 
     # --- actions --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
+from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.control import Outcome
 from kugetsu_tui.engine.model import NewTask, State, Task
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
@@ -188,6 +189,7 @@ def new_task(app: KugetsuApp) -> None:
             agent=app.config.default_agent,
             repo=repo,
             max_attempts=app.config.max_attempts,
+            repo_of=app.control.repo_of,
         ),
         added,
     )
@@ -204,22 +206,19 @@ def guess_repo(app: KugetsuApp) -> str:
 
 
 def details(app: KugetsuApp) -> None:
-    from kugetsu_tui.engine.runner import substitute
-
     task = need_task(app)
     if task is None:
         return
     agent = app.config.agents.get(task.agent)
-    argv = None
+    command = None
     if agent is not None:
-        where = task.worktree or task.repo or "."
-        argv = substitute(agent.command, {"prompt": task.prompt, "task_id": str(task.id), "worktree": where})
+        command = build_command(agent, task, working_dir(task, app.home), app.home)
     events = app.store.events(task_id=task.id)[-DETAIL_EVENTS:]
     app.push_screen(
         DetailScreen(
             task,
             events=events,
-            argv=argv,
+            command=command,
             log_path=app.home.log_path(task.id),
             wait_reason=app.board.view.wait_reason.get(task.id),
             now=app.clock(),

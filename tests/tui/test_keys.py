@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from conftest import Harness, wait_for
+from conftest import Harness, screen_lines, wait_for
 
 from kugetsu_tui.config import load_config
 from kugetsu_tui.engine.control import Control
@@ -222,6 +222,21 @@ async def test_enter_opens_details_and_question_mark_help(harness: Harness) -> N
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert app.screen is app.dashboard
+
+
+async def test_details_show_the_command_the_supervisor_runs_for_a_prompt_on_stdin(harness: Harness) -> None:
+    harness.configure(agents={"piped": {"command": ["cat"], "prompt_via": "stdin"}}, default_agent="piped")
+    task = harness.add("a prompt that goes to stdin", agent="piped")
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        lines = screen_lines(app)
+        (at,) = [n for n, line in enumerate(lines) if "command  " in line]
+        shown = " ".join(lines[at : at + 2])  # the path may fold onto the next line
+        assert "command  cat <" in shown and f"/runs/{task}/prompt" in shown, shown
+        assert "goes to stdin" not in shown  # the prompt travels on stdin, not in argv
 
 
 async def test_filter_narrows_every_pane_and_escape_clears_it(harness: Harness) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from kugetsu_tui.engine.commands import AgentCommand
 from kugetsu_tui.engine.model import Event, Task
 from kugetsu_tui.present import elapsed
 from kugetsu_tui.tui import look
@@ -33,7 +33,7 @@ def event_row(event: Event) -> tuple[Text, Text, Text]:
 
 
 def detail_table(
-    task: Task, *, argv: Sequence[str] | None, log_path: Path, wait_reason: str | None, now: float
+    task: Task, *, command: AgentCommand | None, log_path: Path, wait_reason: str | None, now: float
 ) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
@@ -45,7 +45,7 @@ def detail_table(
     if task.reason:
         table.add_row("reason", Text(task.reason))
     table.add_row("agent", Text(task.agent))
-    table.add_row("command", Text(shlex.join(argv)) if argv else Text("? (agent not in the config)"))
+    table.add_row("command", Text(command.shell_line() if command else "? (agent not in the config)"))
     table.add_row("repo", Text(task.repo or "-"))
     table.add_row("worktree", Text(task.worktree or ("- (runs in the repo)" if task.no_worktree else "-")))
     table.add_row("branch", Text(task.branch or "-"))
@@ -103,7 +103,7 @@ class DetailScreen(ModalScreen[None]):
         task: Task,
         *,
         events: Sequence[Event],
-        argv: Sequence[str] | None,
+        command: AgentCommand | None,
         log_path: Path,
         wait_reason: str | None,
         now: float,
@@ -114,7 +114,7 @@ class DetailScreen(ModalScreen[None]):
             Text("Prompt", style="bold underline"),
             Text(task.prompt),
             Text(""),
-            detail_table(task, argv=argv, log_path=log_path, wait_reason=wait_reason, now=now),
+            detail_table(task, command=command, log_path=log_path, wait_reason=wait_reason, now=now),
             Text(""),
             Text(f"Events ({len(events)})", style="bold underline"),
             events_table(events),

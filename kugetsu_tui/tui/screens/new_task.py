@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -12,7 +12,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
 from kugetsu_tui.engine.model import NewTask
-from kugetsu_tui.engine.worktree import repo_root
 from kugetsu_tui.errors import UsageError
 
 
@@ -22,8 +21,17 @@ class NewTaskScreen(ModalScreen[NewTask | None]):
         Binding("ctrl+s", "submit", "add", show=False),
     ]
 
-    def __init__(self, *, agents: Sequence[str], agent: str, repo: str, max_attempts: int) -> None:
+    def __init__(
+        self,
+        *,
+        agents: Sequence[str],
+        agent: str,
+        repo: str,
+        max_attempts: int,
+        repo_of: Callable[[Path], Path],
+    ) -> None:
         super().__init__(classes="dialog-screen")
+        self.repo_of = repo_of  # the engine's check that a path is in a git repository
         self.agents = list(agents)
         self.agent = agent
         self.repo = repo
@@ -87,7 +95,7 @@ class NewTaskScreen(ModalScreen[NewTask | None]):
         except ValueError:
             raise UsageError(f"priority: expected a whole number, got {priority_text!r}") from None
         repo_text = self.query_one("#repo", Input).value.strip()
-        repo = repo_root(Path(repo_text or ".").expanduser().resolve())
+        repo = self.repo_of(Path(repo_text or ".").expanduser().resolve())
         agent = self.query_one("#agent", Select).value
         if not isinstance(agent, str):
             raise UsageError("agent: expected an agent from the config")
