@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.control import Outcome
 from kugetsu_tui.engine.model import NewTask, State, Task
+from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
@@ -94,6 +95,10 @@ def need_task(app: KugetsuApp) -> Task | None:
     return task
 
 
+def short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def pause_resume(app: KugetsuApp) -> None:
     task = need_task(app)
     if task is None:
@@ -119,7 +124,9 @@ def cancel_task(app: KugetsuApp) -> None:
     what = "end its agent (SIGTERM, then SIGKILL)" if task.state.is_live else "drop it from the queue"
     app.push_screen(
         ConfirmScreen(
-            f"Cancel task {task.id}?", f"{task.short_prompt(200)}\n\nThis will {what}.", yes="Cancel it"
+            f"Cancel task {task.id}?",
+            f"{short(one_line(task.prompt), 200)}\n\nThis will {what}.",
+            yes="Cancel it",
         ),
         answered,
     )

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -37,6 +38,7 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import Event
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
+from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
 from kugetsu_tui.present import supervisor_facts
 from kugetsu_tui.tui import actions
@@ -250,6 +252,20 @@ class KugetsuApp(App[int]):
             del self._pending[request_id]
             if result.startswith("error: "):
                 self.notify(result.removeprefix("error: "), title=what, severity="warning")
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification, as plain text made printable: messages carry prompts, paths
+        and reasons from outside, which must neither reach the terminal raw nor be markup."""
+        message, title = printable(message, lines=True), printable(title)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # --- sampling (worker thread) -------------------------------------------------------
 
