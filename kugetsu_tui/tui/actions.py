@@ -349,6 +349,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "quit", "q", "quit", "quit (agents keep running and are picked up again)",
         "Quit", "quit; live agents keep running and are picked up again", quit_dashboard,
+        confirms=True,
     ),
 )  # fmt: skip
 BY_ID = {action.id: action for action in ACTIONS}

@@ -6,8 +6,9 @@ wake it directly. If one already runs (`kugetsu run --headless --forever` elsewh
 app attaches: it reads the store, and its actions become request rows, exactly as the
 CLI's would. If that supervisor goes away, the app takes over.
 
-Every key ends in a call to `Control`, the same calls the CLI makes; the app never
-signals a process. Quitting stops only the in-process supervisor loop: the agents keep
+The keys and what they do are in `actions.py`; each that changes the queue ends in a
+call to `Control` (through `act`), the same calls the CLI makes; the app never signals
+a process. Quitting stops only the in-process supervisor loop: the agents keep
 running and the next supervisor re-adopts them.
 
 The app reads the store on its own connection, only on the UI thread; psutil sampling

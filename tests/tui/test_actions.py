@@ -7,7 +7,9 @@ from __future__ import annotations
 from conftest import Harness, screen_lines, wait_for
 from textual.command import CommandPalette
 
+from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.actions import ACTIONS, BY_ID, Action
+from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
 
 SIZE = (120, 40)
@@ -58,6 +60,25 @@ async def test_every_action_is_in_the_command_palette(harness: Harness) -> None:
             await wait_for(pilot, offered, f"{action.title!r} in the palette")
             await pilot.press("escape")
             assert app.screen is app.dashboard
+
+
+async def test_every_action_that_confirms_asks_first_and_n_changes_nothing(harness: Harness) -> None:
+    task = harness.add("live, so every confirming action has something to ask about")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        confirming = [action for action in ACTIONS if action.confirms]
+        assert confirming
+        for action in confirming:
+            await pilot.press(action.keys.split(",")[0])
+            assert isinstance(app.screen, ConfirmScreen), action.id
+            await pilot.press("n")
+            assert app.screen is app.dashboard
+        await pilot.pause(0.2)
+        assert harness.state(task) is State.RUNNING
+        assert harness.store.pending_requests() == []
+        assert app.is_running
 
 
 async def test_a_palette_command_runs_its_action(harness: Harness) -> None:
