@@ -201,8 +201,8 @@ def status_rows(
         sections.append((ended - {State.SUCCEEDED}, True, None))
         sections.append((ended & {State.SUCCEEDED}, True, selection.recent_succeeded))
     left = selection.limit
-    for states, newest_first, cap in sections:
-        limit = cap if left is None else left if cap is None else min(cap, left)
+    for states, newest_first, at_most in sections:
+        limit = at_most if left is None else left if at_most is None else min(at_most, left)
         if not states or limit == 0:
             continue
         tasks = store.select(states, ids=selection.ids, newest_first=newest_first, limit=limit)
