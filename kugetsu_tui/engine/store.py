@@ -333,7 +333,10 @@ class Store:
     ) -> Iterator[Task]:
         if not states or limit == 0:
             return
-        sql = _TASK_SELECT + " WHERE state IN (" + ",".join("?" * len(states)) + ")"
+        # With ids, look them up by key ("+state" keeps SQLite from walking a state's index
+        # instead, which would read a long queue to avoid sorting a few rows).
+        column = "state" if ids is None else "+state"
+        sql = _TASK_SELECT + f" WHERE {column} IN (" + ",".join("?" * len(states)) + ")"
         params: list[Any] = [str(s) for s in states]
         if ids is not None:
             sql += " AND id IN (" + ",".join("?" * len(ids)) + ")"
