@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,17 @@ def test_json_all_streams_in_constant_memory(kg: Kugetsu) -> None:
     big_rss, big_size = peak(20_000)
     assert big_size - small_size > 5 * 2**20  # 18,000 more tasks: megabytes more JSON
     assert big_rss - small_rss < (big_size - small_size) / 2
+
+
+def test_an_older_home_gets_the_new_index_when_opened(kg: Kugetsu) -> None:
+    task_id = kg.add(script(["ok"]))
+    with closing(sqlite3.connect(kg.home / "state.db")) as db:  # as a home from before the index
+        db.execute("DROP INDEX tasks_by_state")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    report = _json(kg, "--id", str(task_id))
+    assert [t["id"] for t in report["tasks"]] == [task_id]
+    with closing(sqlite3.connect(kg.home / "state.db")) as db:
+        names = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    assert "tasks_by_state" in names and version == 2
