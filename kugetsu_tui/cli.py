@@ -289,9 +289,9 @@ STATUS_LIMIT = 50  # rows `status` lists unless told otherwise
 def state_list(text: str) -> frozenset[State]:
     names = [part.strip() for part in text.split(",")]
     bad = [n for n in names if n not in {str(s) for s in State}]
-    if bad or not names:
+    if bad:
         raise argparse.ArgumentTypeError(
-            f"unknown state {bad[0] if bad else text!r} (expected some of {', '.join(str(s) for s in State)})"
+            f"unknown state {bad[0]!r} (expected some of {', '.join(str(s) for s in State)})"
         )
     return frozenset(State(n) for n in names)
 
@@ -367,8 +367,8 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
-    """`status --json`, written a row at a time: every task of a long queue is never held
-    in memory at once. One read transaction, so counts and rows agree."""
+    """`status --json`, written a row at a time so that a long queue is never held in
+    memory whole. One read transaction, so counts and rows agree."""
     from kugetsu_tui.present import matched, status_rows, status_summary
 
     out = sys.stdout
