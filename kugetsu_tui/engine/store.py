@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -320,17 +320,21 @@ class Store:
         if newest_first:
             # One indexed walk per state, merged: no sort over a long history.
             walks = [self._select([s], ids, "ORDER BY id DESC", limit) for s in states]
-            merged = heapq.merge(*walks, key=lambda t: -t.id)
-            for n, task in enumerate(merged):
-                if limit is not None and n >= limit:
-                    return
-                yield task
+            try:
+                merged = heapq.merge(*walks, key=lambda t: -t.id)
+                for n, task in enumerate(merged):
+                    if limit is not None and n >= limit:
+                        return
+                    yield task
+            finally:
+                for walk in walks:  # a statement left open would keep its read transaction
+                    walk.close()
         else:
             yield from self._select(states, ids, QUEUE_ORDER, limit)
 
     def _select(
         self, states: Collection[State], ids: Collection[int] | None, order: str, limit: int | None
-    ) -> Iterator[Task]:
+    ) -> Generator[Task, None, None]:
         if not states or limit == 0:
             return
         # With ids, look them up by key ("+state" keeps SQLite from walking a state's index
