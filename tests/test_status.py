@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import FAKE_AGENT, PY, Kugetsu, script, wait_until
-from kugetsu_tui.engine.config import load_config
 
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.present import Selection, status_report
