@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+_MEASURED = ("wall", "cpu_seconds", "peak_rss", "rss", "cpu_percent", "procs")
+
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -116,6 +118,32 @@ def iso(ts: float | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentUsage:
+    """Usage an agent reported of itself; each None when it reported none (never 0 made up)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> AgentUsage | None:
+        if not isinstance(data, dict):
+            return None
+        ints = [
+            data.get(k) if isinstance(data.get(k), int) else None for k in ("input_tokens", "output_tokens")
+        ]
+        cost = data.get("cost_usd")
+        return cls(ints[0], ints[1], float(cost) if isinstance(cost, int | float) else None)
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     id: int
     prompt: str
@@ -149,13 +177,19 @@ class Task:
     key: str | None = None  # idempotency key: one queued or live task per key
     base: str | None = None  # the branch or commit its worktree starts from (None: HEAD)
     after_any: bool = False  # run after its dependencies settle, whatever their outcome
+    # What the last attempt's agent printed, as agents.py reads it: its final message and
+    # the usage it reported (None: it reported none).
+    result: str | None = None
+    reported_usage: AgentUsage | None = None
 
     def usage(self, now: float) -> dict[str, Any] | None:
-        """Measured usage for status --json, or None when nothing was measured."""
+        """Usage for status --json: measured (wall, CPU, RSS) and reported by the agent
+        (tokens, cost), each None when unknown; None when nothing is known at all."""
+        reported = (self.reported_usage or AgentUsage()).to_json()
         if self.peak_rss is None:
-            return None
+            return None if self.reported_usage is None else {**dict.fromkeys(_MEASURED), **reported}
         end = self.ended_at if self.ended_at and not self.is_live else now
-        return {
+        return reported | {
             "wall": round(end - self.started_at, 3) if self.started_at else None,
             "cpu_seconds": self.cpu_seconds,
             "peak_rss": self.peak_rss,
@@ -195,6 +229,7 @@ class Task:
             "not_before": iso(self.not_before),
             "key": self.key,
             "base": self.base,
+            "result": None if self.result is None else readable(self.result),
         }
 
     def replace(self, **changes: Any) -> Task:

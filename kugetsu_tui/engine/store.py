@@ -22,6 +22,7 @@ from typing import Any
 from kugetsu_tui.engine import slots
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
+    AgentUsage,
     Event,
     EventType,
     IllegalTransition,
@@ -35,7 +36,8 @@ from kugetsu_tui.engine.model import (
 )
 
 # 2: tasks_by_state (the schema's statements are idempotent, so an older home just runs them again).
-SCHEMA_VERSION = 2
+# 3: tasks.result, tasks.reported_usage (_ADDED_COLUMNS).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -70,7 +72,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     procs        INTEGER,
     key          TEXT,
     base         TEXT,
-    after_any    INTEGER NOT NULL DEFAULT 0
+    after_any    INTEGER NOT NULL DEFAULT 0,
+    -- what the last attempt's agent printed, read (agents.py): final message, usage JSON
+    result       TEXT,
+    reported_usage TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -114,6 +119,8 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
 """
+# Columns added after version 1, as ALTER TABLE adds them to a database made before.
+_ADDED_COLUMNS = (("result", "TEXT"), ("reported_usage", "TEXT"))
 
 _TASK_COLUMNS = tuple(f.name for f in fields(Task))
 _TASK_SELECT = "SELECT " + ", ".join(_TASK_COLUMNS) + " FROM tasks"
@@ -127,6 +134,7 @@ EVENT_PROMPT_CHARS = 200
 
 _STATE_AT = _TASK_COLUMNS.index("state")
 _PROMPT_AT = _TASK_COLUMNS.index("prompt")
+_USAGE_AT = _TASK_COLUMNS.index("reported_usage")
 _BOOL_AT = tuple(_TASK_COLUMNS.index(c) for c in ("no_worktree", "held", "after_any"))
 _BAD_ENDS = "('failed', 'cancelled', 'expired')"
 # A queued task whose dependencies are not yet satisfied: some dependency has not
@@ -144,6 +152,8 @@ def _task_from_row(row: Sequence[Any]) -> Task:
     values[_STATE_AT] = State(values[_STATE_AT])
     for i in _BOOL_AT:
         values[i] = bool(values[i])
+    if values[_USAGE_AT] is not None:
+        values[_USAGE_AT] = AgentUsage.from_json(json.loads(values[_USAGE_AT]))
     return Task(*values)
 
 
@@ -191,6 +201,7 @@ class Store:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
+                    _add_missing_columns(self.db)
                     self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as err:
             self.db.close()
@@ -802,7 +813,17 @@ class Store:
         return row[0] if row else None
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Upgrade a database made by an older version: add the task columns it lacks."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
 def _sql_value(value: Any) -> Any:
+    if isinstance(value, AgentUsage):
+        return json.dumps(value.to_json())
     if isinstance(value, State):
         return str(value)
     if isinstance(value, bool):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from kugetsu_tui.engine.agents import Cooldown
 from kugetsu_tui.engine.capacity import Machine, Smoother, Suggestion, TreeMeter
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor
@@ -79,6 +80,9 @@ class Supervisor:
         self.next_expiry_check = 0.0
         self.background: set[asyncio.Task[None]] = set()
         self.cooldowns: dict[str, tuple[float, int]] = {}  # agent -> (until, rate limits in a row)
+        self.rate_episodes: dict[str, Cooldown] = {}  # agent -> its last rate-limit episode
+        self.fatal_runs: dict[str, int] = {}  # agent -> fatal failures in a row
+        self.suspended: dict[str, str] = {}  # agent -> why it is suspended
         # What the advisor last measured and concluded (shown by status and the dashboard).
         self.meter = TreeMeter()
         self.smoother = Smoother()

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine import agents, runner, worktree
 from kugetsu_tui.engine.executor import Launch, SpawnError
 from kugetsu_tui.engine.home import private_dir
 from kugetsu_tui.engine.model import EventType, State, Task
@@ -33,7 +33,7 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
         advisor.publish(sup, now)
     if blocked:
         return []
-    cooling = {agent for agent, (until, _) in sup.cooldowns.items() if until > now}
+    cooling = {agent for agent, (until, _) in sup.cooldowns.items() if until > now} | set(sup.suspended)
     admitted = sup.store.admit(
         sup.cap,
         now,
@@ -132,7 +132,9 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     except SpawnError as err:
         spawn_failed(sup, task, str(err))
         return
-    proc = watched(task, spawned.pid, child=True)
+    agent = sup.config.agents.get(task.agent)
+    timeout = task.timeout or (agent.timeout if agent else None) or sup.config.default_timeout
+    proc = watched(task.replace(timeout=timeout), spawned.pid, child=True)
     sup.procs[task.id] = proc
     sup.store.transition(
         task.id,
@@ -162,16 +164,23 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
             stdin = prompt_file
             command = tuple(part for part in command if part != "{prompt}")
     argv = runner.substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
-    env = sup.env | {
-        "KUGETSU_TASK_ID": str(task.id),
-        "KUGETSU_ATTEMPT": str(task.attempts),
-        "KUGETSU_HOME": str(sup.home.root),
-    }
+    env = (
+        sup.env
+        | dict(agent.env)
+        | {
+            "KUGETSU_TASK_ID": str(task.id),
+            "KUGETSU_ATTEMPT": str(task.attempts),
+            "KUGETSU_HOME": str(sup.home.root),
+        }
+    )
     return Launch(task.id, task.attempts, argv, cwd, run_dir, env, stdin)
 
 
 def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
     now = sup.clock()
-    settled = settle.fail(sup, task.id, now, None, reason)
+    forced = agents.MISSING_COMMAND.search(reason) is not None  # fatal at once, for any agent
+    settled = settle.fatal(sup, task.agent, task.id, now, None, reason, forced=forced) or settle.fail(
+        sup, task.id, now, None, reason
+    )
     if settled is not None and settled.state.is_settled:
         settle.clean_worktree(sup, settled)
