@@ -73,7 +73,6 @@ CREATE TABLE IF NOT EXISTS tasks (
     key          TEXT,
     base         TEXT,
     after_any    INTEGER NOT NULL DEFAULT 0,
-    -- what the last attempt's agent printed, read (agents.py): final message, usage JSON
     result       TEXT,
     reported_usage TEXT
 );
@@ -120,6 +119,8 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
 """
 # Columns added after version 1, as ALTER TABLE adds them to a database made before.
+# result, reported_usage: what the last attempt's agent printed, as agents.py reads it (its
+# final message; the usage it reported, as JSON).
 _ADDED_COLUMNS = (("result", "TEXT"), ("reported_usage", "TEXT"))
 
 _TASK_COLUMNS = tuple(f.name for f in fields(Task))
