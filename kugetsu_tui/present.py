@@ -16,6 +16,7 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import LIVE_STATES, State, Task
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.text import printable
 
 # A symbol per state, so the state reads without colour too.
 STATE_SYMBOL: dict[State, str] = {
@@ -52,9 +53,19 @@ def supervisor_facts(store: Store, home: Home, now: float) -> dict[str, Any]:
     pid = home.supervisor_pid()
     if pid is None:
         return {}
-    facts = {k: v for k, (v, ts) in store.meta().items() if now - ts < META_FRESH or k == "cap"}
+    facts = {
+        k: v for k, (v, ts) in store.meta().items() if now - ts < META_FRESH or k in ("cap", "suspended")
+    }
     facts["supervisor_pid"] = pid if pid > 0 else None
     return facts
+
+
+def suspended_agents(facts: Mapping[str, Any]) -> dict[str, str]:
+    """Agents the running supervisor suspended after fatal errors: name -> why."""
+    published = facts.get("suspended")
+    if not isinstance(published, dict) or published.get("pid") != facts.get("supervisor_pid"):
+        return {}  # none, or left by a supervisor that has since stopped
+    return {str(a): str(why) for a, why in (published.get("agents") or {}).items()}
 
 
 def advise_now(store: Store, config: Config) -> dict[str, Any]:
@@ -148,6 +159,7 @@ def status_summary(store: Store, home: Home, config: Config, now: float) -> tupl
         "admission_blocked": facts.get("admission_blocked"),
         "config_error": facts.get("config_error"),
         "cooldowns": facts.get("cooldowns") or {},
+        "suspended": suspended_agents(facts),
         "supervisor_pid": facts.get("supervisor_pid"),
         "counts": {str(s): counts[s] for s in State},
     }
@@ -260,6 +272,7 @@ class _Explainer:
     ) -> None:
         self.store, self.now, self.supervisor = store, now, supervisor
         self.cap, self.live = int(summary["cap"]), int(summary["live"])
+        self.suspended: dict[str, str] = dict(summary.get("suspended") or {})
         live = store.live()
         self.constraints = constraints(
             config,
@@ -272,7 +285,7 @@ class _Explainer:
         free = self.cap - self.live
         if free > 0 and self.supervisor and not self.constraints.blocked:
             c = self.constraints
-            agents = {a for a, until in c.cooling.items() if until > now}
+            agents = {a for a, until in c.cooling.items() if until > now} | set(self.suspended)
             agents |= {a for a, most in c.agent_max.items() if c.agent_live.get(a, 0) >= most}
             repos = {r for r, most in c.repo_max.items() if c.repo_live.get(r, 0) >= most}
             self.first = store.runnable(now, free, skip_agents=agents, skip_repos=repos)
@@ -288,4 +301,8 @@ class _Explainer:
             supervisor=self.supervisor,
             constraints=replace(self.constraints, deps=self.store.dependencies(list(merged))),
         )
-        return view.wait_reason
+        reasons = dict(view.wait_reason)
+        for task in queued:
+            if task.agent in self.suspended and not task.held:
+                reasons[task.id] = printable(self.suspended[task.agent])
+        return reasons

@@ -194,7 +194,7 @@ class Supervisor:
         self._wake.clear()
 
     def drained(self) -> bool:
-        return not self.procs and not self.starting and not self.store.has_runnable()
+        return not self.procs and not self.starting and not self.store.has_runnable(self.suspended)
 
     def next_wakeup(self) -> float:
         """Seconds until something is due: a deadline, a SIGKILL, a cooldown's end, a backoff."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import time
 from pathlib import Path
@@ -245,7 +246,7 @@ def fatal(
         why = f"agent {agent} suspended: {line} · fix it, then restart the supervisor"
         sup.suspended[agent] = why
         sup.store.record(now, EventType.SUPERVISOR_WARNING, None, {"agent": agent, "suspended": why})
-        sup.store.set_meta({"suspended": dict(sup.suspended)}, now)
+        sup.store.set_meta({"suspended": {"pid": os.getpid(), "agents": dict(sup.suspended)}}, now)
     return task
 
 
@@ -275,8 +276,10 @@ def rate_limited(
         longest=agent.cooldown_max,
     )
     sup.rate_episodes[agent.name] = cooldown
-    if cooldown.until > now and (new or cooldown != before):
+    if cooldown.until > now and cooldown != before:
         sup.cooldowns[agent.name] = (cooldown.until, cooldown.hits)
+        advisor.publish(sup, now)
+    if cooldown.until > now and new:  # an attempt joining the episode may move its end, quietly
         data = {
             "agent": agent.name,
             "until": iso(cooldown.until),
@@ -286,7 +289,6 @@ def rate_limited(
             "reason": verdict.reason,
         }
         sup.store.record(now, EventType.COOLDOWN_STARTED, None, {**data, "task": task_id})
-        advisor.publish(sup, now)
     source = "reset reported by the agent" if cooldown.reported else "backoff"
     return sup.store.transition(
         task_id,

@@ -1,0 +1,185 @@
+"""The real agent CLIs (installed from npm into a cache folder once per machine) run by
+kugetsu against a mock of their API on 127.0.0.1: a file written in the worktree, the
+result and usage read from what they printed, a bad key (fatal, not retried, then the
+agent suspended), a rate limit (one cooldown for many attempts, from the reset the server
+sent), an overloaded API, and a command that is not installed.
+
+Skipped, with the reason, where npm or its registry cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Kugetsu, make_repo, wait_until
+
+from tests.mock_api.server import FILE_NAME, FILE_TEXT, FINAL_TEXT, MockAPI
+
+# The versions the captures under tests/agent_output/ were made with.
+PACKAGES = ("@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.171.0", "opencode-ai@1.18.33")
+CACHE = Path(os.environ.get("KUGETSU_TEST_NPM", Path.home() / ".cache" / "kugetsu-tests" / "npm"))
+
+
+@pytest.fixture(scope="session")
+def cli_bin() -> Path:
+    """The folder holding the installed `claude`, `codex` and `opencode` commands."""
+    bin_dir = CACHE / "node_modules" / ".bin"
+    stamp = CACHE / ".installed"
+    if stamp.exists() and stamp.read_text() == " ".join(PACKAGES) and (bin_dir / "claude").exists():
+        return bin_dir
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: the real agent CLIs cannot be installed")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(CACHE),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                *PACKAGES,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip("npm install of the agent CLIs took over 10 minutes")
+    if done.returncode != 0:
+        pytest.skip(f"npm install of the agent CLIs failed: {done.stderr.strip().splitlines()[-1:]}")
+    stamp.write_text(" ".join(PACKAGES))
+    return bin_dir
+
+
+@pytest.fixture
+def api() -> Iterator[MockAPI]:
+    server = MockAPI().start()
+    yield server
+    server.stop()
+
+
+def claude_config(kg: Kugetsu, cli_bin: Path, api: MockAPI, cap: int = 3, **extra: Any) -> None:
+    """The built-in claude agent, with only env (and extra keys) set: its preset command."""
+    home = kg.root / "agent-home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": f"{cli_bin}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+        "ANTHROPIC_BASE_URL": api.url,
+        "ANTHROPIC_API_KEY": "sk-test-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    kg.write_config(
+        default_agent="claude",
+        capacity={"cap": cap, "memory_reserve": 0},
+        agents={"claude": {"env": env, **extra}},
+    )
+
+
+def test_claude_edits_in_its_worktree_and_its_result_and_usage_are_read(
+    kg: Kugetsu, cli_bin: Path, api: MockAPI, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    claude_config(kg, cli_bin, api)
+    task_id = kg.add("write hello.txt", "--repo", str(repo))
+    result = kg.run(timeout=120)
+    assert result.returncode == 0, result.stderr
+    task = kg.task(task_id)
+    assert task["state"] == "succeeded", task["reason"]
+    assert task["result"] == FINAL_TEXT
+    usage = task["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["cost_usd"]) == (240, 60, 0.0027)
+    assert "peak_rss" in usage  # measured usage stays beside the reported
+    written = Path(task["worktree"]) / FILE_NAME
+    assert written.read_text() == FILE_TEXT  # the edit landed (and the worktree was kept for it)
+    assert "sk-test-key" not in kg.main("status", "--json", "--all")[1]
+
+
+def test_a_bad_key_is_fatal_not_retried_and_suspends_claude_after_two(
+    kg: Kugetsu, cli_bin: Path, api: MockAPI
+) -> None:
+    api.state.mode = "401"
+    claude_config(kg, cli_bin, api, cap=1)
+    ids = [kg.add(f"task {n}", "--max-attempts", "3") for n in range(3)]
+    result = kg.run(timeout=120)
+    assert result.returncode == 1
+    tasks = kg.tasks()
+    for task_id in ids[:2]:
+        task = tasks[task_id]
+        assert (task["state"], task["attempts"]) == ("failed", 1), task
+        assert task["reason"].startswith("fatal: ") and "Invalid API key" in task["reason"]
+    assert api.model_calls() == 2  # one request per task: nothing retried
+    # The third never started: the agent is suspended, and the run ended with it queued.
+    assert (tasks[ids[2]]["state"], tasks[ids[2]]["attempts"]) == ("queued", 0)
+    warnings = [e for e in kg.events() if e["type"] == "supervisor_warning" and e.get("agent") == "claude"]
+    assert len(warnings) == 1 and "suspended" in warnings[0]["suspended"]
+
+
+def test_a_rate_limit_seen_by_three_agents_is_one_cooldown_until_the_reported_reset(
+    kg: Kugetsu, cli_bin: Path, api: MockAPI
+) -> None:
+    api.state.mode = "429"
+    api.state.retry_after = 40
+    # claude retries a 429 by itself until the attempt's timeout ends it.
+    claude_config(kg, cli_bin, api, timeout="6s", cooldown="1s")
+    ids = [kg.add(f"task {n}") for n in range(3)]
+    kg.start_supervisor()
+
+    def given_back() -> bool:
+        events = kg.events()
+        return all(any(e["type"] == "task_retrying" and e["task_id"] == i for e in events) for i in ids)
+
+    wait_until(given_back, "all three attempts to be given back", timeout=90)
+    tasks = kg.tasks()
+    for task_id in ids:
+        task = tasks[task_id]
+        assert (task["state"], task["attempts"]) == ("queued", 0), task  # not counted as a failure
+        assert "reset reported by the agent" in task["reason"]
+    cooldowns = [e for e in kg.events() if e["type"] == "cooldown_started"]
+    assert len(cooldowns) == 1, cooldowns  # one episode, however many attempts hit it
+    assert cooldowns[0]["reset_reported"] is True
+    assert 25 < cooldowns[0]["seconds"] <= 40  # the server's 40 s, counted from when it said so
+    status = kg.status()
+    assert "claude" in status["cooldowns"]
+    waits = {t["id"]: t["wait_reason"] for t in status["tasks"]}
+    assert all(waits[i] and "cooldown: claude" in waits[i] for i in ids), waits
+
+
+def test_an_overloaded_api_529_is_a_rate_limit_not_a_failure(
+    kg: Kugetsu, cli_bin: Path, api: MockAPI
+) -> None:
+    api.state.mode = "529"
+    # claude retries 529 itself for a while (or gives up): either way, a rate limit.
+    claude_config(kg, cli_bin, api, cooldown="30s", timeout="5s")
+    task_id = kg.add("anything", "--max-attempts", "1")
+    kg.start_supervisor()
+    wait_until(
+        lambda: any(e["type"] == "cooldown_started" for e in kg.events()), "a cooldown to start", timeout=60
+    )
+    task = kg.task(task_id)
+    assert (task["state"], task["attempts"]) == ("queued", 0), task
+    assert "529" in task["reason"] and "cooling down until" in task["reason"]
+
+
+def test_a_claude_that_is_not_installed_fails_at_once(kg: Kugetsu, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    kg.write_config(default_agent="claude", agents={"claude": {"env": {"PATH": str(empty)}}})
+    task_id = kg.add("anything", "--max-attempts", "3")
+    result = kg.run(timeout=60)
+    assert result.returncode == 1
+    task = kg.task(task_id)
+    assert (task["state"], task["attempts"]) == ("failed", 1)
+    assert task["reason"] == "fatal: agent command 'claude' not found on PATH (not retried)"
