@@ -298,3 +298,15 @@ def test_an_older_state_db_gains_the_result_columns(tmp_path: Path) -> None:
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         store.close()
+
+
+def test_the_shown_command_masks_the_agents_env(tmp_path: Path) -> None:
+    from kugetsu_tui.engine.commands import build_command
+    from kugetsu_tui.engine.home import Home
+    from kugetsu_tui.engine.model import State, Task
+
+    agent = AgentConfig("claude", ("claude", "-p", "{prompt}"), env={"ANTHROPIC_API_KEY": "sk-secret"})
+    task = Task(1, "hi", "claude", None, True, 0, 3, None, State.QUEUED, 1, False, 0.0, 0.0)
+    command = build_command(agent, task, tmp_path, Home(tmp_path / "home"))
+    assert command.env["ANTHROPIC_API_KEY"] == "sk-secret"  # what the agent gets
+    assert command.shell_line() == "ANTHROPIC_API_KEY=•••• claude -p hi"  # what a person sees

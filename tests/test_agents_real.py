@@ -9,6 +9,7 @@ Skipped, with the reason, where npm or its registry cannot be reached.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -183,3 +184,97 @@ def test_a_claude_that_is_not_installed_fails_at_once(kg: Kugetsu, tmp_path: Pat
     task = kg.task(task_id)
     assert (task["state"], task["attempts"]) == ("failed", 1)
     assert task["reason"] == "fatal: agent command 'claude' not found on PATH (not retried)"
+
+
+def codex_config(kg: Kugetsu, cli_bin: Path, api: MockAPI, cap: int = 3) -> None:
+    """The built-in codex agent, pointed at the mock by its own config file (CODEX_HOME)."""
+    codex_home = kg.root / "codex-home"
+    codex_home.mkdir(exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        'model_provider = "mock"\nmodel = "mock-model"\n'
+        '[analytics]\nenabled = false\n[otel]\nmetrics_exporter = "none"\n'
+        f'[model_providers.mock]\nname = "mock"\nbase_url = "{api.url}/v1"\nenv_key = "MOCK_API_KEY"\n'
+        'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
+    )
+    env = {
+        "PATH": f"{cli_bin}:{os.environ['PATH']}",
+        "HOME": str(kg.root),
+        "CODEX_HOME": str(codex_home),
+        "MOCK_API_KEY": "sk-test-key",
+    }
+    kg.write_config(
+        default_agent="codex", capacity={"cap": cap, "memory_reserve": 0}, agents={"codex": {"env": env}}
+    )
+
+
+def opencode_config(kg: Kugetsu, cli_bin: Path, api: MockAPI, cap: int = 3) -> None:
+    """The built-in opencode agent with an OpenAI-compatible provider at the mock."""
+    home = kg.root / "opencode-home"
+    home.mkdir(exist_ok=True)
+    provider = {
+        "npm": "@ai-sdk/openai-compatible",
+        "name": "mock",
+        "options": {"baseURL": f"{api.url}/v1", "apiKey": "sk-test-key"},
+        "models": {"mock-model": {"name": "mock"}},
+    }
+    config = {
+        "model": "mock/mock-model",
+        "autoupdate": False,
+        "share": "disabled",
+        "provider": {"mock": provider},
+        "permission": {"edit": "allow", "bash": "allow"},
+    }
+    env = {
+        "PATH": f"{cli_bin}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_STATE_HOME": str(home / "state"),
+        # Its provider package is fetched from npm once and kept with the CLIs.
+        "XDG_CACHE_HOME": str(CACHE.parent / "opencode-cache"),
+        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+        "OPENCODE_DISABLE_AUTOUPDATE": "1",
+        "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    }
+    kg.write_config(
+        default_agent="opencode",
+        capacity={"cap": cap, "memory_reserve": 0},
+        agents={"opencode": {"env": env}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("configure", "usage"),
+    [(codex_config, (400, 80, None)), (opencode_config, (300, 50, 0.0))],
+    ids=["codex", "opencode"],
+)
+def test_codex_and_opencode_edit_and_their_result_and_usage_are_read(
+    kg: Kugetsu, cli_bin: Path, api: MockAPI, tmp_path: Path, configure: Any, usage: tuple[Any, ...]
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    configure(kg, cli_bin, api)
+    task_id = kg.add("write hello.txt", "--repo", str(repo))
+    result = kg.run(timeout=180)
+    assert result.returncode == 0, result.stderr
+    task = kg.task(task_id)
+    assert task["state"] == "succeeded", task["reason"]
+    assert task["result"] == FINAL_TEXT
+    reported = task["usage"]
+    # codex reports no cost: null, not a made-up 0
+    assert (reported["input_tokens"], reported["output_tokens"], reported["cost_usd"]) == usage
+    assert (Path(task["worktree"]) / FILE_NAME).read_text() == FILE_TEXT
+
+
+@pytest.mark.parametrize("configure", [codex_config, opencode_config], ids=["codex", "opencode"])
+def test_codex_and_opencode_with_a_bad_key_fail_at_once(
+    kg: Kugetsu, cli_bin: Path, api: MockAPI, configure: Any
+) -> None:
+    api.state.mode = "401"
+    configure(kg, cli_bin, api)
+    task_id = kg.add("anything", "--max-attempts", "3")
+    result = kg.run(timeout=180)
+    assert result.returncode == 1
+    task = kg.task(task_id)
+    assert (task["state"], task["attempts"]) == ("failed", 1), task
+    assert task["reason"].startswith("fatal: ") and "API key" in task["reason"]

@@ -88,6 +88,7 @@ class EventType(StrEnum):
     TASK_RELEASED = "task_released"
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
+    TASK_STALLED = "task_stalled"
     CAP_CHANGED = "cap_changed"
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"
@@ -291,6 +292,7 @@ class Ending(StrEnum):
     CANCEL = "cancel"  # a person asked: settled as cancelled, never retried
     TIMEOUT = "timeout"  # past the task's timeout: a failure, retried if attempts remain
     STOP = "stop"  # the supervisor stops with --stop-agents: queued again, attempt refunded
+    STALL = "stall"  # no output and no CPU for stall_after, with on_stall = "fail": a failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,8 @@ class AgentConfig:
     timeout: float | None = _AGENT["timeout"]
     fatal: tuple[str, ...] = ()
     suspend_after: int = _AGENT["suspend_after"]
+    stall_after: float | None = _AGENT["stall_after"]
+    on_stall: str = _AGENT["on_stall"]
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.

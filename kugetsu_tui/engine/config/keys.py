@@ -275,6 +275,21 @@ AGENT = Table(
             example=3600.0,
         ),
         Key(
+            "stall_after",
+            Duration(above_zero=True),
+            None,
+            "A running attempt with no new output and its processes under 1% CPU for this long is "
+            "stalled: flagged in status with a task_stalled event. Unset: never.",
+            example=600.0,
+        ),
+        Key(
+            "on_stall",
+            Choice(("warn", "fail")),
+            "warn",
+            '"warn": only flag a stalled attempt; "fail": end it as a failed attempt (retried while '
+            "attempts remain).",
+        ),
+        Key(
             "rate_limit",
             Patterns(),
             None,

@@ -23,7 +23,7 @@ from kugetsu_tui.engine.capacity import (
     suggest_cap,
 )
 from kugetsu_tui.engine.model import EventType, State, iso
-from kugetsu_tui.engine.supervisor import reload, requests
+from kugetsu_tui.engine.supervisor import reload, requests, settle
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -73,6 +73,7 @@ async def sample_once(sup: Supervisor) -> None:
     sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
     sup.store.record_usage([(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots], now)
+    settle.check_stalls(sup, now, {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots})
     agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
     raw = suggest_cap(
         machine,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from kugetsu_tui.engine.agents import Cooldown
+from kugetsu_tui.engine.agents import Activity, Cooldown
 from kugetsu_tui.engine.capacity import Machine, Smoother, Suggestion, TreeMeter
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor
@@ -83,6 +83,7 @@ class Supervisor:
         self.rate_episodes: dict[str, Cooldown] = {}  # agent -> its last rate-limit episode
         self.fatal_runs: dict[str, int] = {}  # agent -> fatal failures in a row
         self.suspended: dict[str, str] = {}  # agent -> why it is suspended
+        self.activity: dict[int, Activity] = {}  # task -> when its attempt last showed life
         # What the advisor last measured and concluded (shown by status and the dashboard).
         self.meter = TreeMeter()
         self.smoother = Smoother()

@@ -18,7 +18,7 @@ from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
-from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
+from kugetsu_tui.engine.supervisor.attempt import Proc, end, terminate
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -45,6 +45,7 @@ def settle_exited(sup: Supervisor, now: float) -> None:
 def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     """Move the attempt's task to where its ending says, then clean up after it."""
     task_id, status = proc.task_id, proc.status
+    sup.activity.pop(task_id, None)
     # The sampling timer caps logs that grow; this catches what an agent wrote since.
     runner.cap_log(sup.home.log_path(task_id), int(sup.config.max_log))
     verdict = read_attempt(sup, proc, now, status)
@@ -66,6 +67,8 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     elif proc.ending is Ending.TIMEOUT:
         timeout = format_duration(proc.timeout) if proc.timeout else "?"
         task = ended_badly(sup, proc, now, status, verdict, f"timed out after {timeout}")
+    elif proc.ending is Ending.STALL:
+        task = ended_badly(sup, proc, now, status, verdict, stalled_reason(sup, proc))
     elif status == 0 and verdict.outcome is Outcome.SUCCEEDED:
         rate_limit_cleared(sup, proc.agent)
         task = sup.store.transition(
@@ -190,7 +193,7 @@ def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) ->
     return agents.verdict(
         reading,
         exited_ok=status == 0,
-        timed_out=proc.ending is Ending.TIMEOUT,
+        timed_out=proc.ending in (Ending.TIMEOUT, Ending.STALL),
         rate_limit=agent.rate_limit if agent is not None else (),
         fatal=agent.fatal if agent is not None else (),
     )
@@ -204,6 +207,44 @@ def ended_badly(
         line = verdict.reason or reason
         return fatal(sup, proc.agent, proc.task_id, now, status, line, forced=True)
     return rate_limited(sup, proc, now, status, verdict) or fail(sup, proc.task_id, now, status, reason)
+
+
+def check_stalls(sup: Supervisor, now: float, cpu: dict[int, float | None]) -> None:
+    """After a usage sample: flag attempts with no new output and no CPU for their agent's
+    stall_after (a task_stalled event, the reason on the running task), and end them
+    where on_stall = "fail"; clear the flag of one that came back to life."""
+    for proc in list(sup.procs.values()):
+        agent = sup.config.agents.get(proc.agent)
+        if proc.exited or proc.ending is not None or agent is None or agent.stall_after is None:
+            continue
+        try:
+            size = sup.home.log_path(proc.task_id).stat().st_size
+        except OSError:
+            size = 0
+        activity, change = agents.stall_check(
+            sup.activity.get(proc.task_id),
+            log_size=size,
+            cpu_percent=cpu.get(proc.task_id),
+            now=now,
+            stall_after=agent.stall_after,
+        )
+        sup.activity[proc.task_id] = activity
+        if change is True:
+            why = stalled_reason(sup, proc)
+            sup.store.update(proc.task_id, now, reason=why)
+            sup.store.record(
+                now, EventType.TASK_STALLED, proc.task_id, {"reason": why, "on_stall": agent.on_stall}
+            )
+            if agent.on_stall == "fail":
+                end(sup, proc, Ending.STALL, now)
+        elif change is False:
+            sup.store.update(proc.task_id, now, reason=None)
+
+
+def stalled_reason(sup: Supervisor, proc: Proc) -> str:
+    agent = sup.config.agents.get(proc.agent)
+    after = format_duration(agent.stall_after) if agent is not None and agent.stall_after else "?"
+    return f"stalled: no new output and under 1% CPU for {after}"
 
 
 def failure_reason(status: int, verdict: Verdict) -> str:
