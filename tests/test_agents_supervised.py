@@ -1,6 +1,7 @@
-"""Stall detection: an attempt with no new output and an idle process tree for its agent's
-stall_after is flagged (event, reason on the running task), or ended as a failure with
-on_stall = "fail"; one that prints again is not flagged."""
+"""Agent policy as the supervisor applies it, with the fake agent: stall detection (an
+attempt with no new output and an idle tree for stall_after is flagged, or ended with
+on_stall = "fail") and suspension after repeated fatal errors (the queue waits with the
+reason, other agents run)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,24 @@ def test_on_stall_fail_ends_the_attempt_as_a_failure(kg: Kugetsu) -> None:
     task_id = kg.add(script(["sleep", 60]), "--max-attempts", "1")
     task = kg.wait_state(task_id, "failed", timeout=40)
     assert task["reason"] == "stalled: no new output and under 1% CPU for 1s"
+
+
+def test_a_suspended_agents_queue_waits_with_the_reason_while_others_run(kg: Kugetsu) -> None:
+    fake = {"command": [PY, FAKE_AGENT, "{prompt}"], "fatal": ["invalid api key"], "suspend_after": 2}
+    kg.write_config(
+        capacity={"cap": 1, "memory_reserve": 0},
+        agents={"fake": fake, "other": {"command": [PY, FAKE_AGENT, "{prompt}"]}},
+    )
+    kg.start_supervisor()
+    bad = script(["say", "Error: Invalid API key"], ["exit", 1])
+    first, second, third = (kg.add(bad, "--max-attempts", "3") for _ in range(3))
+    for task_id in (first, second):
+        task = kg.wait_state(task_id, "failed")
+        assert task["attempts"] == 1 and task["reason"] == "fatal: Error: Invalid API key (not retried)"
+    other = kg.add(script(["ok"]), "--agent", "other")
+    kg.wait_state(other, "succeeded")  # other agents keep running
+    status = kg.status()
+    waiting = {t["id"]: t for t in status["tasks"]}[third]
+    assert (waiting["state"], waiting["attempts"]) == ("queued", 0)
+    assert waiting["wait_reason"].startswith("agent fake suspended: Error: Invalid API key")
+    assert status["suspended"] == {"fake": waiting["wait_reason"]}
