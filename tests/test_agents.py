@@ -310,3 +310,10 @@ def test_the_shown_command_masks_the_agents_env(tmp_path: Path) -> None:
     command = build_command(agent, task, tmp_path, Home(tmp_path / "home"))
     assert command.env["ANTHROPIC_API_KEY"] == "sk-secret"  # what the agent gets
     assert command.shell_line() == "ANTHROPIC_API_KEY=•••• claude -p hi"  # what a person sees
+
+
+def test_args_go_before_the_prompt_of_the_preset(tmp_path: Path) -> None:
+    config = config_from_dict({"agents": {"claude": {"args": ["--model", "sonnet"]}}}, tmp_path / "c.toml")
+    *_, model, name, prompt = config.agents["claude"].command
+    assert (model, name, prompt) == ("--model", "sonnet", "{prompt}")
+    assert config.agents["claude"].command[:2] == ("claude", "-p")

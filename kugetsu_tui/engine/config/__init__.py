@@ -92,6 +92,7 @@ class AgentConfig:
     suspend_after: int = _AGENT["suspend_after"]
     stall_after: float | None = _AGENT["stall_after"]
     on_stall: str = _AGENT["on_stall"]
+    args: tuple[str, ...] = ()  # folded into `command`, before its {prompt} element
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.
@@ -103,6 +104,10 @@ class AgentConfig:
                 object.__setattr__(self, name, getattr(preset, name) if preset else ())
         if self.env is None:
             object.__setattr__(self, "env", {})
+        if self.args:
+            at = next((i for i, part in enumerate(self.command) if "{prompt}" in part), len(self.command))
+            object.__setattr__(self, "command", (*self.command[:at], *self.args, *self.command[at:]))
+            object.__setattr__(self, "args", ())
 
     def __repr__(self) -> str:  # env values never shown, not even in a traceback
         return f"AgentConfig(name={self.name!r}, command={self.command!r}, env={masked(self.env)!r})"

@@ -234,6 +234,14 @@ AGENT = Table(
             required=True,
         ),
         Key(
+            "args",
+            Argv('a list of strings like ["--model", "sonnet"]', empty=True),
+            (),
+            "Options added to the command just before its {prompt} element (at its end if it has "
+            "none): the light way to adjust a built-in agent; `command` replaces it whole.",
+            example=["--model", "sonnet"],
+        ),
+        Key(
             "est_rss",
             Size(),
             1.0 * 2**30,
