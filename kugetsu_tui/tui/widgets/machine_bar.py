@@ -78,7 +78,7 @@ class MachineBar(Static):
             self.reading = reading
         text = queue_line(board)
         if self.browser is not None:
-            text.append(f"  ⧉ browser {one_line(self.browser)}", "bold magenta")
+            text.append(f"  ◉ browser {one_line(self.browser)}", "bold magenta")
         text.append("\n")
         text.append_text(machine_line(self.reading))
         for note in (board.supervisor.config_error, board.supervisor.admission_blocked):
