@@ -226,7 +226,14 @@ class DashboardServer(Server):
             return web.Response(status=401, text="401: a token is needed\n")
         response = await handler(request)
         if by_query and not response.prepared:
-            response.set_cookie(COOKIE, self._cookie, httponly=True, samesite="Strict", path="/")
+            response.set_cookie(
+                COOKIE,
+                self._cookie,
+                httponly=True,
+                samesite="Strict",
+                path="/",
+                secure=request.secure or None,
+            )
         return response
 
     # --- the app ------------------------------------------------------------------------

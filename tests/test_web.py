@@ -241,6 +241,11 @@ def test_without_the_token_everything_is_401_and_with_it_the_page_and_a_cookie(k
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     status, body, _ = get(url, "/static/js/textual.js", {"Cookie": cookie.split(";")[0]})
     assert status == 200 and "WebSocket" in body
+    # With the cookie, but from another site's page: refused before any dashboard starts.
+    status, _, _ = get(url, "/ws", {**upgrade, "Cookie": cookie.split(";")[0], "Origin": "http://evil.test"})
+    assert status == 403 and not dashboards(server)
+    listening = [c.laddr for c in psutil.Process(server.pid).net_connections() if c.status == "LISTEN"]
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
     # The token was printed once, at start, and is nowhere else in what the server wrote.
     out, err = kg.output(server)
     assert out.count(token) == 1 and token not in err
