@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
-from conftest import Kugetsu, wait_until
+from conftest import Kugetsu, script, wait_until
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -282,6 +282,7 @@ def test_a_short_or_missing_token_file_is_refused_in_one_line(kg: Kugetsu, tmp_p
 def test_the_browser_shows_the_dashboard_and_its_keys_act(kg: Kugetsu, browser: WebDriver) -> None:
     task = kg.add("the browser finds this prompt")
     kg.main("hold", str(task))
+    running = kg.add(script(("sleep", 60)))
     server, url = start_web(kg)
     browser.open(url)
     wait_until(
@@ -293,6 +294,11 @@ def test_the_browser_shows_the_dashboard_and_its_keys_act(kg: Kugetsu, browser: 
     assert "token=" not in browser.script("return window.location.href")
     (session,) = dashboards(server)
     assert session.environ().get("KUGETSU_BROWSER") == "127.0.0.1"
+
+    # The browser session's dashboard supervises; its agents do not inherit textual-serve's driver.
+    kg.wait_state(running, "running", timeout=BROWSER_WAIT)
+    (agent,) = kg.agent_processes()
+    assert "TEXTUAL_DRIVER" not in agent.environ()
 
     cap = kg.status()["cap"]
     browser.press("+")

@@ -333,6 +333,9 @@ def run_dashboard(home: Home, config: Config) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and BROWSER_ENV not in os.environ:
         raise UsageError("the dashboard needs a terminal; use --headless to run without one")
     app = KugetsuApp(home, config)
+    if BROWSER_ENV in os.environ:  # the driver is chosen: the agents must not inherit it
+        for name in ("TEXTUAL_DRIVER", "TEXTUAL_FPS", "TEXTUAL_COLOR_SYSTEM"):
+            os.environ.pop(name, None)
     app.run()
     return app.return_code or 0
 
