@@ -317,3 +317,12 @@ def test_args_go_before_the_prompt_of_the_preset(tmp_path: Path) -> None:
     *_, model, name, prompt = config.agents["claude"].command
     assert (model, name, prompt) == ("--model", "sonnet", "{prompt}")
     assert config.agents["claude"].command[:2] == ("claude", "-p")
+
+
+def test_trouble_reported_while_running_ends_the_attempt_early() -> None:
+    retrying = read_log("claude-stream-json", capture("claude-429"))
+    said = agents.reported_trouble(retrying)
+    assert said is not None and (said.outcome, said.retry_after) == (Outcome.RATE_LIMITED, 40.0)
+    assert agents.reported_trouble(read_log("claude-stream-json", capture("claude-edit"))) is None
+    # Stray lines (stderr) of a JSON agent are not enough to end it while it runs.
+    assert agents.reported_trouble(read_log("codex-json", "HTTP 429 in a test fixture name\n")) is None

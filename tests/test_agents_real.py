@@ -133,8 +133,9 @@ def test_a_rate_limit_seen_by_three_agents_is_one_cooldown_until_the_reported_re
 ) -> None:
     api.state.mode = "429"
     api.state.retry_after = 40
-    # claude retries a 429 by itself until the attempt's timeout ends it.
-    claude_config(kg, cli_bin, api, timeout="6s", cooldown="1s")
+    # claude would retry a 429 by itself, silently; kugetsu reads it in its output and ends
+    # the attempt (no timeout is set) instead of letting it wait.
+    claude_config(kg, cli_bin, api, cooldown="1s")
     ids = [kg.add(f"task {n}") for n in range(3)]
     kg.start_supervisor()
 
@@ -151,7 +152,7 @@ def test_a_rate_limit_seen_by_three_agents_is_one_cooldown_until_the_reported_re
     cooldowns = [e for e in kg.events() if e["type"] == "cooldown_started"]
     assert len(cooldowns) == 1, cooldowns  # one episode, however many attempts hit it
     assert cooldowns[0]["reset_reported"] is True
-    assert 25 < cooldowns[0]["seconds"] <= 40  # the server's 40 s, counted from when it said so
+    assert 30 < cooldowns[0]["seconds"] <= 40  # the server's 40 s, counted from when it said so
     status = kg.status()
     assert "claude" in status["cooldowns"]
     waits = {t["id"]: t["wait_reason"] for t in status["tasks"]}

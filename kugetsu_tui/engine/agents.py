@@ -358,6 +358,21 @@ def verdict(
     return Verdict(Outcome.FAILED, meaningful_line(reading))
 
 
+def reported_trouble(
+    reading: Reading,
+    *,
+    rate_limit: Sequence[str] = RATE_LIMIT_PATTERNS,
+    fatal: Sequence[str] = FATAL_PATTERNS,
+) -> Verdict | None:
+    """For an attempt still running: a fatal error or a rate limit the agent reported in its
+    JSON output (not stray lines), which ends the attempt now instead of letting the agent
+    retry it silently until its timeout; None when it reported neither."""
+    if not reading.errors:
+        return None
+    said = verdict(Reading(errors=reading.errors), exited_ok=False, rate_limit=rate_limit, fatal=fatal)
+    return said if said.outcome in (Outcome.FATAL, Outcome.RATE_LIMITED) else None
+
+
 def _final_error(reading: Reading) -> bool:
     """Whether the last error is the agent's last word (its result says it failed)."""
     return bool(reading.errors) and reading.result is not None and reading.errors[-1].text == reading.result

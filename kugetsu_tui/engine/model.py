@@ -293,6 +293,7 @@ class Ending(StrEnum):
     TIMEOUT = "timeout"  # past the task's timeout: a failure, retried if attempts remain
     STOP = "stop"  # the supervisor stops with --stop-agents: queued again, attempt refunded
     STALL = "stall"  # no output and no CPU for stall_after, with on_stall = "fail": a failure
+    REPORTED = "reported"  # the agent reported a rate limit or a fatal error: settled as it says
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,7 @@ async def sample_once(sup: Supervisor) -> None:
     sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
     sup.store.record_usage([(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots], now)
-    settle.check_stalls(sup, now, {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots})
+    settle.check_running(sup, now, {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots})
     agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
     raw = suggest_cap(
         machine,

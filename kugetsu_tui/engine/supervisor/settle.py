@@ -69,6 +69,8 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
         task = ended_badly(sup, proc, now, status, verdict, f"timed out after {timeout}")
     elif proc.ending is Ending.STALL:
         task = ended_badly(sup, proc, now, status, verdict, stalled_reason(sup, proc))
+    elif proc.ending is Ending.REPORTED:
+        task = ended_badly(sup, proc, now, status, verdict, verdict.reason or "ended on an error it reported")
     elif status == 0 and verdict.outcome is Outcome.SUCCEEDED:
         rate_limit_cleared(sup, proc.agent)
         task = sup.store.transition(
@@ -193,7 +195,7 @@ def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) ->
     return agents.verdict(
         reading,
         exited_ok=status == 0,
-        timed_out=proc.ending in (Ending.TIMEOUT, Ending.STALL),
+        timed_out=proc.ending in (Ending.TIMEOUT, Ending.STALL, Ending.REPORTED),
         rate_limit=agent.rate_limit if agent is not None else (),
         fatal=agent.fatal if agent is not None else (),
     )
@@ -209,24 +211,32 @@ def ended_badly(
     return rate_limited(sup, proc, now, status, verdict) or fail(sup, proc.task_id, now, status, reason)
 
 
-def check_stalls(sup: Supervisor, now: float, cpu: dict[int, float | None]) -> None:
-    """After a usage sample: flag attempts with no new output and no CPU for their agent's
-    stall_after (a task_stalled event, the reason on the running task), and end them
-    where on_stall = "fail"; clear the flag of one that came back to life."""
+def check_running(sup: Supervisor, now: float, cpu: dict[int, float | None]) -> None:
+    """After a usage sample, for each running attempt: end it if its agent reported a rate
+    limit or a fatal error in its JSON output (rather than retrying it silently until the
+    timeout); flag it as stalled after its agent's stall_after with no new output and no
+    CPU (a task_stalled event, the reason on the running task), ended where on_stall =
+    "fail"; clear the flag of one that came back to life."""
     for proc in list(sup.procs.values()):
         agent = sup.config.agents.get(proc.agent)
-        if proc.exited or proc.ending is not None or agent is None or agent.stall_after is None:
+        if proc.exited or proc.ending is not None or agent is None:
             continue
+        log = sup.home.log_path(proc.task_id)
         try:
-            size = sup.home.log_path(proc.task_id).stat().st_size
+            size = log.stat().st_size
         except OSError:
             size = 0
+        before = sup.activity.get(proc.task_id)
+        if agent.output != "text" and size and (before is None or size != before.log_size):
+            reading = agents.read_log(agent.output, agents.this_attempt(runner.log_tail(log, READ_LOG)))
+            if agents.reported_trouble(reading, rate_limit=agent.rate_limit, fatal=agent.fatal):
+                end(sup, proc, Ending.REPORTED, now)
+                continue
+        if agent.stall_after is None:
+            sup.activity[proc.task_id] = agents.Activity(size, now)
+            continue
         activity, change = agents.stall_check(
-            sup.activity.get(proc.task_id),
-            log_size=size,
-            cpu_percent=cpu.get(proc.task_id),
-            now=now,
-            stall_after=agent.stall_after,
+            before, log_size=size, cpu_percent=cpu.get(proc.task_id), now=now, stall_after=agent.stall_after
         )
         sup.activity[proc.task_id] = activity
         if change is True:
