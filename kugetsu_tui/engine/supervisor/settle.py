@@ -42,16 +42,7 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     if proc.ending is Ending.STOP:
         task = interrupted(sup, task_id, now, "stopped with the supervisor (--stop-agents)", refund=True)
     elif proc.ending is Ending.CANCEL:
-        task = sup.store.transition(
-            task_id,
-            State.CANCELLED,
-            now=now,
-            expect=set(LIVE_STATES),
-            event=EventType.TASK_CANCELLED,
-            ended_at=now,
-            exit_code=status,
-            reason="cancelled",
-        )
+        task = cancelled(sup, task_id, now, status)
     elif proc.ending is Ending.TIMEOUT:
         timeout = format_duration(proc.timeout) if proc.timeout else "?"
         task = fail(sup, task_id, now, status, f"timed out after {timeout}")
@@ -77,11 +68,27 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
         clean_worktree(sup, task)
 
 
+def cancelled(sup: Supervisor, task_id: int, now: float, status: int | None = None) -> Task | None:
+    """The attempt ended because a person cancelled it: settled as cancelled, never retried."""
+    return sup.store.transition(
+        task_id,
+        State.CANCELLED,
+        now=now,
+        expect=set(LIVE_STATES),
+        event=EventType.TASK_CANCELLED,
+        ended_at=now,
+        exit_code=status,
+        reason="cancelled",
+    )
+
+
 def fail(sup: Supervisor, task_id: int, now: float, status: int | None, reason: str) -> Task | None:
     """A failed attempt: queued again after a backoff while attempts remain, else failed."""
     task = sup.store.get(task_id)
     if task is None:
         return None
+    if task.cancel_requested_at is not None:
+        return cancelled(sup, task_id, now, status)  # a cancel was acknowledged: never retried
     live = set(LIVE_STATES)
     if should_retry(task):
         delay = retry_delay(sup.config.retry_backoff, task.attempts)
@@ -120,6 +127,8 @@ def interrupted(
     task = sup.store.get(task_id)
     if task is None:
         return None
+    if task.cancel_requested_at is not None:
+        return cancelled(sup, task_id, now)  # a cancel was acknowledged: finish it
     attempts = task.attempts - 1 if refund else task.attempts
     if not refund and sup.config.on_interrupt == "fail":
         return sup.store.transition(
@@ -174,7 +183,7 @@ def rate_limited(sup: Supervisor, proc: Proc, now: float, status: int) -> Task |
     tail = runner.log_tail(sup.home.log_path(task_id)).lower()
     pattern = next((p for p in agent.rate_limit if p.lower() in tail), None)
     task = sup.store.get(task_id) if pattern is not None else None
-    if pattern is None or task is None:
+    if pattern is None or task is None or task.cancel_requested_at is not None:
         return None
     _, hits = sup.cooldowns.get(agent.name, (0.0, 0))
     hits += 1

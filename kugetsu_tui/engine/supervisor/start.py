@@ -83,8 +83,14 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
             if failure is not None and task.id not in sup.cancel_on_start:
                 spawn_failed(sup, task, failure)
                 return
-        # (A task cancelled meanwhile is settled as cancelled by spawn, not started.)
-        spawn(sup, task.replace(worktree=str(where), branch=branch), where)
+        # A task cancelled meanwhile is settled as cancelled by spawn, not started: the
+        # stored intent is read again, for a cancel that reached the store by another way.
+        current = sup.store.get(task.id) or task
+        spawn(
+            sup,
+            task.replace(worktree=str(where), branch=branch, cancel_requested_at=current.cancel_requested_at),
+            where,
+        )
     finally:
         sup.starting.discard(task.id)
         sup.wake()
@@ -108,17 +114,9 @@ def _kill_setup(sup: Supervisor, task_id: int, group: int) -> None:
 
 def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     now = sup.clock()
-    if task.id in sup.cancel_on_start:
+    if task.id in sup.cancel_on_start or task.cancel_requested_at is not None:
         sup.cancel_on_start.discard(task.id)
-        sup.store.transition(
-            task.id,
-            State.CANCELLED,
-            now=now,
-            expect={State.STARTING},
-            event=EventType.TASK_CANCELLED,
-            ended_at=now,
-            reason="cancelled",
-        )
+        settle.cancelled(sup, task.id, now)
         return
     try:
         launch = _launch(sup, task, cwd)

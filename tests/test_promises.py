@@ -1,0 +1,94 @@
+"""What the supervisor promises when it is stopped, killed or starved at the worst moment:
+no attempt judged by a clock that ran while nobody watched, no acknowledged cancel lost,
+no setup skipped, no process left behind, no agent handed the whole home.
+
+Each test reproduces a failure seen with real processes (SIGSTOP/SIGCONT, kill -9) and
+asserts on the store, the agent's own records and the OS process table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import psutil
+from conftest import PY, Kugetsu, ended, script, wait_until
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    """What the fake agent wrote with its `record` step, one dict per start."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def wait_past(moment: float) -> None:
+    """Let the wall clock pass `moment` (the test is about deadlines, so it waits on time)."""
+    wait_until(lambda: time.time() > moment, "the deadline to pass", timeout=60, interval=0.05)
+
+
+def kill9(proc: psutil.Popen | object) -> None:
+    pid = proc.pid  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGKILL)
+    proc.wait(10)  # type: ignore[attr-defined]
+
+
+# --- 3. an acknowledged cancel survives the supervisor's death --------------------------
+
+
+def test_a_cancel_acknowledged_before_the_supervisor_died_is_carried_out_by_the_next(kg: Kugetsu) -> None:
+    kg.write_config(queue={"kill_grace": "5s"})
+    starts = kg.root / "starts"
+    task = kg.add(script(["ignore-term"], ["record", starts], ["sleep", 60]))
+    first = kg.start_supervisor()
+    wait_until(lambda: records(starts), "the agent to start")
+    code, out, err = kg.main("cancel", str(task))
+    assert code == 0 and "cancelling" in out, (out, err)
+    kill9(first)  # within the kill grace: the agent still runs, ignoring SIGTERM
+    assert kg.task(task)["state"] == "running"
+    result = kg.run(timeout=30)
+    settled = kg.task(task)
+    assert settled["state"] == "cancelled", settled
+    assert result.returncode == 1
+    assert len(records(starts)) == 1  # never started again
+    assert kg.agent_processes() == []
+
+
+def test_a_cancel_of_a_starting_task_survives_the_supervisor_dying_during_setup(
+    kg: Kugetsu, repo: Path
+) -> None:
+    setup_started = kg.root / "setup-started"
+    # The setup ignores SIGTERM, so the cancel is still under way when the supervisor dies.
+    kg.write_config(worktree={"setup": ["sh", "-c", f"trap '' TERM; touch \"{setup_started}\"; sleep 3"]})
+    starts = kg.root / "starts"
+    task = kg.add(script(["record", starts]), "--repo", str(repo))
+    first = kg.start_supervisor()
+    wait_until(setup_started.exists, "the worktree setup to start")
+    code, _, err = kg.main("cancel", str(task))
+    assert code == 0, err
+    kill9(first)
+    result = kg.run(timeout=30)
+    assert kg.task(task)["state"] == "cancelled", result.stderr
+    assert records(starts) == []  # the agent never ran
+
+
+def test_a_state_db_made_before_cancel_intents_is_upgraded_in_place(kg: Kugetsu) -> None:
+    task = kg.add(script(["ok"]))
+    # Make it the database an older version left: no cancel_requested_at, schema version 1.
+    db = sqlite3.connect(kg.home / "state.db")
+    db.execute("ALTER TABLE tasks DROP COLUMN cancel_requested_at")
+    db.execute("PRAGMA user_version=1")
+    db.close()
+    assert kg.task(task)["state"] == "queued"  # read by the upgraded store
+    db = sqlite3.connect(kg.home / "state.db")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.close()
+    assert "cancel_requested_at" in columns and version >= 2
+    assert kg.run().returncode == 0
+    assert kg.task(task)["state"] == "succeeded"
+
+
