@@ -7,6 +7,7 @@ asserts on the store, the agent's own records and the OS process table."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,10 @@ from pathlib import Path
 
 import psutil
 from conftest import PY, Kugetsu, ended, script, wait_until
+
+from kugetsu_tui.config import load_config
+from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.supervisor import Supervisor
 
 
 def records(path: Path) -> list[dict[str, object]]:
@@ -34,6 +39,92 @@ def kill9(proc: psutil.Popen | object) -> None:
     pid = proc.pid  # type: ignore[attr-defined]
     os.kill(pid, signal.SIGKILL)
     proc.wait(10)  # type: ignore[attr-defined]
+
+
+# --- 1. a stopped supervisor and an agent that exited meanwhile ---------------------------
+
+
+def test_a_stopped_supervisor_does_not_call_an_agent_that_exited_meanwhile_timed_out(kg: Kugetsu) -> None:
+    starts = kg.root / "starts"
+    tasks = [kg.add(script(["record", starts], ["sleep", 1]), "--timeout", "3s") for _ in range(3)]
+    supervisor = kg.popen("run", "--headless")
+    wait_until(lambda: records(starts), "the agent to start")
+    started = float(records(starts)[0]["t"])  # type: ignore[arg-type]
+    os.kill(supervisor.pid, signal.SIGSTOP)  # Ctrl-Z
+    try:
+        for task in tasks:
+            wait_until((kg.home / "runs" / str(task) / "exit").exists, "the agents to exit")
+        wait_past(started + 4)  # their deadlines pass while the supervisor is stopped
+    finally:
+        os.kill(supervisor.pid, signal.SIGCONT)  # fg
+    assert supervisor.wait(30) == 0
+    for task in tasks:
+        settled = kg.task(task)
+        assert settled["state"] == "succeeded", settled["reason"]
+    assert len(records(starts)) == 3  # each ran once
+
+
+def test_a_tick_after_a_stop_reads_exits_before_it_judges_deadlines(kg: Kugetsu) -> None:
+    """The same, made deterministic: the loop is held (as SIGSTOP holds it) from before the
+    agent exits until after its deadline, then ticks before the exit's callback has run,
+    which is the order a stopped loop may take when its timer and the exit are both due."""
+    task = kg.add(script(["ok"]), "--timeout", "1s", "--max-attempts", "1")
+    home = Home(kg.home)
+    supervisor = Supervisor(home, load_config(kg.config_path), install_signals=False)
+    exit_file = kg.home / "runs" / str(task) / "exit"
+
+    async def hold_the_loop_then_tick() -> None:
+        while task not in supervisor.procs:
+            await asyncio.sleep(0.005)
+        proc = supervisor.procs[task]
+        started = kg.task(task)["started_at"]
+        assert started is not None
+        # Nothing else runs on the loop meanwhile: the exit is not seen by it.
+        wait_until(lambda: exit_file.exists() and ended(proc.pid), "the agent to exit")
+        wait_past(exit_file.stat().st_mtime + 1.2)  # its deadline has passed
+        assert not proc.exited
+        supervisor.tick()
+
+    async def main() -> int:
+        held = asyncio.ensure_future(hold_the_loop_then_tick())
+        code = await asyncio.wait_for(supervisor.run(), timeout=30)
+        await held
+        return code
+
+    assert asyncio.run(main()) == 0
+    settled = kg.task(task)
+    assert settled["state"] == "succeeded", settled["reason"]
+
+
+# --- 14. a deadline holds across a supervisor restart ----------------------------------
+
+
+def test_an_agent_that_ended_past_its_deadline_while_nobody_watched_timed_out(kg: Kugetsu) -> None:
+    starts = kg.root / "starts"
+    task = kg.add(script(["record", starts], ["sleep", 2.5]), "--timeout", "1s", "--max-attempts", "1")
+    first = kg.start_supervisor()
+    wait_until(lambda: records(starts), "the agent to start")
+    kill9(first)
+    wait_until((kg.home / "runs" / str(task) / "exit").exists, "the agent to exit on its own", timeout=30)
+    result = kg.run()
+    assert result.returncode == 1, result.stderr
+    settled = kg.task(task)
+    assert settled["state"] == "failed" and "timed out" in settled["reason"], settled
+    assert len(records(starts)) == 1
+
+
+def test_a_readopted_agent_past_its_deadline_is_ended_as_timed_out(kg: Kugetsu) -> None:
+    starts = kg.root / "starts"
+    task = kg.add(script(["record", starts], ["sleep", 60]), "--timeout", "1s", "--max-attempts", "1")
+    first = kg.start_supervisor()
+    wait_until(lambda: records(starts), "the agent to start")
+    kill9(first)
+    wait_past(float(records(starts)[0]["t"]) + 1.5)  # type: ignore[arg-type]
+    result = kg.run(timeout=30)
+    assert result.returncode == 1, result.stderr
+    settled = kg.task(task)
+    assert settled["state"] == "failed" and "timed out" in settled["reason"], settled
+    assert kg.agent_processes() == []
 
 
 # --- 3. an acknowledged cancel survives the supervisor's death --------------------------

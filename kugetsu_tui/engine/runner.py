@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import time
@@ -193,6 +194,14 @@ def read_exit_file(run_dir: Path) -> int | None:
         return None
 
 
+def exit_file_time(run_dir: Path) -> float | None:
+    """When the wrapper wrote the exit file (the agent's end, wall clock), None if none."""
+    try:
+        return os.stat(run_dir / "exit").st_mtime
+    except OSError:
+        return None
+
+
 def signal_group(pgid: int, sig: signal.Signals) -> bool:
     """Send sig to the whole process group; False if the group no longer exists."""
     try:
@@ -255,6 +264,12 @@ def open_pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except ProcessLookupError:
         return None
+
+
+def pidfd_exited(pidfd: int) -> bool:
+    """True if the process behind pidfd has ended (its pidfd is readable); never waits."""
+    readable, _, _ = select.select([pidfd], [], [], 0)
+    return bool(readable)
 
 
 def log_tail(path: Path, size: int = 65536) -> str:

@@ -47,6 +47,13 @@ class Executor(Protocol):
         """The ended attempt's exit code (-N: killed by signal N), None if unknown. child:
         started by this supervisor; else adopted, and only its exit file can tell."""
 
+    def has_exited(self, pid: int) -> bool:
+        """True once the attempt's process has ended, even if on_exit has not been called
+        yet (the loop was stopped, or has not yet got to it). Learns, never waits."""
+
+    def ended_at(self, task_id: int) -> float | None:
+        """When the ended attempt's process ended (wall clock), None if that is unknown."""
+
     def still_running(self, pid: int) -> bool:
         """True while anything of the attempt still runs (its agent, or what it started)."""
 

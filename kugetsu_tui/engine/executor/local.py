@@ -61,6 +61,16 @@ class LocalExecutor:
             return runner.reap(pid)
         return runner.read_exit_file(self.home.run_dir(task_id))
 
+    def has_exited(self, pid: int) -> bool:
+        watched = self._pidfds.get(pid)
+        if watched is None:
+            return not runner.is_same_process(pid, None)
+        return runner.pidfd_exited(watched[1])
+
+    def ended_at(self, task_id: int) -> float | None:
+        # The wrapper writes the exit file as the agent ends: its time is the agent's end.
+        return runner.exit_file_time(self.home.run_dir(task_id))
+
     def still_running(self, pid: int) -> bool:
         return runner.group_alive(pid)
 

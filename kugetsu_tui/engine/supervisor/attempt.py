@@ -38,11 +38,26 @@ def watch(sup: Supervisor, proc: Proc) -> None:
     """Learn of the attempt's exit as soon as it happens (the loop is woken for it)."""
 
     def on_exit() -> None:
-        proc.exited = True
-        proc.status = sup.executor.exit_status(proc.task_id, proc.pid, child=proc.child)
+        if not proc.exited:  # (unless poll_exit learned it first)
+            exited(sup, proc)
         sup.wake()
 
     sup.executor.watch(proc.pid, on_exit)
+
+
+def exited(sup: Supervisor, proc: Proc) -> None:
+    proc.exited = True
+    proc.status = sup.executor.exit_status(proc.task_id, proc.pid, child=proc.child)
+
+
+def poll_exit(sup: Supervisor, proc: Proc) -> bool:
+    """Has the attempt's process ended, though the loop has not been told yet? Asked before
+    any deadline is judged: a supervisor that was stopped (Ctrl-Z, SIGSTOP) wakes with its
+    clock past deadlines of agents that ended meanwhile, before their exits are read."""
+    if not proc.exited and sup.executor.has_exited(proc.pid):
+        sup.executor.unwatch(proc.pid)
+        exited(sup, proc)
+    return proc.exited
 
 
 def end(sup: Supervisor, proc: Proc, why: Ending, now: float) -> None:

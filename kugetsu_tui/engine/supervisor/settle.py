@@ -37,6 +37,12 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     task_id, status = proc.task_id, proc.status
     # The sampling timer caps logs that grow; this catches what an agent wrote since.
     runner.cap_log(sup.home.log_path(task_id), int(sup.config.max_log))
+    if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
+        # Its exit was learned only past its deadline (it ended while no supervisor ran,
+        # or while this one was stopped): judged by when it ended, not when that was seen.
+        ended = sup.executor.ended_at(task_id)
+        if ended is not None and ended >= proc.deadline:
+            proc.ending = Ending.TIMEOUT
     if proc.ending is not None:
         sup.executor.kill_strays(task_id, proc.pid)  # its grace ran out with its group's
     if proc.ending is Ending.STOP:
