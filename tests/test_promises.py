@@ -183,3 +183,41 @@ def test_a_state_db_made_before_cancel_intents_is_upgraded_in_place(kg: Kugetsu)
     assert kg.task(task)["state"] == "succeeded"
 
 
+# --- 11. nothing an attempt started outlives it -----------------------------------------
+
+
+def test_an_agent_that_exits_leaves_no_escaped_process_behind(kg: Kugetsu) -> None:
+    task = kg.add(script(["escape", 300], ["ok"]))
+    result = kg.run()
+    assert result.returncode == 0, result.stderr
+    assert kg.task(task)["state"] == "succeeded"
+    wait_until(lambda: kg.agent_processes(children=True) == [], "the escaped child to be ended")
+
+
+def test_an_escaped_child_that_drops_the_marker_is_still_ended(kg: Kugetsu) -> None:
+    # The grandchild replaces its whole environment (env -i) and leaves the session.
+    code = (
+        "import os, subprocess, time;"
+        "subprocess.Popen(['env', '-i', 'sleep', '301'], start_new_session=True);"
+        "time.sleep(3)"
+    )
+    kg.write_config(agents={"fake": {"command": [PY, "-c", code, "{prompt}"]}})
+    task = kg.add("x")
+    result = kg.run()
+    assert result.returncode == 0, result.stderr
+    assert kg.task(task)["state"] == "succeeded"
+
+    def sleepers() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            if proc.info["cmdline"] == ["sleep", "301"]:
+                found.append(proc)
+        return found
+
+    try:
+        wait_until(lambda: not sleepers(), "the escaped grandchild to be ended")
+    finally:
+        for proc in sleepers():
+            proc.kill()
+
+

@@ -14,6 +14,7 @@ This module never decides what an exit means; the supervisor does.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -291,24 +292,90 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
+# Every process of an attempt inherits this marker: `<home id>:<task id>:<attempt>`. It
+# finds what left the attempt's process group, and the wrapper of an attempt whose pid was
+# never stored, without telling an agent where the home is.
+MARKER = "KUGETSU_RUN"
+
+
+def home_id(home: Path) -> str:
+    """A name for the home that does not say where it is (a hash of its path)."""
+    return hashlib.sha256(os.fsencode(home)).hexdigest()[:16]
+
+
+def run_marker(home: Path, task_id: int, attempt: int) -> str:
+    return f"{home_id(home)}:{task_id}:{attempt}"
+
+
+def _marker_of(env: Mapping[str, str]) -> tuple[str, str, str] | None:
+    parts = env.get(MARKER, "").split(":")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
 def stray_processes(home: Path, task_id: int, pgid: int) -> list[int]:
-    """Processes of this task that left its process group (found by the KUGETSU_HOME and
-    KUGETSU_TASK_ID every agent inherits). Reads every process's environment: call it only
-    when ending a task, not on the hot path."""
+    """Processes of this task that left its process group (found by the marker every
+    agent inherits). Reads every process's environment: call it only when ending a task,
+    not on the hot path."""
     import psutil
 
     found = []
-    want = (str(home), str(task_id))
+    want = (home_id(home), str(task_id))
     for proc in psutil.process_iter():
         try:
             if os.getpgid(proc.pid) == pgid:
                 continue  # the group signal reaches it
-            env = proc.environ()
+            marker = _marker_of(proc.environ())
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
-        if (env.get("KUGETSU_HOME"), env.get("KUGETSU_TASK_ID")) == want:
+        if marker is not None and marker[:2] == want:
             found.append(proc.pid)
     return found
+
+
+def leftover_processes(home: Path, attempts: Sequence[tuple[int, int, int, float | None]]) -> list[int]:
+    """What these ended attempts, each (task id, attempt, wrapper pid, its start time),
+    left alive: processes of the session its wrapper led, and processes with its marker.
+
+    One pass over the process table for them all (it reads every process's environment:
+    slow, for a thread). A session id is the pid of the wrapper that led it; while any
+    process of that session lives the id cannot be given to a new process, so a session
+    now led by a live process that is not the wrapper is a stranger's."""
+    me = os.getpid()
+    hid = home_id(home)
+    markers = {f"{MARKER}={hid}:{task}:{attempt}".encode() for task, attempt, _, _ in attempts}
+    sessions = set()
+    for _, _, pid, started in attempts:
+        leader = _alive_start(pid) if pid > 0 else -1.0
+        if pid > 0 and (leader is None or (started is not None and same_start(started, leader))):
+            sessions.add(pid)
+    found = []
+    for name in _proc_entries():
+        pid = int(name)
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+            fields = data[data.rindex(b")") + 2 :].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            if int(fields[3]) in sessions:
+                found.append(pid)
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if markers and MARKER.encode() in env and markers.intersection(env.split(b"\0")):
+            found.append(pid)
+    return found
+
+
+def _proc_entries() -> list[str]:
+    try:
+        return [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
 
 
 def find_wrapper(home: Path, task_id: int, attempt: int) -> Spawned | None:
@@ -317,16 +384,16 @@ def find_wrapper(home: Path, task_id: int, attempt: int) -> Spawned | None:
     pid could be stored. Reads every process's environment: call it only at start-up."""
     import psutil
 
-    want = (str(home), str(task_id), str(attempt))
+    want = (home_id(home), str(task_id), str(attempt))
     for proc in psutil.process_iter():
         try:
             # The wrapper leads a session of its own and is named by its $0.
             if os.getsid(proc.pid) != proc.pid or proc.cmdline()[3:4] != ["kugetsu-agent"]:
                 continue
-            env = proc.environ()
+            marker = _marker_of(proc.environ())
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
-        if (env.get("KUGETSU_HOME"), env.get("KUGETSU_TASK_ID"), env.get("KUGETSU_ATTEMPT")) != want:
+        if marker != want:
             continue
         started = _alive_start(proc.pid)
         if started is not None:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from kugetsu_tui.engine.runner import Spawned, SpawnError
 
-__all__ = ["Executor", "Launch", "SpawnError", "Spawned"]
+__all__ = ["Executor", "Launch", "Leftovers", "SpawnError", "Spawned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,17 @@ class Launch:
     run_dir: Path  # the attempt writes its log and exit status here
     env: Mapping[str, str]
     stdin: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leftovers:
+    """A settled attempt, as needed to find what it started that may still be alive."""
+
+    task_id: int
+    attempt: int
+    pid: int  # the id spawn() gave it (0: never known)
+    started: float | None  # its start time, as Spawned.started
+    descendants: frozenset[tuple[int, float]]  # (pid, create time) seen in its tree as it ran
 
 
 class Executor(Protocol):
@@ -65,6 +76,11 @@ class Executor(Protocol):
 
     def kill_strays(self, task_id: int, pid: int) -> None:
         """End what the attempt started outside its own group, once the group has ended."""
+
+    def end_leftovers(self, settled: Sequence[Leftovers]) -> int:
+        """End whatever these settled attempts started that is still alive, however it
+        got away (its own session, a cleared environment); how many were ended. Slow (it
+        looks at every process): called in a thread, for many attempts at once."""
 
     def pause(self, pid: int) -> bool:
         """Stop the attempt's processes; False (and nothing left stopped) if it had ended."""

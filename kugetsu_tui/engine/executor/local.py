@@ -2,7 +2,8 @@
 sh wrapper that writes its exit status (engine/runner.py does the work).
 
 Exits are learned from a pidfd read by the event loop; processes that left the group
-(setsid) are still the task's, found by the marker every agent inherits.
+(setsid) are still the task's, found by the marker every agent inherits; what outlives a
+settled attempt is found by its session, its marker and the descendants seen as it ran.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kugetsu_tui.engine import runner
-from kugetsu_tui.engine.executor import Launch
+from kugetsu_tui.engine.executor import Launch, Leftovers
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.runner import Spawned
 
@@ -30,7 +31,10 @@ class LocalExecutor:
             cwd=launch.cwd,
             run_dir=launch.run_dir,
             attempt=launch.attempt,
-            env=launch.env,
+            env={
+                **launch.env,
+                runner.MARKER: runner.run_marker(self.home.root, launch.task_id, launch.attempt),
+            },
             stdin=launch.stdin,
         )
 
@@ -86,6 +90,27 @@ class LocalExecutor:
     def kill_strays(self, task_id: int, pid: int) -> None:
         # Only the strays: the group itself has ended, and its id may already be another's.
         self._signal_strays(task_id, pid, signal.SIGKILL)
+
+    def end_leftovers(self, settled: Sequence[Leftovers]) -> int:
+        import psutil
+
+        ended = 0
+        attempts = [(s.task_id, s.attempt, s.pid, s.started) for s in settled]
+        for pid in runner.leftover_processes(self.home.root, attempts):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                ended += 1
+        # Descendants seen while the attempt ran, that escaped both (setsid and env -i):
+        # the very same process (pid and create time), never a pid given to another since.
+        for pid, created in {d for s in settled for d in s.descendants}:
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                    proc.kill()
+                    ended += 1
+            except psutil.Error:
+                continue
+        return ended
 
     def pause(self, pid: int) -> bool:
         runner.signal_group(pid, signal.SIGSTOP)

@@ -70,6 +70,10 @@ async def sample_once(sup: Supervisor) -> None:
     roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited}
     machine, trees = await asyncio.to_thread(_read, sup, list(roots), list(roots.values()))
     now = sup.clock()
+    for pid, usage in trees.items():
+        proc = sup.procs.get(roots.get(pid, -1))
+        if proc is not None and proc.pid == pid:
+            proc.descendants |= usage.members  # ended at settle if they outlive the attempt
     sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
     sup.store.record_usage([(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots], now)

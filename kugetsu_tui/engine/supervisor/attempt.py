@@ -3,7 +3,7 @@ for its exit, end it (TERM, then KILL after kill_grace), and learn how it ended.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine.model import Ending, Task
@@ -20,18 +20,31 @@ class Proc:
     agent: str
     pid: int  # the executor's id of the attempt (here: the wrapper's pid and process group)
     child: bool  # our own child (reaped with waitpid) or adopted from an earlier supervisor
+    attempt: int = 0
+    started: float | None = None  # the attempt's start time, as Spawned.started
     timeout: float | None = None  # the task's timeout, seconds
     deadline: float | None = None  # when this attempt times out
     ending: Ending | None = None  # set once we started ending it
     kill_at: float | None = None  # when SIGKILL follows SIGTERM
     exited: bool = False
     status: int | None = None  # the wrapper's exit code (-N: killed by signal N)
+    # (pid, create time) of every process the meter saw in its tree: ended if alive at settle
+    descendants: set[tuple[int, float]] = field(default_factory=set)
 
 
-def watched(task: Task, pid: int, *, child: bool) -> Proc:
+def watched(task: Task, pid: int, *, child: bool, started: float | None) -> Proc:
     """The Proc for one attempt of task, with its deadline if the task has a timeout."""
     deadline = task.started_at + task.timeout if task.timeout and task.started_at else None
-    return Proc(task.id, task.agent, pid, child=child, timeout=task.timeout, deadline=deadline)
+    return Proc(
+        task.id,
+        task.agent,
+        pid,
+        child=child,
+        attempt=task.attempts,
+        started=started,
+        timeout=task.timeout,
+        deadline=deadline,
+    )
 
 
 def watch(sup: Supervisor, proc: Proc) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from kugetsu_tui.config import Config
 from kugetsu_tui.engine.capacity import Machine, Smoother, Suggestion, TreeMeter
-from kugetsu_tui.engine.executor import Executor
+from kugetsu_tui.engine.executor import Executor, Leftovers
 from kugetsu_tui.engine.executor.local import LocalExecutor
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.hooks import Hooks
@@ -71,6 +71,8 @@ class Supervisor:
         self.starting: set[int] = set()  # admitted, worktree being made
         self.cancel_on_start: set[int] = set()
         self.setups: dict[int, int] = {}  # task -> process group of its running worktree setup
+        self.leftovers: list[Leftovers] = []  # settled attempts whose strays are yet to be ended
+        self.sweeping = False
         self.summary = RunSummary()
         self.stopping = False
         self.event_loop: asyncio.AbstractEventLoop | None = None
@@ -153,9 +155,12 @@ class Supervisor:
 
     async def _finish(self) -> None:
         self.hooks.flush_all()
-        # Let worktrees in the making (or being removed) and hooks finish: nothing half-done.
+        # Let worktrees in the making (or being removed), hooks and the ending of what
+        # settled attempts left behind finish: nothing half-done.
+        settle.sweep_leftovers(self)
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
+            settle.sweep_leftovers(self)
         self.store.record(
             self.clock(),
             EventType.SUPERVISOR_STOPPED,
@@ -231,6 +236,7 @@ class Supervisor:
                 settle.clean_worktree(self, task)
             admitted = [] if self.stopping else start.admit(self, now)
         start.start(self, admitted)
+        settle.sweep_leftovers(self)
         self.emit_events()
 
     def emit_events(self) -> None:

@@ -23,7 +23,7 @@ def reconcile(sup: Supervisor) -> None:
         if task.pid is None:
             _reconcile_unrecorded(sup, task, now)
             continue
-        proc = watched(task, task.pid, child=False)
+        proc = watched(task, task.pid, child=False, started=task.pid_started)
         if sup.executor.is_running(task.pid, task.pid_started):
             sup.procs[task.id] = proc
             sup.store.record(now, EventType.TASK_ADOPTED, task.id, {"pid": task.pid})
@@ -57,7 +57,7 @@ def _reconcile_unrecorded(sup: Supervisor, task: Task, now: float) -> None:
             pid=found.pid,
             pid_started=found.started,
         )
-        proc = watched(task, found.pid, child=False)
+        proc = watched(task, found.pid, child=False, started=found.started)
         sup.procs[task.id] = proc
         _adopt(sup, task, proc, now)
         return
@@ -67,7 +67,7 @@ def _reconcile_unrecorded(sup: Supervisor, task: Task, now: float) -> None:
         # (A task whose cancel was acknowledged is settled as cancelled instead.)
         interrupted(sup, task.id, now, "supervisor stopped before the agent started", refund=True)
         return
-    proc = watched(task, 0, child=False)
+    proc = watched(task, 0, child=False, started=None)
     proc.exited, proc.status = True, status
     if task.cancel_requested_at is not None:
         proc.ending = Ending.CANCEL

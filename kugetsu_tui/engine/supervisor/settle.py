@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from kugetsu_tui.config import format_duration
 from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine.executor import Leftovers
 from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
@@ -70,8 +71,31 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
         task = rate_limited(sup, proc, now, status) or fail(
             sup, task_id, now, status, describe_status(status)
         )
+    # Whatever it started that outlives it is ended (in a sweep beside the loop, by the
+    # executor), whether it succeeded or not.
+    sup.leftovers.append(
+        Leftovers(task_id, proc.attempt, proc.pid, proc.started, frozenset(proc.descendants))
+    )
     if task is not None and task.state.is_settled:
         clean_worktree(sup, task)
+
+
+def sweep_leftovers(sup: Supervisor) -> None:
+    """End what settled attempts left running: one look at the process table, in a thread,
+    for all the attempts settled since the last sweep (never more than one at a time)."""
+    if not sup.leftovers or sup.sweeping:
+        return
+    batch, sup.leftovers = sup.leftovers, []
+    sup.sweeping = True
+
+    async def sweep() -> None:
+        try:
+            await asyncio.to_thread(sup.executor.end_leftovers, batch)
+        finally:
+            sup.sweeping = False
+            sup.wake()
+
+    sup.in_background(sweep())
 
 
 def cancelled(sup: Supervisor, task_id: int, now: float, status: int | None = None) -> Task | None:

@@ -124,7 +124,7 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     except SpawnError as err:
         spawn_failed(sup, task, str(err))
         return
-    proc = watched(task, spawned.pid, child=True)
+    proc = watched(task, spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
     sup.store.transition(
         task.id,
