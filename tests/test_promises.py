@@ -183,6 +183,41 @@ def test_a_state_db_made_before_cancel_intents_is_upgraded_in_place(kg: Kugetsu)
     assert kg.task(task)["state"] == "succeeded"
 
 
+# --- 4. worktree setup runs until it has succeeded once ---------------------------------
+
+
+def test_setup_runs_again_on_the_next_attempt_when_it_failed(kg: Kugetsu, repo: Path) -> None:
+    count = kg.root / "setup-runs"
+    # Fails the first time, succeeds the second: counts its runs in a file outside the worktree.
+    setup = f'n=$(cat "{count}" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "{count}"; [ $n -ge 2 ]'
+    kg.write_config(worktree={"setup": ["sh", "-c", setup]})
+    seen = kg.root / "seen"
+    task = kg.add(script(["check", "SETUP_MARK", seen]), "--repo", str(repo))
+    result = kg.run()
+    assert result.returncode == 0, result.stderr
+    assert kg.task(task)["state"] == "succeeded"
+    assert count.read_text().strip() == "2"  # setup ran before the second attempt too
+
+
+def test_a_setup_orphaned_by_a_killed_supervisor_is_ended_and_run_again(kg: Kugetsu, repo: Path) -> None:
+    runs = kg.root / "setup-runs"
+    started = kg.root / "setup-started"
+    setup = f'echo $$ >> "{runs}"; touch "{started}"; sleep 30'
+    kg.write_config(worktree={"setup": ["sh", "-c", setup]})
+    task = kg.add(script(["ok"]), "--repo", str(repo))
+    first = kg.start_supervisor()
+    wait_until(started.exists, "the worktree setup to start")
+    orphan = int(runs.read_text().split()[0])
+    kill9(first)
+    started.unlink()
+    second = kg.start_supervisor()
+    wait_until(lambda: ended(orphan), "the orphaned setup to be ended")
+    wait_until(started.exists, "the setup to run again")
+    assert len(runs.read_text().split()) == 2
+    assert kg.task(task)["state"] == "starting"
+    kg.stop_supervisor(second)
+
+
 # --- 11. nothing an attempt started outlives it -----------------------------------------
 
 

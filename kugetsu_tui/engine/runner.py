@@ -14,6 +14,7 @@ This module never decides what an exit means; the supervisor does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -399,6 +400,37 @@ def find_wrapper(home: Path, task_id: int, attempt: int) -> Spawned | None:
         if started is not None:
             return Spawned(proc.pid, started)
     return None
+
+
+SETUP_FILE = "setup-pid"  # in the run folder while a worktree setup runs: "pid start-time"
+
+
+def note_setup(run_dir: Path, pid: int) -> None:
+    """Record a running worktree setup (the leader of its own process group), so that a
+    supervisor started after this one died can end it."""
+    write_private(run_dir / SETUP_FILE, f"{pid} {start_time(pid) or ''}\n")
+
+
+def setup_ended(run_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(run_dir / SETUP_FILE)
+
+
+def end_orphaned_setup(run_dir: Path) -> int | None:
+    """SIGKILL the process group of a setup recorded by note_setup whose supervisor died;
+    its pid if there was one to end. A pid now led by another process is left alone."""
+    try:
+        pid_text, _, started_text = (run_dir / SETUP_FILE).read_text().partition(" ")
+        pid, started = int(pid_text), float(started_text) if started_text.strip() else None
+    except (OSError, ValueError):
+        return None
+    setup_ended(run_dir)
+    leader = start_time(pid)
+    if pid <= 1 or (leader is not None and (started is None or leader != started)):
+        return None  # the setup's pid now names another process: not ours to signal
+    # Its leader gone, a group of that id can still be only the setup's: a pid is not given
+    # out again while a process group of that id has members.
+    return pid if signal_group(pid, signal.SIGKILL) else None
 
 
 def cap_log(path: Path, max_bytes: int) -> bool:

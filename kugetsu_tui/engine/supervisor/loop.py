@@ -157,6 +157,7 @@ class Supervisor:
         self.hooks.flush_all()
         # Let worktrees in the making (or being removed), hooks and the ending of what
         # settled attempts left behind finish: nothing half-done.
+        start.stop_setups(self)
         settle.sweep_leftovers(self)
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from kugetsu_tui.engine.model import Ending, EventType, State, Task
 from kugetsu_tui.engine.supervisor.attempt import Proc, end, watch, watched
 from kugetsu_tui.engine.supervisor.settle import interrupted, settle
+from kugetsu_tui.engine.supervisor.start import end_orphaned_setup
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -21,6 +22,7 @@ def reconcile(sup: Supervisor) -> None:
     now = sup.clock()
     for task in sup.store.live():
         if task.pid is None:
+            end_orphaned_setup(sup, task.id)
             _reconcile_unrecorded(sup, task, now)
             continue
         proc = watched(task, task.pid, child=False, started=task.pid_started)

@@ -22,6 +22,8 @@ from kugetsu_tui.engine.supervisor.attempt import watch, watched
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
 
+SETUP_DONE = "setup-done"  # in the run folder once `[worktree] setup` succeeded in its worktree
+
 
 def admit(sup: Supervisor, now: float) -> list[Task]:
     """Mark as many queued tasks starting as the cap allows; they are spawned after commit."""
@@ -52,7 +54,9 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
 def start(sup: Supervisor, admitted: list[Task]) -> None:
     """Spawn the admitted tasks (or first make their worktrees, in the background)."""
     for task in admitted:
-        if task.no_worktree or (task.worktree and Path(task.worktree).is_dir()):
+        if task.no_worktree or (
+            task.worktree and Path(task.worktree).is_dir() and not _setup_pending(sup, task.id)
+        ):
             spawn(sup, task, Path(task.worktree or task.repo or "."))
         else:
             sup.starting.add(task.id)
@@ -73,14 +77,28 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
             spawn_failed(sup, task, str(err))
             return
         sup.store.update(task.id, sup.clock(), worktree=str(where), branch=branch)
-        setup = sup.config.worktree_setup
-        if fresh and setup:
-            log = private_dir(sup.home.run_dir(task.id)) / "log"
+        run_dir = private_dir(sup.home.run_dir(task.id))
+        if fresh:  # a new worktree: whatever setup an earlier one had does not count
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run_dir / SETUP_DONE)
+        if _setup_pending(sup, task.id):
             failure = await asyncio.to_thread(
-                worktree.run_setup, setup, where, log, partial(sup.setups.__setitem__, task.id)
+                worktree.run_setup,
+                sup.config.worktree_setup,
+                where,
+                run_dir / "log",
+                partial(_setup_started, sup, task.id, run_dir),
             )
             sup.setups.pop(task.id, None)
-            if failure is not None and task.id not in sup.cancel_on_start:
+            runner.setup_ended(run_dir)
+            if failure is None:
+                runner.write_private(run_dir / SETUP_DONE, f"{where}\n")
+            elif sup.stopping and task.id not in sup.cancel_on_start:
+                # Ended by stop_setups: the next supervisor runs it again, the attempt unspent.
+                why = "supervisor stopped during the worktree setup"
+                settle.interrupted(sup, task.id, sup.clock(), why, refund=True)
+                return
+            elif task.id not in sup.cancel_on_start:
                 spawn_failed(sup, task, failure)
                 return
         # A task cancelled meanwhile is settled as cancelled by spawn, not started: the
@@ -96,11 +114,46 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
         sup.wake()
 
 
+def _setup_pending(sup: Supervisor, task_id: int) -> bool:
+    """A `[worktree] setup` is configured and has not yet succeeded in this task's worktree:
+    it runs before every attempt until it has succeeded once."""
+    return bool(sup.config.worktree_setup) and not (sup.home.run_dir(task_id) / SETUP_DONE).exists()
+
+
+def _setup_started(sup: Supervisor, task_id: int, run_dir: Path, group: int) -> None:
+    sup.setups[task_id] = group
+    runner.note_setup(run_dir, group)  # for the next supervisor, should this one die
+
+
+def end_orphaned_setup(sup: Supervisor, task_id: int) -> None:
+    """A setup left running by a supervisor that died: ended before its task is started
+    again (in the same folder), by its recorded process group."""
+    group = runner.end_orphaned_setup(sup.home.run_dir(task_id))
+    if group is not None:
+        sup.store.record(
+            sup.clock(),
+            EventType.SUPERVISOR_WARNING,
+            task_id,
+            {"error": f"ended the worktree setup (process group {group}) a stopped supervisor left running"},
+        )
+
+
 def cancel_while_starting(sup: Supervisor, task_id: int) -> None:
     """A cancel for a task whose worktree is being made: it is settled instead of spawned."""
     sup.cancel_on_start.add(task_id)
+    _end_setup(sup, task_id)  # its worktree setup, if running: ended now, not waited for
+
+
+def stop_setups(sup: Supervisor) -> None:
+    """The supervisor stops: the setups still running are ended rather than waited for.
+    Their tasks are queued again without spending the attempt; the setup runs again."""
+    for task_id in list(sup.setups):
+        _end_setup(sup, task_id)
+
+
+def _end_setup(sup: Supervisor, task_id: int) -> None:
     setup = sup.setups.get(task_id)
-    if setup is not None:  # its worktree setup is running: end it now, not after
+    if setup is not None:
         # The setup runs on this machine whatever the executor: a process group of ours.
         runner.signal_group(setup, signal.SIGTERM)
         assert sup.event_loop is not None
