@@ -256,3 +256,16 @@ def test_an_escaped_child_that_drops_the_marker_is_still_ended(kg: Kugetsu) -> N
             proc.kill()
 
 
+# --- 9. agents get what they need, not the home ----------------------------------------
+
+
+def test_an_agent_is_not_told_where_the_home_is(kg: Kugetsu) -> None:
+    dump = kg.root / "env.json"
+    code = f"import json, os; json.dump(dict(os.environ), open({str(dump)!r}, 'w'))"
+    kg.write_config(agents={"fake": {"command": [PY, "-c", code, "{prompt}"]}})
+    task = kg.add("x")
+    assert kg.run().returncode == 0
+    env = json.loads(dump.read_text())
+    assert env["KUGETSU_TASK_ID"] == str(task)
+    assert "KUGETSU_HOME" not in env
+    assert not any(str(kg.home) in value for value in env.values())

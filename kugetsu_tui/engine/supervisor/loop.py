@@ -32,6 +32,8 @@ Clock = Callable[[], float]
 IDLE_POLL = 0.5  # how often an idle loop looks for work added by other processes
 SETTLE_POLL = 0.05  # while an ended agent's stray children are still being stopped
 
+AGENT_ENV_WITHHELD = frozenset({"KUGETSU_HOME"})
+
 BAD_OUTCOMES = frozenset({EventType.TASK_ERROR, EventType.TASK_CANCELLED, EventType.TASK_EXPIRED})
 GOOD_OUTCOMES = frozenset({EventType.TASK_COMPLETED})
 
@@ -76,7 +78,9 @@ class Supervisor:
         self.summary = RunSummary()
         self.stopping = False
         self.event_loop: asyncio.AbstractEventLoop | None = None
-        self.env = dict(os.environ)
+        # What agents inherit: not where the home is (every task's prompt and log, the
+        # hot-reloaded config). They are told their task and attempt, and nothing more.
+        self.env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV_WITHHELD}
         self.data_version = -1  # the store's, when requests were last looked for
         self.next_expiry_check = 0.0
         self.background: set[asyncio.Task[None]] = set()
