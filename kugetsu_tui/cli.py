@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from kugetsu_tui.config import Config, load_config, parse_duration
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.model import LIVE_STATES, ActionResult, Event, NewTask, State
-from kugetsu_tui.engine.store import Store, StoreCorrupt, quarantine
+from kugetsu_tui.engine.store import Store, StoreCorrupt, disk_full, quarantine
 from kugetsu_tui.errors import UsageError
 
 MAX_ARG_BYTES = 131072  # Linux: one argv element, its NUL included (MAX_ARG_STRLEN)
@@ -655,6 +656,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.OperationalError) as err:
+        if not disk_full(err):
+            raise
+        # The write that failed was rolled back whole.
+        print(
+            f"kugetsu: error: out of disk space ({one_line(str(err))}); free some and try again",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def entry() -> None:

@@ -12,10 +12,13 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import PY, Kugetsu, ended, script, wait_until
 
 from kugetsu_tui.config import load_config
@@ -269,3 +272,79 @@ def test_an_agent_is_not_told_where_the_home_is(kg: Kugetsu) -> None:
     assert env["KUGETSU_TASK_ID"] == str(task)
     assert "KUGETSU_HOME" not in env
     assert not any(str(kg.home) in value for value in env.values())
+
+
+# --- 2. a full disk ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_home(kg: Kugetsu) -> Iterator[Kugetsu]:
+    """The test's home on a 3 MiB tmpfs of its own, so an agent's output can fill it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the home needs root (CI runs as root)")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(kg.home)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        kg.write_config(capacity={"cap": 1, "memory_reserve": 0})
+        yield kg
+    finally:
+        kg.cleanup()
+        subprocess.run(["umount", "-l", str(kg.home)], check=False)
+
+
+def disk_full(path: Path) -> bool:
+    return os.statvfs(path).f_bavail == 0
+
+
+def test_a_full_disk_stops_admission_loses_nothing_and_runs_nothing_twice(small_home: Kugetsu) -> None:
+    kg = small_home
+    starts, flooded, gate = kg.root / "starts", kg.root / "flooded", kg.root / "gate"
+    flooder = kg.add(script(["record", starts], ["flood", 8], ["record", flooded], ["wait-file", gate]))
+    waiting = kg.add(script(["record", starts]))
+    supervisor = kg.start_supervisor()
+    wait_until(lambda: records(flooded), "the agent to fill the disk")
+    assert disk_full(kg.home)
+
+    added = kg.cli("add", "--no-worktree", "--repo", str(kg.work), "--", "one more")
+    assert added.returncode == 2, added
+    assert "disk" in added.stderr and len(added.stderr.strip().splitlines()) == 1, added.stderr
+    assert "Traceback" not in added.stderr
+
+    gate.touch()  # the agent exits 0 while nothing can be written: not its exit file, not the store
+    exit_file = kg.home / "runs" / str(flooder) / "exit"
+    wait_until(exit_file.exists, "the agent's wrapper to end")
+    wait_until(lambda: not kg.agent_processes(), "the agent to end")
+    assert exit_file.read_text() == ""  # the disk was full: only the wrapper's status tells
+    assert supervisor.poll() is None, kg.output(supervisor)[1]
+
+    # Space comes back: the supervisor carries on by itself.
+    os.truncate(kg.home / "runs" / str(flooder) / "log", 0)
+    kg.wait_state(waiting, "succeeded", timeout=30)
+    settled = kg.task(flooder)
+    assert settled["state"] == "succeeded" and settled["exit_code"] == 0, settled
+    assert [r["task"] for r in records(starts)] == [str(flooder), str(waiting)]  # each ran once
+    assert kg.stop_supervisor(supervisor) == 0
+    assert "Traceback" not in kg.output(supervisor)[1]
+    warnings = [e for e in kg.events() if e["type"] == "supervisor_warning"]
+    assert any("disk" in str(e.get("error")) for e in warnings), warnings
+
+
+def test_an_empty_exit_file_is_not_an_agent_that_vanished(kg: Kugetsu) -> None:
+    """A full disk leaves the wrapper's exit file empty; the agent did run to its end."""
+    starts = kg.root / "starts"
+    task = kg.add(script(["record", starts], ["sleep", 0.5]))
+    first = kg.start_supervisor()
+    wait_until(lambda: records(starts), "the agent to start")
+    kill9(first)
+    exit_file = kg.home / "runs" / str(task) / "exit"
+    wait_until(exit_file.exists, "the agent to exit")
+    wait_until(lambda: not kg.agent_processes(), "the agent to end")
+    exit_file.write_text("")  # as the wrapper leaves it when its write fails
+    result = kg.run()
+    settled = kg.task(task)
+    assert settled["state"] == "failed", settled
+    assert "exit status unknown" in settled["reason"], settled
+    assert len(records(starts)) == 1, result.stderr  # not run again

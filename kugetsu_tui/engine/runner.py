@@ -30,6 +30,8 @@ from pathlib import Path
 # $1 run dir, $2 working dir, $3 attempt number, $4 the agent's umask, then its argv.
 # The log is made 0600 and appended to; a log that cannot be opened ends it with 125.
 # The agent is the wrapper's foreground child; its status goes to exit (builtins only).
+# A file that cannot be written (a full disk leaves it empty) is said so in the log; an
+# exit file that exists at all says the agent ran to its end.
 # The umask is tight only while the wrapper makes its files, so the agent's are as usual.
 WRAPPER = r"""
 run=$1; dir=$2; attempt=$3; mask=$4; shift 4
@@ -41,7 +43,8 @@ cd -- "$dir" || exit 126
 "$@"
 code=$?
 umask 077
-printf '%s\n' "$code" > "$run/exit"
+printf '%s\n' "$code" 2>/dev/null > "$run/exit" ||
+  printf '\n--- kugetsu: the agent exited with %s; its exit file could not be written ---\n' "$code"
 exit "$code"
 """
 

@@ -8,6 +8,7 @@ processes on its own, independent of the supervisor's flock.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -239,11 +240,13 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
             self.db.execute("COMMIT")
+        except BaseException:
+            # (SQLite may have rolled back already, e.g. on a full disk; a failed COMMIT
+            # leaves the transaction open.)
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -683,6 +686,13 @@ class Store:
         return row[0] if row else None
 
 
+def disk_full(err: BaseException) -> bool:
+    """Is err a write that failed for want of space (SQLite's SQLITE_FULL, ENOSPC, EDQUOT)?"""
+    if isinstance(err, sqlite3.OperationalError):
+        return "disk is full" in str(err) or getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Upgrade a database made by an older version: add the task columns it lacks."""
     have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
@@ -699,4 +709,4 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
-__all__ = ["QUEUE_ORDER", "IllegalTransition", "Store", "StoreCorrupt", "event_data"]
+__all__ = ["QUEUE_ORDER", "IllegalTransition", "Store", "StoreCorrupt", "disk_full", "event_data"]

@@ -65,7 +65,7 @@ def _reconcile_unrecorded(sup: Supervisor, task: Task, now: float) -> None:
         return
     # The wrapper is gone, so its exit file is whole; pid 0: there is no group left to end.
     status = sup.executor.exit_status(task.id, 0, child=False)
-    if status is None:
+    if status is None and sup.executor.ended_at(task.id) is None:
         # (A task whose cancel was acknowledged is settled as cancelled instead.)
         interrupted(sup, task.id, now, "supervisor stopped before the agent started", refund=True)
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,11 @@ from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+
+UNKNOWN_EXIT = (
+    "exit status unknown: the agent ran to its end, but its exit file is empty or unreadable (a full disk?)"
+)
 
 
 def settle_exited(sup: Supervisor, now: float) -> None:
@@ -65,6 +71,10 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
             exit_code=0,
             reason=None,
         )
+    elif status is None and sup.executor.ended_at(task_id) is not None:
+        # Its wrapper saw it end but could not write how (a full disk leaves the exit
+        # file empty): the agent ran to its end, so it is not run again.
+        task = fail(sup, task_id, now, None, UNKNOWN_EXIT, retry=False)
     elif status is None:
         task = interrupted(sup, task_id, now, "agent vanished without an exit status")
     else:
@@ -112,7 +122,9 @@ def cancelled(sup: Supervisor, task_id: int, now: float, status: int | None = No
     )
 
 
-def fail(sup: Supervisor, task_id: int, now: float, status: int | None, reason: str) -> Task | None:
+def fail(
+    sup: Supervisor, task_id: int, now: float, status: int | None, reason: str, *, retry: bool = True
+) -> Task | None:
     """A failed attempt: queued again after a backoff while attempts remain, else failed."""
     task = sup.store.get(task_id)
     if task is None:
@@ -120,7 +132,7 @@ def fail(sup: Supervisor, task_id: int, now: float, status: int | None, reason: 
     if task.cancel_requested_at is not None:
         return cancelled(sup, task_id, now, status)  # a cancel was acknowledged: never retried
     live = set(LIVE_STATES)
-    if should_retry(task):
+    if retry and should_retry(task):
         delay = retry_delay(sup.config.retry_backoff, task.attempts)
         return sup.store.transition(
             task_id,
@@ -195,7 +207,7 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
 
     async def remove() -> None:
         if await asyncio.to_thread(worktree.remove_if_clean, repo, where):
-            sup.store.update(task.id, sup.clock(), worktree=None)
+            sup.write_or_defer(partial(sup.store.update, task.id, sup.clock(), worktree=None))
 
     sup.in_background(remove())
 

@@ -16,6 +16,7 @@ from kugetsu_tui.engine import runner, worktree
 from kugetsu_tui.engine.executor import Launch, SpawnError
 from kugetsu_tui.engine.home import private_dir
 from kugetsu_tui.engine.model import EventType, State, Task
+from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import advisor, settle
 from kugetsu_tui.engine.supervisor.attempt import watch, watched
 
@@ -76,7 +77,9 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
         except (worktree.WorktreeError, OSError) as err:
             spawn_failed(sup, task, str(err))
             return
-        sup.store.update(task.id, sup.clock(), worktree=str(where), branch=branch)
+        sup.write_or_defer(
+            partial(sup.store.update, task.id, sup.clock(), worktree=str(where), branch=branch)
+        )
         run_dir = private_dir(sup.home.run_dir(task.id))
         if fresh:  # a new worktree: whatever setup an earlier one had does not count
             with contextlib.suppress(FileNotFoundError):
@@ -92,11 +95,12 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
             sup.setups.pop(task.id, None)
             runner.setup_ended(run_dir)
             if failure is None:
-                runner.write_private(run_dir / SETUP_DONE, f"{where}\n")
+                with contextlib.suppress(OSError):  # (not written: it runs again next attempt)
+                    runner.write_private(run_dir / SETUP_DONE, f"{where}\n")
             elif sup.stopping and task.id not in sup.cancel_on_start:
                 # Ended by stop_setups: the next supervisor runs it again, the attempt unspent.
                 why = "supervisor stopped during the worktree setup"
-                settle.interrupted(sup, task.id, sup.clock(), why, refund=True)
+                sup.write_or_defer(partial(settle.interrupted, sup, task.id, sup.clock(), why, refund=True))
                 return
             elif task.id not in sup.cancel_on_start:
                 spawn_failed(sup, task, failure)
@@ -122,7 +126,8 @@ def _setup_pending(sup: Supervisor, task_id: int) -> bool:
 
 def _setup_started(sup: Supervisor, task_id: int, run_dir: Path, group: int) -> None:
     sup.setups[task_id] = group
-    runner.note_setup(run_dir, group)  # for the next supervisor, should this one die
+    with contextlib.suppress(OSError):  # (a full disk: then only this supervisor knows it)
+        runner.note_setup(run_dir, group)  # for the next supervisor, should this one die
 
 
 def end_orphaned_setup(sup: Supervisor, task_id: int) -> None:
@@ -169,7 +174,7 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     now = sup.clock()
     if task.id in sup.cancel_on_start or task.cancel_requested_at is not None:
         sup.cancel_on_start.discard(task.id)
-        settle.cancelled(sup, task.id, now)
+        sup.write_or_defer(partial(settle.cancelled, sup, task.id, now))
         return
     try:
         launch = _launch(sup, task, cwd)
@@ -177,17 +182,30 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     except SpawnError as err:
         spawn_failed(sup, task, str(err))
         return
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        # Its prompt file could not be written: not the task's failure. Queued again,
+        # the attempt given back; admission waits until there is room.
+        sup.out_of_space(err)
+        why = "out of disk space before it could start"
+        sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
+        return
     proc = watched(task, spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
-    sup.store.transition(
-        task.id,
-        State.RUNNING,
-        now=now,
-        expect={State.STARTING},
-        event=EventType.TASK_STARTED,
-        pid=spawned.pid,
-        pid_started=spawned.started,
-        extra={"argv0": launch.argv[0]},
+    # While the disk is full this waits in memory; the attempt is watched all the same.
+    sup.write_or_defer(
+        partial(
+            sup.store.transition,
+            task.id,
+            State.RUNNING,
+            now=now,
+            expect={State.STARTING},
+            event=EventType.TASK_STARTED,
+            pid=spawned.pid,
+            pid_started=spawned.started,
+            extra={"argv0": launch.argv[0]},
+        )
     )
     watch(sup, proc)
 
@@ -213,6 +231,10 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
 
 def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
     now = sup.clock()
-    settled = settle.fail(sup, task.id, now, None, reason)
-    if settled is not None and settled.state.is_settled:
-        settle.clean_worktree(sup, settled)
+
+    def write() -> None:
+        settled = settle.fail(sup, task.id, now, None, reason)
+        if settled is not None and settled.state.is_settled:
+            settle.clean_worktree(sup, settled)
+
+    sup.write_or_defer(write)
