@@ -296,9 +296,10 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
-# Every process of an attempt inherits this marker: `<home id>:<task id>:<attempt>`. It
-# finds what left the attempt's process group, and the wrapper of an attempt whose pid was
-# never stored, without telling an agent where the home is.
+# Every process of an attempt inherits this marker: `<home id>:<task id>:<attempt>:<when
+# it was admitted>` (a requeued task counts its attempts from 1 again: the time tells its
+# runs apart). It finds what left the attempt's process group, and the wrapper of an
+# attempt whose pid was never stored, without telling an agent where the home is.
 MARKER = "KUGETSU_RUN"
 
 
@@ -307,13 +308,13 @@ def home_id(home: Path) -> str:
     return hashlib.sha256(os.fsencode(home)).hexdigest()[:16]
 
 
-def run_marker(home: Path, task_id: int, attempt: int) -> str:
-    return f"{home_id(home)}:{task_id}:{attempt}"
+def run_marker(home: Path, task_id: int, attempt: int, admitted_at: float | None) -> str:
+    admitted = "-" if admitted_at is None else f"{admitted_at:.6f}"
+    return f"{home_id(home)}:{task_id}:{attempt}:{admitted}"
 
 
-def _marker_of(env: Mapping[str, str]) -> tuple[str, str, str] | None:
-    parts = env.get(MARKER, "").split(":")
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+def _marker_of(env: Mapping[str, str]) -> list[str]:
+    return env.get(MARKER, "").split(":")
 
 
 def stray_processes(home: Path, task_id: int, pgid: int) -> list[int]:
@@ -323,7 +324,7 @@ def stray_processes(home: Path, task_id: int, pgid: int) -> list[int]:
     import psutil
 
     found = []
-    want = (home_id(home), str(task_id))
+    want = [home_id(home), str(task_id)]
     for proc in psutil.process_iter():
         try:
             if os.getpgid(proc.pid) == pgid:
@@ -331,13 +332,13 @@ def stray_processes(home: Path, task_id: int, pgid: int) -> list[int]:
             marker = _marker_of(proc.environ())
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
-        if marker is not None and marker[:2] == want:
+        if marker[:2] == want:
             found.append(proc.pid)
     return found
 
 
-def leftover_processes(home: Path, attempts: Sequence[tuple[int, int, int, float | None]]) -> list[int]:
-    """What these ended attempts, each (task id, attempt, wrapper pid, its start time),
+def leftover_processes(home: Path, attempts: Sequence[tuple[str, int, float | None]]) -> list[int]:
+    """What these ended attempts, each (its marker, wrapper pid, the wrapper's start time),
     left alive: processes of the session its wrapper led, and processes with its marker.
 
     One pass over the process table for them all (it reads every process's environment:
@@ -345,10 +346,9 @@ def leftover_processes(home: Path, attempts: Sequence[tuple[int, int, int, float
     process of that session lives the id cannot be given to a new process, so a session
     now led by a live process that is not the wrapper is a stranger's."""
     me = os.getpid()
-    hid = home_id(home)
-    markers = {f"{MARKER}={hid}:{task}:{attempt}".encode() for task, attempt, _, _ in attempts}
+    markers = {f"{MARKER}={marker}".encode() for marker, _, _ in attempts}
     sessions = set()
-    for _, _, pid, started in attempts:
+    for _, pid, started in attempts:
         leader = _alive_start(pid) if pid > 0 else -1.0
         if pid > 0 and (leader is None or (started is not None and same_start(started, leader))):
             sessions.add(pid)
@@ -382,13 +382,13 @@ def _proc_entries() -> list[str]:
         return []
 
 
-def find_wrapper(home: Path, task_id: int, attempt: int) -> Spawned | None:
+def find_wrapper(home: Path, task_id: int, attempt: int, admitted_at: float | None) -> Spawned | None:
     """The wrapper of this task's attempt if it still runs, found by the marker in its
     environment: for an agent started just before its supervisor was killed, before the
     pid could be stored. Reads every process's environment: call it only at start-up."""
     import psutil
 
-    want = (home_id(home), str(task_id), str(attempt))
+    want = run_marker(home, task_id, attempt, admitted_at).split(":")
     for proc in psutil.process_iter():
         try:
             # The wrapper leads a session of its own and is named by its $0.

@@ -30,6 +30,7 @@ class Launch:
     run_dir: Path  # the attempt writes its log and exit status here
     env: Mapping[str, str]
     stdin: Path | None = None
+    admitted_at: float | None = None  # tells this run of the task from its earlier ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Leftovers:
 
     task_id: int
     attempt: int
+    admitted_at: float | None  # as Launch.admitted_at
     pid: int  # the id spawn() gave it (0: never known)
     started: float | None  # its start time, as Spawned.started
     descendants: frozenset[tuple[int, float]]  # (pid, create time) seen in its tree as it ran
@@ -94,5 +96,5 @@ class Executor(Protocol):
     def pid_reused(self, pid: int, started: float | None) -> bool:
         """True if pid now names a stranger's process: never signal anything of it."""
 
-    def find(self, task_id: int, attempt: int) -> Spawned | None:
+    def find(self, task_id: int, attempt: int, admitted_at: float | None) -> Spawned | None:
         """Re-find a running attempt whose id was never stored (its supervisor died first)."""

@@ -33,7 +33,9 @@ class LocalExecutor:
             attempt=launch.attempt,
             env={
                 **launch.env,
-                runner.MARKER: runner.run_marker(self.home.root, launch.task_id, launch.attempt),
+                runner.MARKER: runner.run_marker(
+                    self.home.root, launch.task_id, launch.attempt, launch.admitted_at
+                ),
             },
             stdin=launch.stdin,
         )
@@ -95,7 +97,10 @@ class LocalExecutor:
         import psutil
 
         ended = 0
-        attempts = [(s.task_id, s.attempt, s.pid, s.started) for s in settled]
+        attempts = [
+            (runner.run_marker(self.home.root, s.task_id, s.attempt, s.admitted_at), s.pid, s.started)
+            for s in settled
+        ]
         for pid in runner.leftover_processes(self.home.root, attempts):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -131,8 +136,8 @@ class LocalExecutor:
         now_started = runner.start_time(pid)
         return now_started is not None and started is not None and not runner.same_start(started, now_started)
 
-    def find(self, task_id: int, attempt: int) -> Spawned | None:
-        return runner.find_wrapper(self.home.root, task_id, attempt)
+    def find(self, task_id: int, attempt: int, admitted_at: float | None) -> Spawned | None:
+        return runner.find_wrapper(self.home.root, task_id, attempt, admitted_at)
 
     def _signal_strays(self, task_id: int, pid: int, sig: signal.Signals) -> None:
         """Descendants that left the attempt's process group (setsid) are still its own:

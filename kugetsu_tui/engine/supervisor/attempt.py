@@ -21,6 +21,7 @@ class Proc:
     pid: int  # the executor's id of the attempt (here: the wrapper's pid and process group)
     child: bool  # our own child (reaped with waitpid) or adopted from an earlier supervisor
     attempt: int = 0
+    admitted_at: float | None = None  # tells this run of the task from its earlier ones
     started: float | None = None  # the attempt's start time, as Spawned.started
     timeout: float | None = None  # the task's timeout, seconds
     deadline: float | None = None  # when this attempt times out
@@ -41,6 +42,7 @@ def watched(task: Task, pid: int, *, child: bool, started: float | None) -> Proc
         pid,
         child=child,
         attempt=task.attempts,
+        admitted_at=task.started_at,
         started=started,
         timeout=task.timeout,
         deadline=deadline,

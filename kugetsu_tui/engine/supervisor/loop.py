@@ -165,11 +165,6 @@ class Supervisor:
 
     async def _finish(self) -> None:
         self.hooks.flush_all()
-        for proc in self.procs.values():
-            # Exited but not yet settled (the disk was full): the next supervisor learns how
-            # it ended from its exit file; stop watching what is gone.
-            if proc.exited:
-                self.executor.unwatch(proc.pid)
         # Let worktrees in the making (or being removed), hooks and the ending of what
         # settled attempts left behind finish: nothing half-done.
         start.stop_setups(self)

@@ -48,7 +48,7 @@ def _reconcile_unrecorded(sup: Supervisor, task: Task, now: float) -> None:
     agent may have started all the same. Adopt it, settle it from its exit file (no
     stale one is left at admission), or queue the task again without spending the
     attempt if it never started."""
-    found = sup.executor.find(task.id, task.attempts)
+    found = sup.executor.find(task.id, task.attempts, task.started_at)
     if found is not None:
         sup.store.transition(
             task.id,

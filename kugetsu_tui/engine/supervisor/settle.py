@@ -84,7 +84,9 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     # Whatever it started that outlives it is ended (in a sweep beside the loop, by the
     # executor), whether it succeeded or not.
     sup.leftovers.append(
-        Leftovers(task_id, proc.attempt, proc.pid, proc.started, frozenset(proc.descendants))
+        Leftovers(
+            task_id, proc.attempt, proc.admitted_at, proc.pid, proc.started, frozenset(proc.descendants)
+        )
     )
     if task is not None and task.state.is_settled:
         clean_worktree(sup, task)
