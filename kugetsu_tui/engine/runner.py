@@ -15,6 +15,7 @@ This module never decides what an exit means; the supervisor does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -303,6 +304,7 @@ def write_private(path: Path, text: str) -> Path:
 MARKER = "KUGETSU_RUN"
 
 
+@functools.cache
 def home_id(home: Path) -> str:
     """A name for the home that does not say where it is (a hash of its path)."""
     return hashlib.sha256(os.fsencode(home)).hexdigest()[:16]

@@ -77,6 +77,7 @@ class Supervisor:
         self.setups: dict[int, int] = {}  # task -> process group of its running worktree setup
         self.leftovers: list[Leftovers] = []  # settled attempts whose strays are yet to be ended
         self.sweeping = False
+        self.next_sweep = 0.0  # monotonic time before which no new sweep starts
         # While writes fail for want of space: why (admission waits), and the writes that
         # must not be lost, kept in order to be made first thing once there is room.
         self.disk_full: str | None = None
@@ -168,10 +169,10 @@ class Supervisor:
         # Let worktrees in the making (or being removed), hooks and the ending of what
         # settled attempts left behind finish: nothing half-done.
         start.stop_setups(self)
-        settle.sweep_leftovers(self)
+        settle.sweep_leftovers(self, now=True)
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
-            settle.sweep_leftovers(self)
+            settle.sweep_leftovers(self, now=True)
         # What cannot be written now is taken over by the next supervisor's reconcile.
         with self.unless_disk_full():
             self.flush_deferred()
@@ -223,6 +224,8 @@ class Supervisor:
             if proc.deadline is not None and proc.ending is None:
                 times.append(proc.deadline)
         times.extend(until for until, _ in self.cooldowns.values() if until > now)
+        if self.leftovers and not self.sweeping:
+            times.append(now + max(self.next_sweep - time.monotonic(), 0.0))
         ready_at = self.store.next_ready_at(now)
         if ready_at is not None:
             times.append(ready_at)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
 
+
+SWEEP_EVERY = 0.5  # seconds between looks for what settled attempts left running
 
 UNKNOWN_EXIT = (
     "exit status unknown: the agent ran to its end, but its exit file is empty or unreadable (a full disk?)"
@@ -92,13 +95,15 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
         clean_worktree(sup, task)
 
 
-def sweep_leftovers(sup: Supervisor) -> None:
+def sweep_leftovers(sup: Supervisor, *, now: bool = False) -> None:
     """End what settled attempts left running: one look at the process table, in a thread,
-    for all the attempts settled since the last sweep (never more than one at a time)."""
-    if not sup.leftovers or sup.sweeping:
+    for all the attempts settled since the last sweep (one at a time, at most every
+    SWEEP_EVERY seconds unless now: the look costs about as much as a dispatch)."""
+    if not sup.leftovers or sup.sweeping or (not now and time.monotonic() < sup.next_sweep):
         return
     batch, sup.leftovers = sup.leftovers, []
     sup.sweeping = True
+    sup.next_sweep = time.monotonic() + SWEEP_EVERY
 
     async def sweep() -> None:
         try:
