@@ -349,6 +349,10 @@ def leftover_processes(home: Path, attempts: Sequence[tuple[str, int, float | No
     now led by a live process that is not the wrapper is a stranger's."""
     me = os.getpid()
     markers = {f"{MARKER}={marker}".encode() for marker, _, _ in attempts}
+    # A process older than every one of these attempts is none of theirs: its environment
+    # is not read (a read briefly holds up the process it reads).
+    starts = [started for _, _, started in attempts if started is not None]
+    oldest = min(starts) - CLOCK_TICKS if starts and len(starts) == len(attempts) else 0.0
     sessions = set()
     for _, pid, started in attempts:
         leader = _alive_start(pid) if pid > 0 else -1.0
@@ -367,6 +371,8 @@ def leftover_processes(home: Path, attempts: Sequence[tuple[str, int, float | No
                 continue
             if int(fields[3]) in sessions:
                 found.append(pid)
+                continue
+            if float(fields[19]) < oldest:
                 continue
             with open(f"/proc/{name}/environ", "rb") as f:
                 env = f.read()
