@@ -63,12 +63,31 @@ def test_a_suspended_agents_queue_waits_with_the_reason_while_others_run(kg: Kug
     bad = script(["say", "Error: Invalid API key"], ["exit", 1])
     first, second, third = (kg.add(bad, "--max-attempts", "3") for _ in range(3))
     for task_id in (first, second):
-        task = kg.wait_state(task_id, "failed")
+        task = kg.wait_state(task_id, "failed", timeout=60)
         assert task["attempts"] == 1 and task["reason"] == "fatal: Error: Invalid API key (not retried)"
     other = kg.add(script(["ok"]), "--agent", "other")
-    kg.wait_state(other, "succeeded")  # other agents keep running
+    kg.wait_state(other, "succeeded", timeout=60)  # other agents keep running
     status = kg.status()
     waiting = {t["id"]: t for t in status["tasks"]}[third]
     assert (waiting["state"], waiting["attempts"]) == ("queued", 0)
     assert waiting["wait_reason"].startswith("agent fake suspended: Error: Invalid API key")
     assert status["suspended"] == {"fake": waiting["wait_reason"]}
+
+
+def test_default_timeouts_from_the_agent_and_the_queue(kg: Kugetsu) -> None:
+    kg.write_config(
+        queue={"timeout": "1s", "max_attempts": 1},
+        agents={
+            "fake": {"command": [PY, FAKE_AGENT, "{prompt}"], "timeout": "2s"},
+            "slow": {"command": [PY, FAKE_AGENT, "{prompt}"]},
+        },
+    )
+    by_queue = kg.add(script(["sleep", 60]), "--agent", "slow")
+    by_agent = kg.add(script(["sleep", 60]))
+    by_task = kg.add(script(["sleep", 60]), "--timeout", "3s")
+    result = kg.run(timeout=90)
+    assert result.returncode == 1
+    tasks = kg.tasks()
+    assert tasks[by_queue]["reason"] == "timed out after 1s"  # [queue] timeout
+    assert tasks[by_agent]["reason"] == "timed out after 2s"  # [agents.fake] timeout over it
+    assert tasks[by_task]["reason"] == "timed out after 3s"  # add --timeout over both

@@ -197,9 +197,7 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
         why = "out of disk space before it could start"
         sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
         return
-    agent = sup.config.agents.get(task.agent)
-    timeout = task.timeout or (agent.timeout if agent else None) or sup.config.default_timeout
-    proc = watched(task.replace(timeout=timeout), spawned.pid, child=True, started=spawned.started)
+    proc = watched(with_timeout(sup, task), spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
     # While the disk is full this waits in memory; the attempt is watched all the same.
     sup.write_or_defer(
@@ -216,6 +214,14 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
         )
     )
     watch(sup, proc)
+
+
+def with_timeout(sup: Supervisor, task: Task) -> Task:
+    """The task with the timeout its attempts run under: its own, else its agent's, else
+    [queue] timeout."""
+    agent = sup.config.agents.get(task.agent)
+    timeout = task.timeout or (agent.timeout if agent else None) or sup.config.default_timeout
+    return task.replace(timeout=timeout)
 
 
 def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
