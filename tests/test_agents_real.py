@@ -9,6 +9,7 @@ Skipped, with the reason, where npm or its registry cannot be reached.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import Kugetsu, make_repo, wait_until
 
+from kugetsu_tui.engine import agents
 from tests.mock_api.server import FILE_NAME, FILE_TEXT, FINAL_TEXT, MockAPI
 
 # The versions the captures under tests/agent_output/ were made with.
@@ -279,3 +281,27 @@ def test_codex_and_opencode_with_a_bad_key_fail_at_once(
     task = kg.task(task_id)
     assert (task["state"], task["attempts"]) == ("failed", 1), task
     assert task["reason"].startswith("fatal: ") and "API key" in task["reason"]
+
+
+HELP = {"claude": ("--help",), "codex": ("exec", "--help"), "opencode": ("run", "--help")}
+
+
+@pytest.mark.parametrize("name", sorted(HELP))
+def test_every_option_of_a_preset_is_in_the_installed_clis_help(cli_bin: Path, name: str) -> None:
+    preset = agents.PRESETS[name].command
+    shown = subprocess.run(
+        [str(cli_bin / name), *HELP[name]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(CACHE.parent), "PATH": f"{cli_bin}:{os.environ['PATH']}"},
+    )
+    text = shown.stdout + shown.stderr
+    options = [part for part in preset[1:] if part.startswith("-")]
+    assert options, preset
+    for option in options:
+        assert option in text, f"{name} no longer knows {option}"
+    # The values given to options are among those the CLI offers.
+    for option, value in itertools.pairwise(preset):
+        if option in ("--permission-mode", "--output-format", "--sandbox", "--format"):
+            assert value in text, f"{name} {option} {value} is not offered"
