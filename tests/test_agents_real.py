@@ -195,7 +195,7 @@ def codex_config(kg: Kugetsu, cli_bin: Path, api: MockAPI, cap: int = 3) -> None
     codex_home.mkdir(exist_ok=True)
     (codex_home / "config.toml").write_text(
         'model_provider = "mock"\nmodel = "mock-model"\n'
-        '[analytics]\nenabled = false\n[otel]\nmetrics_exporter = "none"\n'
+        '[analytics]\nenabled = false\n[otel]\nmetrics_exporter = "none"\n[features]\nplugins = false\n'
         f'[model_providers.mock]\nname = "mock"\nbase_url = "{api.url}/v1"\nenv_key = "MOCK_API_KEY"\n'
         'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
     )
