@@ -83,6 +83,7 @@ class Hook:
 
 
 CAP_MODES = ("fixed", "suggest", "auto")
+ON_FULL = ("queue", "reject")
 PRESSURE_MODES = ("off", "pause_newest")
 
 
@@ -100,6 +101,8 @@ class Config:
     kill_grace: float = 10.0
     max_log: float = 50.0 * 2**20
     on_interrupt: str = "requeue"
+    max_queued: int | None = None  # None: no bound on the queue
+    mcp_on_full: str = "queue"  # an MCP add_task when every slot is taken: queue it, or "reject"
     worktree_setup: tuple[str, ...] = ()
     worktree_base: str | None = None
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
@@ -258,8 +261,8 @@ def _name(value: Any) -> str:
 
 def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
     r = _Reader(path)
-    r.table(data, "", {"default_agent", "capacity", "queue", "agents", "repos", "worktree", "hooks"})
-    for section in ("capacity", "queue", "agents", "repos", "worktree"):
+    r.table(data, "", {"default_agent", "capacity", "queue", "agents", "repos", "worktree", "hooks", "mcp"})
+    for section in ("capacity", "queue", "agents", "repos", "worktree", "mcp"):
         if section in data and not isinstance(data[section], dict):
             raise r.fail(f"[{section}]", "a table", data[section])
     capacity = data.get("capacity", {})
@@ -268,8 +271,18 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
     r.table(
         queue,
         "[queue]",
-        {"max_attempts", "retry_backoff", "expire_after", "kill_grace", "max_log", "on_interrupt"},
+        {
+            "max_attempts",
+            "retry_backoff",
+            "expire_after",
+            "kill_grace",
+            "max_log",
+            "on_interrupt",
+            "max_queued",
+        },
     )
+    mcp = data.get("mcp", {})
+    r.table(mcp, "[mcp]", {"on_full"})
     d = Config()
     agents = dict(d.agents)
     for name, spec in data.get("agents", {}).items():
@@ -389,6 +402,8 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
         on_interrupt=r.get(
             queue, q, "on_interrupt", _one_of("requeue", "fail"), '"requeue" or "fail"', d.on_interrupt
         ),
+        max_queued=r.get(queue, q, "max_queued", _positive_int, whole, d.max_queued),
+        mcp_on_full=r.get(mcp, "[mcp]", "on_full", _one_of(*ON_FULL), '"queue" or "reject"', d.mcp_on_full),
         worktree_setup=r.get(
             worktree, "[worktree]", "setup", _argv_or_none, 'a list of strings like ["npm", "ci"]', ()
         ),

@@ -41,12 +41,20 @@ _DURATION = 'expected a duration like "90s", "10m" or "24h"'
 class Intake:
     """Checks new tasks against one config and store.
 
-    Keep one Intake for a batch (a JSON-lines file): each repo path is resolved once."""
+    Keep one Intake for a batch (a JSON-lines file): each repo path is resolved once.
+    Tasks added from inside a running agent of this home record that task as their parent."""
 
-    def __init__(self, config: Config, store: Store, cwd: Callable[[], str] = os.getcwd) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        cwd: Callable[[], str] = os.getcwd,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
         self.config = config
         self.store = store
         self.cwd = cwd
+        self.parent = caller_task(store, environ)
         self._repos: dict[tuple[str, bool], str] = {}
 
     def task(self, spec: Spec, where: str = "", *, typed: bool = True) -> NewTask:
@@ -92,6 +100,7 @@ class Intake:
             base=base,
             after=after,
             after_any=_flag(spec, "after_any"),
+            parent=self.parent,
         )
 
     def _agent(self, value: object, prompt: str) -> str:
@@ -134,6 +143,20 @@ class Intake:
                 raise UsageError(f"after: no task {found} (expected an id listed by `kugetsu status`)")
             ids.append(found)
         return tuple(ids)
+
+
+def caller_task(store: Store, environ: Mapping[str, str] = os.environ) -> int | None:
+    """The task whose agent is running this process, if it is one of this store's: every
+    agent gets KUGETSU_TASK_ID and KUGETSU_HOME, and whatever it starts inherits them."""
+    found = parse_task_id(environ.get("KUGETSU_TASK_ID", ""))
+    home = environ.get("KUGETSU_HOME")
+    if found is None or not home:
+        return None
+    try:
+        same_home = Path(home).expanduser().resolve() == store.path.parent.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return found if same_home and store.get(found) is not None else None
 
 
 def parse_task_id(text: str) -> int | None:

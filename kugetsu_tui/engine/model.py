@@ -149,6 +149,7 @@ class Task:
     key: str | None = None  # idempotency key: one queued or live task per key
     base: str | None = None  # the branch or commit its worktree starts from (None: HEAD)
     after_any: bool = False  # run after its dependencies settle, whatever their outcome
+    parent: int | None = None  # the task whose agent added this one (KUGETSU_TASK_ID), if any
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Measured usage for status --json, or None when nothing was measured."""
@@ -195,6 +196,7 @@ class Task:
             "not_before": iso(self.not_before),
             "key": self.key,
             "base": self.base,
+            "parent": self.parent,
         }
 
     def replace(self, **changes: Any) -> Task:
@@ -216,6 +218,17 @@ class NewTask:
     base: str | None = None
     after: tuple[int, ...] = ()
     after_any: bool = False
+    parent: int | None = None
+
+
+class AddRefused(Exception):
+    """A new task the queue will not take: `code` is "queue-full" ([queue] max_queued
+    reached) or "max-live-workers" (every slot taken, and the caller asked to fail closed
+    rather than queue). Nothing was queued."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
