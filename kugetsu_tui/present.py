@@ -137,12 +137,14 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
             cooling=cooldowns_from_facts(facts),
         ),
     )
+    children = store.children()
     rows = []
     for task in tasks:
         row = task.to_json()
         row["position"] = view.position.get(task.id)
         row["wait_reason"] = view.wait_reason.get(task.id)
         row["usage"] = task.usage(now)
+        row["children"] = children.get(task.id, [])
         rows.append(row)
     return {
         "cap": cap,
@@ -158,3 +160,25 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
         "counts": {str(s): counts[s] for s in State},
         "tasks": rows,
     }
+
+
+def lineage(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:
+    """`status --json` rows as a tree, depth first: (depth, row) with each task's children
+    (its `children` ids, in id order) right after it. A task whose parent is not among the
+    rows is a root; roots keep the order they came in."""
+    by_id = {row["id"]: row for row in rows}
+    out: list[tuple[int, Mapping[str, Any]]] = []
+    seen: set[int] = set()
+    for root in rows:
+        if root.get("parent") in by_id:
+            continue
+        stack: list[tuple[int, Mapping[str, Any]]] = [(0, root)]
+        while stack:  # a stack, not recursion: a chain of delegations may be long
+            depth, row = stack.pop()
+            if row["id"] in seen:
+                continue
+            seen.add(row["id"])
+            out.append((depth, row))
+            kids = [by_id[c] for c in row.get("children") or () if c in by_id]
+            stack.extend((depth + 1, kid) for kid in reversed(kids))
+    return out
