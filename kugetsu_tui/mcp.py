@@ -140,10 +140,18 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "cancel_task": (
         "Cancel a task: a queued one is dropped at once, a live one is ended (its whole process "
-        "group, SIGTERM then SIGKILL) by the supervisor. Cancelled tasks are never retried.",
+        "group, SIGTERM then SIGKILL) by the supervisor. Cancelled tasks are never retried. With "
+        "children = true, the tasks it added that are still queued (and theirs) are cancelled too; "
+        "live children keep running unless cancelled by id.",
         {
             "type": "object",
-            "properties": {"id": _ID},
+            "properties": {
+                "id": _ID,
+                "children": {
+                    "type": "boolean",
+                    "description": "Also cancel its queued descendants (default false).",
+                },
+            },
             "required": ["id"],
             "additionalProperties": False,
         },
@@ -225,12 +233,18 @@ class Tools:
         row["result"] = self._result(State(row["state"]), task_id)
         return row
 
-    def cancel_task(self, task_id: int) -> dict[str, Any]:
+    def cancel_task(self, task_id: int, children: bool) -> dict[str, Any]:
         with self._open() as (_, store, control):
-            [outcome] = control.cancel([task_id])
+            queued_kids = _queued_descendants(store, task_id) if children else []
+            outcome, *kids = control.cancel([task_id, *queued_kids])
             done = control.wait_for(outcome)
             task = store.get(task_id)
-        return {"id": task_id, "message": done.message, "state": str(task.state) if task else None}
+        return {
+            "id": task_id,
+            "message": done.message,
+            "state": str(task.state) if task else None,
+            "children_cancelled": [k.task_id for k in kids if k.ok],
+        }
 
     def task_log(self, task_id: int, lines: int) -> dict[str, Any]:
         with self._open() as (_, store, _):
@@ -386,6 +400,19 @@ def _ids_arg(value: object) -> list[int]:
     return [task_id_arg(item, "ids") for item in value]
 
 
+def _queued_descendants(store: Store, task_id: int) -> list[int]:
+    """The queued tasks among task_id's children, their children and so on."""
+    found: list[int] = []
+    level = [task_id]
+    seen = set(level)
+    while level:
+        below = [c for kids in store.children(level).values() for c in kids if c not in seen]
+        seen.update(below)
+        found += [c for c in below if (t := store.get(c)) is not None and t.state is State.QUEUED]
+        level = below
+    return found
+
+
 def _known(store: Store, task_id: int) -> Task:
     task = store.get(task_id)
     if task is None:
@@ -482,8 +509,10 @@ def build_server(tools: Tools) -> MCPServer[Any]:
     def get_task(id: Any = None) -> CallToolResult:
         return _answer(lambda: tools.get_task(task_id_arg(id)))
 
-    def cancel_task(id: Any = None) -> CallToolResult:
-        return _answer(lambda: tools.cancel_task(task_id_arg(id)))
+    def cancel_task(id: Any = None, children: Any = None) -> CallToolResult:
+        if children is not None and not isinstance(children, bool):
+            return _error(f"children: expected true or false, got {children!r}")
+        return _answer(lambda: tools.cancel_task(task_id_arg(id), bool(children)))
 
     def task_log(id: Any = None, lines: Any = None) -> CallToolResult:
         return _answer(

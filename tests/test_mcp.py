@@ -268,8 +268,30 @@ async def test_cancel_task_and_its_mistakes(kg: Kugetsu) -> None:
         added = await call(session, "add_task", prompt="ok")
         cancelled = await call(session, "cancel_task", id=added["id"])
         again = await fails(session, "cancel_task", id=added["id"])
-    assert cancelled == {"id": added["id"], "message": "cancelled", "state": "cancelled"}
+    assert cancelled == {
+        "id": added["id"],
+        "message": "cancelled",
+        "state": "cancelled",
+        "children_cancelled": [],
+    }
     assert again.startswith(f"task {added['id']} is cancelled; only ") and again.endswith(" can be cancelled")
+
+
+async def test_cancelling_a_parent_can_take_its_queued_children_along(kg: Kugetsu) -> None:
+    parent = kg.add(script(["ok"]))
+    async with planner(kg, KUGETSU_TASK_ID=str(parent)) as session:
+        kids = [(await call(session, "add_task", prompt=f"say {n}"))["id"] for n in range(2)]
+    async with planner(kg, KUGETSU_TASK_ID=str(kids[0])) as session:
+        grandchild = (await call(session, "add_task", prompt="say deeper"))["id"]
+    kg.main("hold", str(kids[1]))
+    unrelated = kg.add(script(["ok"]))
+    async with planner(kg) as session:
+        done = await call(session, "cancel_task", id=parent, children=True)
+    assert done["state"] == "cancelled"
+    assert sorted(done["children_cancelled"]) == sorted([*kids, grandchild])
+    states = {i: t["state"] for i, t in kg.tasks().items()}
+    assert [states[i] for i in (parent, *kids, grandchild)] == ["cancelled"] * 4
+    assert states[unrelated] == "queued"
 
 
 BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
@@ -303,6 +325,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("get_task", {"id": 10**30}, "id: expected a task id (a whole number >= 1), got 1000000"),
     ("get_task", {"id": 42}, "no task 42 (expected an id listed by `kugetsu status`)"),
     ("cancel_task", {"id": False}, "id: expected a task id (a whole number >= 1), got False"),
+    ("cancel_task", {"id": 1, "children": "all"}, "children: expected true or false, got 'all'"),
     ("task_log", {"id": 42}, "no task 42"),
     ("task_log", {"id": 1, "lines": 0}, "lines: expected a whole number from 1 to 2000, got 0"),
     ("task_log", {"id": 1, "lines": "ten"}, "lines: expected a whole number from 1 to 2000, got 'ten'"),
