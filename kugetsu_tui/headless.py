@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from kugetsu_tui.config import Config
+from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import Event
 from kugetsu_tui.engine.text import one_line, printable

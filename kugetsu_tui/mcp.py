@@ -29,7 +29,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent
 
 from kugetsu_tui import __version__
-from kugetsu_tui.config import Config, load_config
+from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.intake import Intake, caller_task, parse_task_id

@@ -10,7 +10,7 @@ from conftest import make_repo
 from textual.app import App
 from textual.widgets import Input, Label, Select
 
-from kugetsu_tui.config import load_config
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
@@ -82,10 +82,10 @@ def test_the_form_gives_numbers_as_text(intake: Intake) -> None:
     assert (task.priority, task.max_attempts) == (7, 2)
     assert (
         refused(intake, {**spec, "priority": "high"}, typed=False)
-        == "priority: expected a whole number, got 'high'"
+        == "priority: expected a whole number from -1000000 to 1000000, got 'high'"
     )
     # From JSON a number in quotes stays a mistake.
-    assert refused(intake, spec) == "priority: expected a whole number, got ' 7 '"
+    assert refused(intake, spec) == "priority: expected a whole number from -1000000 to 1000000, got ' 7 '"
 
 
 def test_after_names_tasks_that_exist(intake: Intake) -> None:
@@ -101,7 +101,9 @@ def test_after_names_tasks_that_exist(intake: Intake) -> None:
 def test_json_lines_name_the_line_of_the_first_mistake(intake: Intake) -> None:
     good = '{"prompt": "x", "no_worktree": true}'
     assert len(intake.json_lines(f"{good}\n\n{good}\n", "t.jsonl")) == 2
-    with pytest.raises(UsageError, match=r"^t.jsonl:3: max_attempts: expected a whole number >= 1, got 0$"):
+    with pytest.raises(
+        UsageError, match=r"^t.jsonl:3: max_attempts: expected a whole number from 1 to 1000, got 0$"
+    ):
         intake.json_lines(f'{good}\n\n{{"prompt": "y", "no_worktree": true, "max_attempts": 0}}\n', "t.jsonl")
     with pytest.raises(UsageError, match=r"^t.jsonl:1: unknown key 'colour'"):
         intake.json_lines('{"prompt": "x", "colour": 1}', "t.jsonl")

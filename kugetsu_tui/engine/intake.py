@@ -9,13 +9,13 @@ returns a `NewTask` or raises `UsageError`; never writes to the store.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from kugetsu_tui.config import AgentConfig, Config, parse_duration
+from kugetsu_tui.engine.config import AgentConfig, Config
+from kugetsu_tui.engine.config.kinds import ATTEMPTS, PRIORITY, TASK_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import ConfigError, UsageError
@@ -35,7 +35,6 @@ ADD_KEYS = (
     "base",
 )
 Spec = Mapping[str, object]
-_DURATION = 'expected a duration like "90s", "10m" or "24h"'
 
 
 class Intake:
@@ -81,7 +80,7 @@ class Intake:
         # Checked in this order, so the first mistake of several is the one reported.
         prompt = _prompt(spec.get("prompt"))
         agent = self._agent(spec.get("agent"), prompt)
-        priority = _whole(spec.get("priority", 0), "priority", typed=typed)
+        priority = _whole(spec.get("priority", 0), "priority", PRIORITY, typed=typed)
         max_attempts = self._attempts(spec.get("max_attempts"), typed)
         timeout = _timeout(spec.get("timeout"))
         no_worktree = _flag(spec, "no_worktree")
@@ -116,7 +115,7 @@ class Intake:
     def _attempts(self, value: object, typed: bool) -> int:
         # `is None`, not `or`: an explicit 0 is a mistake to report, not a default.
         attempts = self.config.max_attempts if value is None else value
-        return _whole(attempts, "max_attempts", typed=typed, least=1)
+        return _whole(attempts, "max_attempts", ATTEMPTS, typed=typed)
 
     def _repo(self, value: object, no_worktree: bool) -> str:
         if value is not None and not isinstance(value, str):
@@ -162,9 +161,12 @@ def caller_task(store: Store, environ: Mapping[str, str] = os.environ) -> int | 
 def parse_task_id(text: str) -> int | None:
     """A task id written as text (a whole number >= 1 that SQLite can hold), or None."""
     text = text.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:  # ids stay far below 10**18
+    if not (text.isascii() and text.isdigit()):
         return None
-    return int(text) or None
+    try:
+        return TASK_ID.parse(text)
+    except ValueError:
+        return None
 
 
 @contextmanager
@@ -236,28 +238,23 @@ def _fits_argv(prompt: str) -> None:
         )
 
 
-def _whole(value: object, name: str, *, typed: bool, least: int | None = None) -> int:
+def _whole(value: object, name: str, kind: Whole, *, typed: bool) -> int:
     if not typed and isinstance(value, str):
         with suppress(ValueError):  # not a number: reported below with the text as given
             value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
-        bound = "" if least is None else f" >= {least}"
-        raise UsageError(f"{name}: expected a whole number{bound}, got {value!r}")
-    return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}: expected {kind.expected}, got {value!r}") from None
 
 
 def _timeout(value: object) -> float | None:
     if value is None:
         return None
     try:
-        if isinstance(value, bool):
-            raise ValueError
-        seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-    except ValueError:
-        raise UsageError(f"timeout: {_DURATION}, got {value!r}") from None
-    if not 0 < seconds < math.inf:  # JSON lines may say NaN or Infinity
-        raise UsageError(f"timeout: {_DURATION}, got {value!r}")
-    return seconds
+        return TIMEOUT(value)  # refuses bools, NaN, infinity and anything past the bound
+    except (TypeError, ValueError):
+        raise UsageError(f"timeout: expected {TIMEOUT.expected}, got {value!r}") from None
 
 
 def _flag(spec: Spec, name: str) -> bool:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from kugetsu_tui.config import Config
 from kugetsu_tui.engine.capacity import Machine, Smoother, Suggestion, TreeMeter
+from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor
 from kugetsu_tui.engine.executor.local import LocalExecutor
 from kugetsu_tui.engine.home import Home
