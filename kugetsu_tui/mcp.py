@@ -37,7 +37,7 @@ from kugetsu_tui.engine.model import AddRefused, State, Task
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import UsageError
-from kugetsu_tui.present import status_report, supervisor_facts
+from kugetsu_tui.present import Selection, status_report, status_summary, supervisor_facts
 
 WAIT_MAX = 3600.0  # seconds one wait_tasks call may last
 WAIT_DEFAULT = 60.0
@@ -212,7 +212,7 @@ class Tools:
             if config.mcp_on_full == "reject":
                 refuse_at = int(supervisor_facts(store, self.home, time.time()).get("cap", config.cap))
             [task_id] = control.add([new], max_queued=config.max_queued, refuse_at_cap=refuse_at)
-            report = status_report(store, self.home, config, time.time())
+            report = _report(store, self.home, config, task_id)
         row = _row(report, task_id)
         return {
             "id": task_id,
@@ -228,7 +228,7 @@ class Tools:
     def get_task(self, task_id: int) -> dict[str, Any]:
         with self._open() as (config, store, _):
             _known(store, task_id)
-            report = status_report(store, self.home, config, time.time())
+            report = _report(store, self.home, config, task_id)
         row = _row(report, task_id)
         row["result"] = self._result(State(row["state"]), task_id)
         return row
@@ -261,8 +261,7 @@ class Tools:
 
     def queue_status(self) -> dict[str, Any]:
         with self._open() as (config, store, _):
-            report = status_report(store, self.home, config, time.time())
-        del report["tasks"]
+            report, _running = status_summary(store, self.home, config, time.time())
         report["max_queued"] = config.max_queued
         report["on_full"] = config.mcp_on_full
         return report
@@ -418,6 +417,11 @@ def _known(store: Store, task_id: int) -> Task:
     if task is None:
         raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
     return task
+
+
+def _report(store: Store, home: Home, config: Config, task_id: int) -> dict[str, Any]:
+    """The status report with this one task's row (read by id, not the whole queue)."""
+    return status_report(store, home, config, time.time(), Selection(ids=frozenset({task_id}), limit=None))
 
 
 def _row(report: Mapping[str, Any], task_id: int) -> dict[str, Any]:
