@@ -33,7 +33,7 @@ from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.intake import Intake, caller_task, parse_task_id
-from kugetsu_tui.engine.model import AddRefused, State, Task
+from kugetsu_tui.engine.model import State, Task
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import UsageError
@@ -464,7 +464,7 @@ def _answer(work: Any) -> CallToolResult:
     """Run one tool's work: its value, or the one-line message of a mistake as a tool error."""
     try:
         return _reply(work())
-    except (UsageError, AddRefused) as err:
+    except UsageError as err:  # AddRefused is one too
         return _error(str(err))
 
 

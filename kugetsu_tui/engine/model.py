@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from kugetsu_tui.errors import UsageError
+
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -221,10 +223,11 @@ class NewTask:
     parent: int | None = None
 
 
-class AddRefused(Exception):
+class AddRefused(UsageError):
     """A new task the queue will not take: `code` is "queue-full" ([queue] max_queued
     reached) or "max-live-workers" (every slot taken, and the caller asked to fail closed
-    rather than queue). Nothing was queued."""
+    rather than queue). Nothing was queued. A UsageError, so every face reports it as one
+    line; the CLI gives it an exit code of its own (3): the same add may succeed later."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
