@@ -230,7 +230,7 @@ class Tools:
             _known(store, task_id)
             report = _report(store, self.home, config, task_id)
         row = _row(report, task_id)
-        row["result"] = self._result(State(row["state"]), task_id)
+        row["result"] = self.result(State(row["state"]), task_id)
         return row
 
     def cancel_task(self, task_id: int, children: bool) -> dict[str, Any]:
@@ -279,7 +279,7 @@ class Tools:
             raise
         return Watch(self, store, config, ids, caller_task(store, self.environ))
 
-    def _result(self, state: State, task_id: int) -> str | None:
+    def result(self, state: State, task_id: int) -> str | None:
         """The end of a settled task's output: what its agent said last."""
         if not state.is_settled:
             return None
@@ -327,7 +327,7 @@ class Watch:
                     "state": str(task.state),
                     "exit_code": task.exit_code,
                     "reason": task.reason,
-                    "result": self.tools._result(task.state, task_id),
+                    "result": self.tools.result(task.state, task_id),
                 }
             )
         return {**outcome, "timed_out": timed_out, "tasks": rows}
