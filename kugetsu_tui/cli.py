@@ -411,12 +411,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"kugetsu demo: the sandbox stays in {where}; look again with  kugetsu --home {again}")
         return code
     from kugetsu_tui.demo import run_demo
+    from kugetsu_tui.headless import run_headless
 
     return run_demo(
         home=Path(args.home).expanduser() if args.home else None,
         headless=args.headless,
         tasks=args.tasks,
         as_json=args.json,
+        run_headless=run_headless,
     )
 
 
