@@ -16,12 +16,13 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     if unknown:
         known = ", ".join(t.value for t in EventType)
         raise UsageError(f"--type: unknown event type {unknown[0]!r} (expected one of: {known})")
+    wanted = {EventType(t) for t in args.type or ()}
     since = args.since
     while True:
         events = ctx.store.events(since=since, task_id=args.task)
         for event in events:
             since = event.id
-            if args.type and event.type not in args.type:
+            if wanted and event.type not in wanted:
                 continue
             print(event.to_line(), flush=True)
         if not args.follow:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kugetsu_tui.commands.context import Context, print_outcomes
 from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, NewTask
+from kugetsu_tui.engine.model import ActionResult, CapMode, NewTask
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
 
@@ -78,6 +78,6 @@ def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:
             raise UsageError("give either a cap N or --accept, not both")
         report = status_report(ctx.store, ctx.home, ctx.config, time.time())
         args.cap = report["suggested_cap"]
-    if ctx.config.cap_mode == "auto":
+    if ctx.config.cap_mode == CapMode.AUTO:
         print("note: [capacity] mode is auto, so the advisor will keep setting the cap", file=sys.stderr)
     return print_outcomes(ctx, [ctx.control.set_cap(args.cap)])

@@ -54,7 +54,7 @@ EOF_GRACE = 0.2  # s to wait for the stderr pipe to close once everything of a h
 _scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kugetsu-hooks")
 
 
-def summary_text(counts: Counter[str]) -> str:
+def summary_text(counts: Counter[EventType]) -> str:
     return ", ".join(f"{n} {SUMMARY_WORDS.get(kind, kind)}" for kind, n in counts.most_common())
 
 

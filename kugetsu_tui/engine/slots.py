@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kugetsu_tui.engine.model import State, Task
+from kugetsu_tui.engine.model import BAD_ENDINGS, State, Task
 
 MAX_BACKOFF = 3600.0
 
@@ -50,11 +50,10 @@ class Constraints:
     repo_live: Mapping[str, int] = field(default_factory=dict)
 
 
-_BAD_ENDS = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
-
-
 def unmet_dependencies(task: Task, deps: Sequence[tuple[int, State]]) -> list[tuple[int, State]]:
-    return [(d, st) for d, st in deps if not (st is State.SUCCEEDED or (task.after_any and st in _BAD_ENDS))]
+    return [
+        (d, st) for d, st in deps if not (st is State.SUCCEEDED or (task.after_any and st in BAD_ENDINGS))
+    ]
 
 
 def explain_queue(

@@ -41,6 +41,7 @@ from kugetsu_tui.engine.config.kinds import (
     parse_duration,
     parse_size,
 )
+from kugetsu_tui.engine.model import CapMode, EventType, MemoryPressure, OnInterrupt, PromptVia
 from kugetsu_tui.errors import ConfigError
 
 __all__ = [
@@ -82,14 +83,14 @@ class AgentConfig:
     rate_limit: tuple[str, ...] = _AGENT["rate_limit"]
     cooldown: float = _AGENT["cooldown"]
     cooldown_max: float = _AGENT["cooldown_max"]
-    prompt_via: str = _AGENT["prompt_via"]
+    prompt_via: PromptVia = _AGENT["prompt_via"]
 
 
 @dataclass(frozen=True, slots=True)
 class Hook:
     """A command run with an event's JSON on stdin (never on its command line)."""
 
-    on: tuple[str, ...]
+    on: tuple[EventType, ...]
     command: tuple[str, ...]
     timeout: float = _HOOK["timeout"]
     debounce: float = _HOOK["debounce"]  # > 0: one summary event for everything in that window
@@ -98,17 +99,17 @@ class Hook:
 @dataclass(frozen=True, slots=True)
 class Config:
     cap: int = _TOP["cap"]
-    cap_mode: str = _TOP["cap_mode"]
+    cap_mode: CapMode = _TOP["cap_mode"]
     cap_min: int = _TOP["cap_min"]
     cap_max: int = _TOP["cap_max"]
     memory_reserve: float = _TOP["memory_reserve"]
-    memory_pressure: str = _TOP["memory_pressure"]
+    memory_pressure: MemoryPressure = _TOP["memory_pressure"]
     max_attempts: int = _TOP["max_attempts"]
     retry_backoff: float = _TOP["retry_backoff"]
     expire_after: float = _TOP["expire_after"]
     kill_grace: float = _TOP["kill_grace"]
     max_log: float = _TOP["max_log"]
-    on_interrupt: str = _TOP["on_interrupt"]
+    on_interrupt: OnInterrupt = _TOP["on_interrupt"]
     worktree_setup: tuple[str, ...] = _TOP["worktree_setup"]
     worktree_base: str | None = _TOP["worktree_base"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
