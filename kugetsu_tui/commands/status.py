@@ -36,6 +36,28 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     recent = None if args.all or args.state else 5  # a person sees the last few successes
     selection = Selection(states, ids, args.limit or STATUS_LIMIT, recent_succeeded=recent)
     report = status_report(ctx.store, ctx.home, ctx.config, now, selection)
+    _print_summary(report)
+    _print_table(report, now)
+    return 0
+
+
+def _print_table(report: dict[str, Any], now: float) -> None:
+    """Live first (newest first), then the queue in admission order, then ended tasks
+    (newest first): the report reads them in that order and no further than the limit."""
+    shown = report["tasks"]
+    if not shown:
+        print('no tasks (add one: kugetsu add "...")')
+        return
+    width = max(len(str(r["id"])) for r in shown)
+    print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
+    for r in shown:
+        print(_status_row(r, width, now))
+    if report["more"]:
+        print(f"… and {report['more']} more (--limit N, --all, or --json --all for every task)")
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    """The lines above the table: live against the cap, counts, the advisor, notes."""
     counts = report["counts"]
     sup = report["supervisor_pid"]
     parts = [
@@ -57,19 +79,6 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     for key in ("admission_blocked", "config_error"):
         if report[key]:
             print(f"note: {one_line(report[key])}")
-    # Live first (newest first), then the queue in admission order, then ended tasks
-    # (newest first): the report reads them in that order and no further than the limit.
-    shown = report["tasks"]
-    if not shown:
-        print('no tasks (add one: kugetsu add "...")')
-        return 0
-    width = max(len(str(r["id"])) for r in shown)
-    print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
-    for r in shown:
-        print(_status_row(r, width, now))
-    if report["more"]:
-        print(f"… and {report['more']} more (--limit N, --all, or --json --all for every task)")
-    return 0
 
 
 def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:

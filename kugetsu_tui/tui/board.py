@@ -130,24 +130,9 @@ class BoardReader:
             self.versions = [v + 1 for v in self.versions]
             self.deps = self.store.dependencies([t.id for t in self.queued])
             return True
-        changed = self.store.changed_since(self._high_water - OVERLAP)
-        in_window = {t.id for t in self.queued}
-        queue_moved = False
-        active_moved = failed_moved = False
-        for task in changed:
-            self._high_water = max(self._high_water, task.updated_at)
-            active_moved |= task.state.is_live or task.id in self.active
-            failed_moved |= task.state in BAD_ENDINGS or task.id in self.failed
-            if task.state.is_live:
-                self.active[task.id] = task
-            else:
-                self.active.pop(task.id, None)
-            if task.state in BAD_ENDINGS:
-                self.failed[task.id] = task
-            else:
-                self.failed.pop(task.id, None)
-            if task.state is State.QUEUED or task.id in in_window:
-                queue_moved = True
+        active_moved, queue_moved, failed_moved = self._apply(
+            self.store.changed_since(self._high_water - OVERLAP)
+        )
         self._trim_failed()
         counts = self.store.counts()
         if queue_moved or counts[State.QUEUED] != self.counts[State.QUEUED]:
@@ -158,6 +143,26 @@ class BoardReader:
         self.counts = counts
         self.deps = self.store.dependencies([t.id for t in self.queued])
         return True
+
+    def _apply(self, changed: list[Task]) -> tuple[bool, bool, bool]:
+        """Sort changed tasks into the active and failed maps; which panes (active, queued,
+        failed) they may have moved."""
+        in_window = {t.id for t in self.queued}
+        active_moved = queue_moved = failed_moved = False
+        for task in changed:
+            self._high_water = max(self._high_water or 0.0, task.updated_at)
+            active_moved |= task.state.is_live or task.id in self.active
+            failed_moved |= task.state in BAD_ENDINGS or task.id in self.failed
+            queue_moved |= task.state is State.QUEUED or task.id in in_window
+            if task.state.is_live:
+                self.active[task.id] = task
+            else:
+                self.active.pop(task.id, None)
+            if task.state in BAD_ENDINGS:
+                self.failed[task.id] = task
+            else:
+                self.failed.pop(task.id, None)
+        return active_moved, queue_moved, failed_moved
 
     def _load_all(self) -> None:
         self.active = {t.id: t for t in self.store.live()}

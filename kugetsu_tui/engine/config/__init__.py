@@ -184,25 +184,9 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
     values = r.read({k: v for k, v in data.items() if k not in TABLES}, TOP, "")
     for name, table in SECTIONS.items():
         values |= r.read(data.get(name, {}), table, table.header)
-    agents = {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
-    raw_agents = data.get("agents", {})
-    if not isinstance(raw_agents, dict):
-        raise r.error("[agents]", f"expected a table, got {raw_agents!r}")
-    for name, spec in raw_agents.items():
-        base = {"command": agents[name].command} if name in agents else None
-        agents[name] = AgentConfig(name, **r.read(spec, AGENT, f"[agents.{name}]", base))
-    repos = data.get("repos", {})
-    if not isinstance(repos, dict):
-        raise r.error("[repos]", f"expected a table, got {repos!r}")
-    repo_max_live = {}
-    for repo, spec in repos.items():
-        limit = r.read(spec, REPO, f'[repos."{repo}"]')["max_live"]
-        if limit is not None:
-            repo_max_live[str(Path(repo).expanduser().resolve())] = limit
-    raw_hooks = data.get("hooks", [])
-    if not isinstance(raw_hooks, list):
-        raise r.error("[[hooks]]", f"expected an array of tables ([[hooks]]), got {raw_hooks!r}")
-    hooks = tuple(Hook(**r.read(spec, HOOK, f"[[hooks]] #{n}")) for n, spec in enumerate(raw_hooks, 1))
+    agents = _agents(r, data.get("agents", {}))
+    repo_max_live = _repo_limits(r, data.get("repos", {}))
+    hooks = _hooks(r, data.get("hooks", []))
     if values["default_agent"] not in agents:
         known = ", ".join(sorted(agents))
         raise r.error(
@@ -213,6 +197,35 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
             "[capacity] min", f"expected at most max ({values['cap_max']}), got {values['cap_min']}"
         )
     return Config(**values, repo_max_live=repo_max_live, hooks=hooks, agents=agents, path=path)
+
+
+def _agents(r: _Reader, raw: Any) -> dict[str, AgentConfig]:
+    """The built-in agents, overridden or joined by the file's [agents.NAME] tables."""
+    agents = {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
+    if not isinstance(raw, dict):
+        raise r.error("[agents]", f"expected a table, got {raw!r}")
+    for name, spec in raw.items():
+        base = {"command": agents[name].command} if name in agents else None
+        agents[name] = AgentConfig(name, **r.read(spec, AGENT, f"[agents.{name}]", base))
+    return agents
+
+
+def _repo_limits(r: _Reader, raw: Any) -> dict[str, int]:
+    """[repos."PATH"] max_live, by the repo's resolved path."""
+    if not isinstance(raw, dict):
+        raise r.error("[repos]", f"expected a table, got {raw!r}")
+    limits = {}
+    for repo, spec in raw.items():
+        limit = r.read(spec, REPO, f'[repos."{repo}"]')["max_live"]
+        if limit is not None:
+            limits[str(Path(repo).expanduser().resolve())] = limit
+    return limits
+
+
+def _hooks(r: _Reader, raw: Any) -> tuple[Hook, ...]:
+    if not isinstance(raw, list):
+        raise r.error("[[hooks]]", f"expected an array of tables ([[hooks]]), got {raw!r}")
+    return tuple(Hook(**r.read(spec, HOOK, f"[[hooks]] #{n}")) for n, spec in enumerate(raw, 1))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
