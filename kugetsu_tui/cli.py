@@ -21,7 +21,7 @@ from kugetsu_tui.commands.context import Context
 from kugetsu_tui.commands.events import cmd_events
 from kugetsu_tui.commands.logs import cmd_logs
 from kugetsu_tui.commands.queue import cmd_add, cmd_cap, task_action
-from kugetsu_tui.commands.run import cmd_demo, cmd_run, cmd_tui
+from kugetsu_tui.commands.run import cmd_demo, cmd_run, cmd_tui, cmd_web
 from kugetsu_tui.commands.status import STATUS_LIMIT, cmd_status
 from kugetsu_tui.engine.config.kinds import ATTEMPTS, CAP, PRIORITY, ROW_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.intake import parse_task_id
@@ -168,6 +168,12 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
 
     tui = sub.add_parser("tui", parents=[common], help="the dashboard (also: kugetsu with no command)")
     tui.set_defaults(func=cmd_tui)
+
+    web = sub.add_parser("web", parents=[common], help="the dashboard in a browser, behind a token")
+    web.add_argument("--host", metavar="H", help="address to listen on (default 127.0.0.1)")
+    web.add_argument("--port", type=bounded(Whole(0, 65535)), metavar="P", help="port (default 8765)")
+    web.add_argument("--token-file", metavar="F", help="file holding the token (default: [web] token_file)")
+    web.set_defaults(func=cmd_web)
 
     run = sub.add_parser("run", parents=[common], help="supervise the queue")
     run.add_argument("--headless", action="store_true", help="no dashboard: print events (for CI)")

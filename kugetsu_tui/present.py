@@ -17,6 +17,10 @@ from kugetsu_tui.engine.model import LIVE_STATES, State, SupervisorFacts, Task, 
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
 
+# Set by `kugetsu web` for each dashboard it serves: the browser's address. Both faces
+# name it, so it lives here, below them.
+BROWSER_ENV = "KUGETSU_BROWSER"
+
 # A symbol per state, so the state reads without colour too.
 STATE_SYMBOL: dict[State, str] = {
     State.QUEUED: "·",

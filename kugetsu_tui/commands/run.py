@@ -17,6 +17,14 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     return run_dashboard(ctx.home, ctx.config)
 
 
+def cmd_web(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.web import run_web, web_options
+
+    options = web_options(ctx.config, args.host, args.port, args.token_file)
+    ctx.store.close()
+    return run_web(ctx.home, ctx.config, ctx.config_path, options)
+
+
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(ctx, args)

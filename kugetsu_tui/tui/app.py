@@ -41,7 +41,7 @@ from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
-from kugetsu_tui.present import supervisor_facts
+from kugetsu_tui.present import BROWSER_ENV, supervisor_facts
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
@@ -329,9 +329,12 @@ class KugetsuApp(App[int]):
 
 def run_dashboard(home: Home, config: Config) -> int:
     """Open the dashboard on `home` (the CLI's entry). Needs a terminal."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and BROWSER_ENV not in os.environ:
         raise UsageError("the dashboard needs a terminal; use --headless to run without one")
     app = KugetsuApp(home, config)
+    if BROWSER_ENV in os.environ:  # the driver is chosen: the agents must not inherit it
+        for name in ("TEXTUAL_DRIVER", "TEXTUAL_FPS", "TEXTUAL_COLOR_SYSTEM"):
+            os.environ.pop(name, None)
     app.run()
     return app.return_code or 0
 
