@@ -12,6 +12,7 @@ import pytest
 from tests.helpers.harness import (  # noqa: F401
     FAKE_AGENT,
     PY,
+    TOKEN_VAR,
     WAIT,
     Kugetsu,
     ended,

@@ -9,8 +9,26 @@ import pytest
 
 # Test files not yet converted still say `from conftest import …`: keep those names
 # importable here until they import from tests.helpers.
-from tests.helpers.snapshots import snapshot_app  # noqa: F401
-from tests.helpers.tui import DashboardHarness, screen_lines, wait_for  # noqa: F401
+from tests.helpers.snapshots import (  # noqa: F401
+    ATTACHED,
+    SNAPSHOT_ROOT,
+    seed_board,
+    snapshot_app,
+    snapshot_home,
+)
+from tests.helpers.tui import (  # noqa: F401
+    FAILER,
+    FIXED_MACHINE,
+    GIB,
+    MIB,
+    SLEEPER,
+    T0,
+    DashboardHarness,
+    fixed_machine,
+    screen_lines,
+    wait_for,
+    write_config,
+)
 from tests.helpers.tui import DashboardHarness as Harness  # noqa: F401
 
 
