@@ -210,7 +210,7 @@ class Tools:
             )
             refuse_at = None
             if config.mcp_on_full == "reject":
-                refuse_at = int(supervisor_facts(store, self.home, time.time()).get("cap", config.cap))
+                refuse_at = _cap_in_force(store, self.home, config)
             [task_id] = control.add([new], max_queued=config.max_queued, refuse_at_cap=refuse_at)
             report = _report(store, self.home, config, task_id)
         row = _row(report, task_id)
@@ -344,8 +344,7 @@ class Watch:
         waiting = [t.id for t in self.tasks.values() if t.state is State.QUEUED and not t.held]
         if not waiting:
             return None, None
-        facts = supervisor_facts(self.store, self.tools.home, time.time())
-        cap = int(facts.get("cap", self.config.cap))
+        cap = _cap_in_force(self.store, self.tools.home, self.config)
         live = self.store.live()
         if len(live) < cap:
             return None, None
@@ -579,3 +578,9 @@ def serve(home: Home, config_path: Path) -> int:
     """Serve MCP on stdin/stdout until stdin closes."""
     build_server(Tools(home, config_path)).run("stdio")
     return 0
+
+
+def _cap_in_force(store: Store, home: Home, config: Config) -> int:
+    """The cap a running supervisor published, else the config's."""
+    facts = supervisor_facts(store, home, time.time())
+    return facts.cap if facts is not None and facts.cap is not None else config.cap
