@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kugetsu, make_repo, wait_until
 
 from kugetsu_tui.engine import agents
+from tests.helpers.harness import Kugetsu, make_repo, wait_until
 from tests.mock_api.server import FILE_NAME, FILE_TEXT, FINAL_TEXT, MockAPI
 
 # The versions the captures under tests/agent_output/ were made with.

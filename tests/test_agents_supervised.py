@@ -5,9 +5,8 @@ reason, other agents run)."""
 
 from __future__ import annotations
 
-from conftest import FAKE_AGENT, PY, Kugetsu, script, wait_until
-
 from kugetsu_tui.engine.agents import Activity, stall_check
+from tests.helpers.harness import FAKE_AGENT, PY, Kugetsu, script, wait_until
 
 
 def test_the_stall_rule() -> None:
