@@ -21,6 +21,7 @@ from kugetsu_tui.engine.config.keys import (
     CAP_MODES,
     CAPACITY,
     EVENT_NAMES,
+    EXECUTOR,
     HOOK,
     PLACEHOLDERS,
     PRESSURE_MODES,
@@ -65,7 +66,7 @@ __all__ = [
     "save_setting",
 ]
 
-_TOP = TOP.defaults() | CAPACITY.defaults() | QUEUE.defaults() | WORKTREE.defaults()
+_TOP = TOP.defaults() | CAPACITY.defaults() | QUEUE.defaults() | WORKTREE.defaults() | EXECUTOR.defaults()
 _AGENT = AGENT.defaults()
 _HOOK = HOOK.defaults()
 DEFAULT_EST_RSS: float = _AGENT["est_rss"]
@@ -111,6 +112,8 @@ class Config:
     on_interrupt: str = _TOP["on_interrupt"]
     worktree_setup: tuple[str, ...] = _TOP["worktree_setup"]
     worktree_base: str | None = _TOP["worktree_base"]
+    executor_kind: str = _TOP["executor_kind"]
+    executor_address: str = _TOP["executor_address"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]

@@ -35,6 +35,7 @@ BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
 }
 CAP_MODES = ("fixed", "suggest", "auto")
 PRESSURE_MODES = ("off", "pause_newest")
+EXECUTOR_KINDS = ("local", "ray")
 EVENT_NAMES = frozenset(str(e) for e in EventType)
 
 
@@ -173,6 +174,27 @@ WORKTREE = Table(
         ),
     ),
 )
+EXECUTOR = Table(
+    "[executor]",
+    (
+        Key(
+            "kind",
+            Choice(EXECUTOR_KINDS),
+            "local",
+            '"local": agents run on this machine. "ray": each attempt runs on a node of a Ray cluster '
+            "(pip install 'kugetsu-tui[ray]'); the queue and the cap stay here.",
+            attr="executor_kind",
+        ),
+        Key(
+            "address",
+            Name('a Ray address like "HEAD:6379", or "auto"'),
+            "auto",
+            'The Ray cluster for kind = "ray": the head\'s HOST:PORT, or "auto" (the cluster this '
+            "machine belongs to).",
+            attr="executor_address",
+        ),
+    ),
+)
 REPO = Table(
     '[repos."PATH"]',
     (Key("max_live", CAP, None, "Live tasks of this repo at once.", example=1),),
@@ -267,6 +289,6 @@ HOOK = Table(
     "hook_failed and never holds up admission.",
     "a table",
 )
-SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE}
+SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE, "executor": EXECUTOR}
 TABLES = frozenset({*SECTIONS, "agents", "repos", "hooks"})
 TOP_KEYS = frozenset({*(k.name for k in TOP.keys), *TABLES})

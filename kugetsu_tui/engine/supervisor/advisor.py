@@ -67,7 +67,8 @@ def _read(sup: Supervisor, roots: list[int], tasks: list[int]) -> tuple[Machine,
 
 
 async def sample_once(sup: Supervisor) -> None:
-    roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited}
+    # (Attempts on other machines have no local pid: their ids are negative.)
+    roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited and p.pid > 0}
     machine, trees = await asyncio.to_thread(_read, sup, list(roots), list(roots.values()))
     now = sup.clock()
     sup.machine = machine
