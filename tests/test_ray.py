@@ -107,11 +107,21 @@ def remote_agents(home: Path) -> list[psutil.Process]:
 
 
 def node_of(kg: Kugetsu, task_id: int) -> dict[str, str] | None:
-    try:
-        found: dict[str, str] = json.loads((kg.home / "runs" / str(task_id) / "node").read_text())
-    except (OSError, ValueError):
-        return None
-    return found
+    """Where `status --json` says the task runs (or last ran)."""
+    node: dict[str, str] | None = kg.task(task_id)["node"]
+    return node
+
+
+def kill_node(cluster: Any, node: Any) -> None:
+    """As if the node's machine died: its Ray processes (raylet and workers) killed at
+    once. The agents it ran are left to the executor's own watchdog, as they would be
+    where only Ray went down."""
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    workers = [p for p in raylet.children(recursive=True) if p.name().startswith("ray::")]
+    cluster.remove_node(node, allow_graceful=False)
+    for proc in workers:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -230,14 +240,13 @@ def test_a_killed_node_interrupts_its_attempt_which_runs_again_elsewhere(
     """Last in the module: it kills the worker node."""
     starts, ends = tmp_path / "starts", tmp_path / "ends"
     rk.write_config(capacity={"cap": 4})
-    ids = [rk.add(script(["record", starts], ["sleep", 4], ["record", ends])) for _ in range(4)]
+    ids = [rk.add(script(["record", starts], ["sleep", 8], ["record", ends])) for _ in range(4)]
     supervisor = rk.start_supervisor()
     head = cluster.head_node.node_id
     for task_id in ids:
         wait_until(lambda t=task_id: node_of(rk, t), f"task {task_id} to be placed")
     victim = next(t for t in ids if node_of(rk, t)["node_id"] != head)  # type: ignore[index]
-    worker = next(n for n in cluster.worker_nodes)
-    cluster.remove_node(worker, allow_graceful=False)
+    kill_node(cluster, next(n for n in cluster.worker_nodes))
     for task_id in ids:
         rk.wait_state(task_id, "succeeded", "failed", timeout=90)
     assert all(rk.task(t)["state"] == "succeeded" for t in ids)

@@ -56,8 +56,8 @@ GIT_ID = ["-c", "user.name=kugetsu", "-c", "user.email=kugetsu@localhost"]
 # lost, the actor killed): an agent whose result can never come back must not run on.
 # $1 the actor's pid, $2 the agent's process group.
 WATCHDOG = r"""
-while kill -0 "$1" 2>/dev/null && kill -0 -- "-$2" 2>/dev/null; do sleep 1; done
-kill -0 "$1" 2>/dev/null || kill -KILL -- "-$2" 2>/dev/null
+while kill -0 "$1" 2>/dev/null && kill -0 "-$2" 2>/dev/null; do sleep 1; done
+kill -0 "$1" 2>/dev/null || kill -KILL "-$2" 2>/dev/null
 exit 0
 """
 
