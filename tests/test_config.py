@@ -49,6 +49,7 @@ def test_every_key_of_every_table_is_in_the_example_under_its_table() -> None:
         "[capacity]": SECTIONS["capacity"],
         "[queue]": SECTIONS["queue"],
         "[worktree]": SECTIONS["worktree"],
+        "[executor]": SECTIONS["executor"],
         '[repos."~/src/app"]': REPO,
         "[agents.opencode]": AGENT,
         "[[hooks]]": HOOK,

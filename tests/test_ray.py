@@ -15,8 +15,11 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +75,15 @@ class RayKugetsu(Kugetsu):
             **sections,
         }
         return super().write_config(**sections)
+
+    def cleanup(self) -> None:
+        """Also the node-local folders of this home's actors (clones, worktrees, logs)."""
+        super().cleanup()
+        from kugetsu_tui.engine.executor.ray import home_id
+        from kugetsu_tui.engine.home import Home
+
+        for left in Path(tempfile.gettempdir()).glob(f"kugetsu-{home_id(Home(self.home))}-*"):
+            shutil.rmtree(left, ignore_errors=True)
 
 
 @pytest.fixture
@@ -211,6 +223,39 @@ def test_cancel_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None:
     rk.wait_state(task, "cancelled")
     wait_until(lambda: not remote_agents(rk.home), "the remote agent to be gone", timeout=10)
     rk.stop_supervisor(supervisor)
+
+
+def test_a_timeout_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None:
+    task = rk.add(
+        script(["ignore-term"], ["say", "working"], ["sleep", 60]), "--timeout", "6s", "--max-attempts", "1"
+    )
+    run = rk.run(timeout=60)
+    assert run.returncode == 1
+    done = rk.task(task)
+    assert done["state"] == "failed" and done["reason"] == "timed out after 6s", done
+    assert not remote_agents(rk.home), "killed after kill_grace, not left running"
+    assert "working" in (rk.home / "runs" / str(task) / "log").read_text(), "its log came back"
+
+
+def test_an_unreachable_cluster_fails_the_attempt_with_a_reason_naming_it(kg: Kugetsu) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once it is closed
+    kg.write_config(executor={"kind": "ray", "address": f"127.0.0.1:{port}"})
+    task = kg.add(script(["ok"]), "--max-attempts", "1")
+    run = kg.run(timeout=60)
+    assert run.returncode == 1
+    reason = kg.task(task)["reason"]
+    assert reason.startswith(f"cannot reach the Ray cluster at 127.0.0.1:{port}"), reason
+
+
+def test_an_unknown_executor_kind_is_a_config_error(kg: Kugetsu) -> None:
+    kg.write_config(executor={"kind": "cloud"})
+    done = kg.cli("status")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "[executor] kind" in done.stderr and '"ray"' in done.stderr, (
+        done.stderr
+    )
 
 
 def test_a_supervisor_killed_with_kill_9_re_adopts_its_running_actor(rk: Kugetsu, tmp_path: Path) -> None:

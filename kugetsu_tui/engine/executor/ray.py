@@ -50,6 +50,8 @@ RESOURCE = "kugetsu_agent"
 POLL_EVERY = 0.2  # seconds between looks at a quiet attempt
 CHUNK = 1 << 20  # the most log one look brings back
 CALL_TIMEOUT = 30.0  # a call to an actor that takes longer is tried again
+RETELL = 1.0  # seconds before the same signal is sent to an attempt again
+CONNECT_TIMEOUT = 3.0  # seconds to wait for the head's port to answer
 GIT_ID = ["-c", "user.name=kugetsu", "-c", "user.email=kugetsu@localhost"]
 
 # Ends the agent's whole process group when the actor's worker process goes away (its node
@@ -298,6 +300,12 @@ class AttemptActor:
 
 
 @dataclass(slots=True)
+class _Progress:
+    node: dict[str, str] | None = None  # where the attempt was last seen running
+    term_at: float | None = None  # when what the agent left behind was asked to end
+
+
+@dataclass(slots=True)
 class _Attempt:
     task_id: int
     attempt: int
@@ -308,6 +316,7 @@ class _Attempt:
     done: bool = False  # ended (or lost), its result fetched and its actor gone
     status: int | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    told: dict[str, float] = field(default_factory=dict)  # signal -> when last sent
 
 
 class RayExecutor:
@@ -346,9 +355,15 @@ class RayExecutor:
         if not self._connected:
             if not ray.is_initialized():
                 options: dict[str, Any] = {}
-                host = self.address.rsplit(":", 1)[0]
-                if host.startswith("127.") or host == "localhost":
-                    options["_node_ip_address"] = "127.0.0.1"
+                if self.address != "auto":
+                    # ray.init waits minutes for a head that does not answer: ask first.
+                    host, _, port = self.address.rpartition(":")
+                    try:
+                        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+                    except (OSError, ValueError) as err:
+                        raise SpawnError(f"cannot reach the Ray cluster at {self.address}: {err}") from None
+                    if host.startswith("127.") or host == "localhost":
+                        options["_node_ip_address"] = "127.0.0.1"
                 try:
                     ray.init(
                         address=self.address,
@@ -422,6 +437,7 @@ class RayExecutor:
         )
         with contextlib.suppress(FileNotFoundError):
             os.unlink(launch.run_dir / "node")
+        os.close(os.open(launch.run_dir / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         # Placement and the worktree happen on the node; the first look waits for them.
         actor.start.remote(remote, bundle)
         self._attempts[pid] = attempt
@@ -494,43 +510,44 @@ class RayExecutor:
         actor and say so. An actor lost (its node died) ends it without a status."""
         ray = _ray()
         exceptions = ray.exceptions
-        log = attempt.run_dir / "log"
-        node = attempt.run_dir / "node"
-        last_node: dict[str, str] | None = None
-        term_at: float | None = None
-        try:
-            while not attempt.stop.is_set():
-                try:
-                    look: Look = ray.get(attempt.actor.look.remote(), timeout=CALL_TIMEOUT)
-                except (exceptions.GetTimeoutError, exceptions.ActorUnavailableError):
-                    continue
-                if look.chunk:
-                    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                    try:
-                        os.write(fd, look.chunk)
-                    finally:
-                        os.close(fd)
-                if look.node != last_node:
-                    last_node = look.node
-                    runner.write_private(node, json.dumps(look.node))
-                if look.exited and look.alive:
-                    # The agent ended but left processes in its group: end them too.
-                    now = time.monotonic()
-                    if term_at is None:
-                        term_at = now
-                        attempt.actor.signal.remote("term")
-                    elif now - term_at > self.kill_grace:
-                        attempt.actor.signal.remote("kill")
-                if look.exited and not look.alive:
-                    self._collect(ray, attempt, look.status)
-                    break
-                if not look.chunk:
-                    attempt.stop.wait(POLL_EVERY)
-        except exceptions.RayActorError:
-            attempt.status = None  # lost with its node: interrupted, to run again
-            attempt.done = True
+        progress = _Progress()
+        while not attempt.stop.is_set() and not attempt.done:
+            try:
+                quiet = self._look(ray, attempt, progress)
+            except exceptions.RayActorError:
+                attempt.status = None  # lost with its node: interrupted, to run again
+                attempt.done = True
+                break
+            except exceptions.RayError:
+                quiet = True  # the cluster is busy or briefly out of reach: look again
+            if quiet:
+                attempt.stop.wait(POLL_EVERY)
         if attempt.done:
             ended()
+
+    def _look(self, ray: Any, attempt: _Attempt, progress: _Progress) -> bool:
+        """One look at the attempt; True if nothing new came."""
+        look: Look = ray.get(attempt.actor.look.remote(), timeout=CALL_TIMEOUT)
+        if look.chunk:
+            fd = os.open(attempt.run_dir / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, look.chunk)
+            finally:
+                os.close(fd)
+        if look.node != progress.node:
+            progress.node = look.node
+            runner.write_private(attempt.run_dir / "node", json.dumps(look.node))
+        if look.exited and look.alive:
+            # The agent ended but left processes in its group: end them too.
+            now = time.monotonic()
+            if progress.term_at is None:
+                progress.term_at = now
+                attempt.actor.signal.remote("term")
+            elif now - progress.term_at > self.kill_grace:
+                attempt.actor.signal.remote("kill")
+        if look.exited and not look.alive:
+            self._collect(ray, attempt, look.status)
+        return not look.chunk
 
     def _collect(self, ray: Any, attempt: _Attempt, status: int | None) -> None:
         """Fetch the result into the task's worktree here, note the exit status, end the actor."""
@@ -572,7 +589,13 @@ class RayExecutor:
 
     def _tell(self, pid: int, what: str) -> None:
         attempt = self._attempts.get(pid)
-        if attempt is not None and not attempt.done:
+        if attempt is None or attempt.done:
+            return
+        # The supervisor repeats a kill on every tick until it learns of the exit, which
+        # here takes a look over the network: one call a second is enough.
+        now = time.monotonic()
+        if now - attempt.told.get(what, -RETELL) >= RETELL:
+            attempt.told[what] = now
             attempt.actor.signal.remote(what)
 
     def terminate(self, task_id: int, pid: int) -> None:
