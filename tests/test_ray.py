@@ -218,6 +218,11 @@ def test_cancel_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None:
     supervisor = rk.start_supervisor()
     rk.wait_state(task, "running")
     wait_until(lambda: remote_agents(rk.home), "the agent to start on a node")
+    # Its process tree is measured on its node, and the reading comes back.
+    usage = wait_until(
+        lambda: (u := rk.task(task)["usage"]) and u["procs"] == 2 and u, "the agent's tree to be measured"
+    )
+    assert usage["rss"] > 2**20, usage  # the wrapper and the agent, on their node
     code, _, err = rk.main("cancel", str(task))
     assert code == 0, err
     rk.wait_state(task, "cancelled")

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine import runner
+from kugetsu_tui.engine.capacity import TreeMeter, TreeUsage
 from kugetsu_tui.engine.config import DEFAULT_EST_RSS, Config
 from kugetsu_tui.engine.executor import Launch
 from kugetsu_tui.engine.home import Home, private_dir
@@ -50,6 +51,7 @@ RESOURCE = "kugetsu_agent"
 POLL_EVERY = 0.2  # seconds between looks at a quiet attempt
 CHUNK = 1 << 20  # the most log one look brings back
 CALL_TIMEOUT = 30.0  # a call to an actor that takes longer is tried again
+MEASURE_EVERY = 2.0  # seconds between readings of an agent's process tree on its node
 RETELL = 1.0  # seconds before the same signal is sent to an attempt again
 CONNECT_TIMEOUT = 3.0  # seconds to wait for the head's port to answer
 GIT_ID = ["-c", "user.name=kugetsu", "-c", "user.email=kugetsu@localhost"]
@@ -120,6 +122,7 @@ class Look:
     status: int | None
     alive: bool  # something of its process group still runs
     node: dict[str, str]
+    usage: TreeUsage | None  # the agent's process tree, measured on its node
 
 
 @contextlib.contextmanager
@@ -148,6 +151,9 @@ class AttemptActor:
         self.started: float | None = None
         self.status: int | None = None
         self.offset = 0
+        self.meter = TreeMeter()
+        self.usage: TreeUsage | None = None
+        self.measured = 0.0
 
     def node(self) -> dict[str, str]:
         ray = _ray()
@@ -246,7 +252,12 @@ class AttemptActor:
             if exited and self.status is None:
                 self.status = runner.read_exit_file(self.run_dir)
             alive = runner.group_alive(self.pid)
-        return Look(chunk, exited, self.status, alive, self.node())
+            now = time.monotonic()
+            if not exited and now - self.measured >= MEASURE_EVERY:
+                # One scan of the process table: not on every look.
+                self.measured = now
+                self.usage = self.meter.sample([self.pid]).get(self.pid, self.usage)
+        return Look(chunk, exited, self.status, alive, self.node(), self.usage)
 
     def signal(self, what: str) -> bool:
         """ "term", "kill", "stop", "cont" to the agent's group, "strays" for what left it."""
@@ -336,6 +347,8 @@ class RayExecutor:
         self._connected = False
         self._bundles: dict[str, Any] = {}  # commit -> the object ref of its bundle
         self._attempts: dict[int, _Attempt] = {}
+        # task -> the latest reading of its agent's tree on its node (the advisor stores it)
+        self.remote_usage: dict[int, TreeUsage] = {}
 
     @classmethod
     def for_config(cls, home: Home, config: Config) -> RayExecutor:
@@ -534,6 +547,10 @@ class RayExecutor:
                 os.write(fd, look.chunk)
             finally:
                 os.close(fd)
+        if look.usage is not None and not look.exited:
+            self.remote_usage[attempt.task_id] = look.usage
+        else:
+            self.remote_usage.pop(attempt.task_id, None)
         if look.node != progress.node:
             progress.node = look.node
             runner.write_private(attempt.run_dir / "node", json.dumps(look.node))
