@@ -327,6 +327,7 @@ class _Attempt:
     done: bool = False  # ended (or lost), its result fetched and its actor gone
     status: int | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    nudge: threading.Event = field(default_factory=threading.Event)  # look again now
     told: dict[str, float] = field(default_factory=dict)  # signal -> when last sent
 
 
@@ -534,7 +535,8 @@ class RayExecutor:
             except exceptions.RayError:
                 quiet = True  # the cluster is busy or briefly out of reach: look again
             if quiet:
-                attempt.stop.wait(POLL_EVERY)
+                attempt.nudge.wait(POLL_EVERY)
+                attempt.nudge.clear()
         if attempt.done:
             ended()
 
@@ -593,6 +595,7 @@ class RayExecutor:
         attempt = self._attempts.get(pid)
         if attempt is not None:
             attempt.stop.set()
+            attempt.nudge.set()
 
     def exit_status(self, task_id: int, pid: int, *, child: bool) -> int | None:
         attempt = self._attempts.get(pid)
@@ -614,6 +617,7 @@ class RayExecutor:
         if now - attempt.told.get(what, -RETELL) >= RETELL:
             attempt.told[what] = now
             attempt.actor.signal.remote(what)
+            attempt.nudge.set()  # its end is seen sooner
 
     def terminate(self, task_id: int, pid: int) -> None:
         self._tell(pid, "term")
