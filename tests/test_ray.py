@@ -136,6 +136,14 @@ def kill_node(cluster: Any, node: Any) -> None:
             proc.kill()
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
 def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -243,9 +251,7 @@ def test_a_timeout_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None
 
 
 def test_an_unreachable_cluster_fails_the_attempt_with_a_reason_naming_it(kg: Kugetsu) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there once it is closed
+    port = free_port()
     kg.write_config(executor={"kind": "ray", "address": f"127.0.0.1:{port}"})
     task = kg.add(script(["ok"]), "--max-attempts", "1")
     run = kg.run(timeout=60)
@@ -272,6 +278,15 @@ def test_a_supervisor_killed_with_kill_9_re_adopts_its_running_actor(rk: Kugetsu
     wait_until(lambda: records(starts), "the agent to start")
     first.send_signal(signal.SIGKILL)
     first.wait(10)
+    # Pointed at no cluster, a supervisor cannot tell whether the actor runs: it refuses
+    # to start rather than run the task again.
+    port = free_port()
+    rk.write_config(executor={"kind": "ray", "address": f"127.0.0.1:{port}"})
+    refused = rk.run(timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in refused.stderr, refused.stderr
+    assert rk.task(task)["state"] == "running"
+    rk.write_config()
     second = rk.start_supervisor()
     wait_until(
         lambda: any(e["type"] == "task_adopted" for e in rk.events(task)), "the attempt to be re-adopted"

@@ -45,6 +45,7 @@ from kugetsu_tui.engine.config import DEFAULT_EST_RSS, Config
 from kugetsu_tui.engine.executor import Launch
 from kugetsu_tui.engine.home import Home, private_dir
 from kugetsu_tui.engine.runner import Spawned, SpawnError
+from kugetsu_tui.errors import UsageError
 
 NAMESPACE = "kugetsu"
 RESOURCE = "kugetsu_agent"
@@ -642,7 +643,14 @@ class RayExecutor:
         self._tell(pid, "cont")
 
     def is_running(self, pid: int, started: float | None) -> bool:
-        attempt = self._adopt(pid, started)
+        try:
+            attempt = self._adopt(pid, started)
+        except SpawnError as err:
+            # Whether its actor still runs cannot be known: never guess (it would run twice).
+            raise UsageError(
+                f"{err} ([executor] address), where task {-pid} was running: "
+                "start the cluster or correct the address, then start the supervisor again"
+            ) from None
         return attempt is not None and not attempt.done
 
     def pid_reused(self, pid: int, started: float | None) -> bool:
