@@ -238,6 +238,24 @@ def test_cancel_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None:
     rk.stop_supervisor(supervisor)
 
 
+def test_pause_stops_the_remote_agent_and_resume_lets_it_finish(rk: Kugetsu, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    task = rk.add(script(["wait-file", gate], ["say", "went on"]))
+    supervisor = rk.start_supervisor()
+    rk.wait_state(task, "running")
+    agent = wait_until(lambda: remote_agents(rk.home), "the agent to start on a node")[0]
+    code, _, err = rk.main("pause", str(task))
+    assert code == 0, err
+    assert rk.task(task)["state"] == "paused"
+    wait_until(lambda: agent.status() == psutil.STATUS_STOPPED, "the agent to be stopped")
+    gate.touch()
+    code, _, err = rk.main("resume", str(task))
+    assert code == 0, err
+    assert rk.wait_state(task, "succeeded", "failed")["state"] == "succeeded"
+    assert "went on" in (rk.home / "runs" / str(task) / "log").read_text()
+    rk.stop_supervisor(supervisor)
+
+
 def test_a_timeout_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None:
     task = rk.add(
         script(["ignore-term"], ["say", "working"], ["sleep", 60]), "--timeout", "6s", "--max-attempts", "1"
