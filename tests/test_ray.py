@@ -256,6 +256,16 @@ def test_pause_stops_the_remote_agent_and_resume_lets_it_finish(rk: Kugetsu, tmp
     rk.stop_supervisor(supervisor)
 
 
+def test_an_agent_missing_on_the_node_fails_its_attempt_with_the_reason_in_its_log(rk: Kugetsu) -> None:
+    rk.write_config(agents={"ghost": {"command": ["kugetsu-no-such-agent", "{prompt}"], "est_rss": "32MiB"}})
+    task = rk.add("hello", "--agent", "ghost", "--max-attempts", "1")
+    run = rk.run(timeout=60)
+    assert run.returncode == 1
+    assert rk.task(task)["state"] == "failed"
+    log = (rk.home / "runs" / str(task) / "log").read_text()
+    assert "cannot start on" in log and "'kugetsu-no-such-agent' not found on PATH" in log, log
+
+
 def test_a_timeout_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None:
     task = rk.add(
         script(["ignore-term"], ["say", "working"], ["sleep", 60]), "--timeout", "6s", "--max-attempts", "1"

@@ -169,7 +169,7 @@ class AttemptActor:
         fails here fails the attempt (exit status 127, the reason in its log)."""
         try:
             self._start(launch, bundle)
-        except (SpawnError, OSError) as err:
+        except Exception as err:  # whatever it was, the attempt must end, not hang unstarted
             self.status = 127
             with open(self.run_dir / "log", "a") as log:
                 log.write(f"\n--- kugetsu: cannot start on {socket.gethostname()}: {err} ---\n")
