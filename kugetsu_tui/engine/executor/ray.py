@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -538,7 +538,7 @@ class RayExecutor:
             if quiet:
                 attempt.nudge.wait(POLL_EVERY)
                 attempt.nudge.clear()
-        if attempt.done:
+        if attempt.done and not attempt.stop.is_set():
             ended()
 
     def _look(self, ray: Any, attempt: _Attempt, progress: _Progress) -> bool:
@@ -604,6 +604,22 @@ class RayExecutor:
             return attempt.status
         return runner.read_exit_file(self.home.run_dir(task_id))
 
+    def has_exited(self, pid: int) -> bool:
+        attempt = self._attempts.get(pid)
+        return attempt is None or attempt.done
+
+    def ended_at(self, task_id: int) -> float | None:
+        # The exit file is written here once the attempt's result is in: near enough its end.
+        try:
+            return os.stat(self.home.run_dir(task_id) / "exit").st_mtime
+        except OSError:
+            return None
+
+    def end_leftovers(self, settled: Sequence[Any]) -> int:
+        # On its node, the actor ends the agent's group and its strays, and the watchdog
+        # what is left when the actor goes: nothing of a remote attempt runs here.
+        return 0
+
     def still_running(self, pid: int) -> bool:
         attempt = self._attempts.get(pid)
         return attempt is not None and not attempt.done
@@ -656,7 +672,7 @@ class RayExecutor:
     def pid_reused(self, pid: int, started: float | None) -> bool:
         return False  # actor names are never reused by anyone else
 
-    def find(self, task_id: int, attempt: int) -> Spawned | None:
+    def find(self, task_id: int, attempt: int, admitted_at: float | None = None) -> Spawned | None:
         found = self._adopt(-task_id, float(attempt))
         return Spawned(-task_id, float(attempt)) if found is not None else None
 
