@@ -339,6 +339,7 @@ def test_a_killed_node_interrupts_its_attempt_which_runs_again_elsewhere(
     for task_id in ids:
         wait_until(lambda t=task_id: node_of(rk, t), f"task {task_id} to be placed")
     victim = next(t for t in ids if node_of(rk, t)["node_id"] != head)  # type: ignore[index]
+    lost = node_of(rk, victim)["node_id"]  # type: ignore[index]
     kill_node(cluster, next(n for n in cluster.worker_nodes))
     for task_id in ids:
         rk.wait_state(task_id, "succeeded", "failed", timeout=90)
@@ -349,6 +350,8 @@ def test_a_killed_node_interrupts_its_attempt_which_runs_again_elsewhere(
     finished = [r for r in records(ends) if r["task"] == str(victim)]
     assert len(started) == 2 and len(finished) == 1, (started, finished)
     assert node_of(rk, victim)["node_id"] == head  # type: ignore[index]
+    log = (rk.home / "runs" / str(victim) / "log").read_text()
+    assert f"lost the attempt on node {lost}" in log, log
     rk.stop_supervisor(supervisor)
     with contextlib.suppress(Exception):
         cluster.add_node(

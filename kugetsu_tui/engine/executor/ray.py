@@ -85,6 +85,14 @@ def actor_name(home: str, task_id: int, attempt: int) -> str:
     return f"kugetsu-{home}-{task_id}-{attempt}"
 
 
+def node_text(node: Mapping[str, str] | None) -> str:
+    return f"node {node.get('node_id', '?')} ({node.get('host', '?')})" if node else "an unknown node"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def _git(args: list[str], cwd: Path, check: bool = True) -> str:
     done = subprocess.run(
         ["git", *GIT_ID, *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL
@@ -529,9 +537,12 @@ class RayExecutor:
         while not attempt.stop.is_set() and not attempt.done:
             try:
                 quiet = self._look(ray, attempt, progress)
-            except exceptions.RayActorError:
+            except exceptions.RayActorError as err:
                 attempt.status = None  # lost with its node: interrupted, to run again
                 attempt.done = True
+                where = node_text(progress.node)
+                with open(attempt.run_dir / "log", "a") as log:
+                    log.write(f"\n--- kugetsu: lost the attempt on {where}: {_first_line(err)} ---\n")
                 break
             except exceptions.RayError:
                 quiet = True  # the cluster is busy or briefly out of reach: look again
