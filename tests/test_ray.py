@@ -98,23 +98,22 @@ def rk(tmp_path: Path, cluster: Any) -> Iterator[RayKugetsu]:
 
 
 def remote_agents(home: Path) -> list[psutil.Process]:
-    """The fake agents started on any node for this home (their KUGETSU_HOME is the
-    node-local folder named by the home's id)."""
+    """The fake agents started on any node for this home: they run in the node-local
+    folders named by the home's id."""
     from kugetsu_tui.engine.executor.ray import home_id
     from kugetsu_tui.engine.home import Home
 
-    marker = f"kugetsu-{home_id(Home(home))}-"
+    where = str(Path(tempfile.gettempdir()) / f"kugetsu-{home_id(Home(home))}-")
     found = []
     for proc in psutil.process_iter():
         try:
             cmd = proc.cmdline()
             if len(cmd) < 2 or cmd[1] != FAKE_AGENT:
                 continue
-            env = proc.environ()
+            if proc.cwd().startswith(where) and not proc.environ().get("FAKE_AGENT_CHILD"):
+                found.append(proc)
         except psutil.Error:
             continue
-        if marker in env.get("KUGETSU_HOME", "") and not env.get("FAKE_AGENT_CHILD"):
-            found.append(proc)
     return found
 
 

@@ -31,6 +31,7 @@ from kugetsu_tui.engine.config.keys import (
     TABLES,
     TOP,
     TOP_KEYS,
+    WEB,
     WORKTREE,
     Table,
 )
@@ -66,7 +67,14 @@ __all__ = [
     "save_setting",
 ]
 
-_TOP = TOP.defaults() | CAPACITY.defaults() | QUEUE.defaults() | WORKTREE.defaults() | EXECUTOR.defaults()
+_TOP = (
+    TOP.defaults()
+    | CAPACITY.defaults()
+    | QUEUE.defaults()
+    | WORKTREE.defaults()
+    | EXECUTOR.defaults()
+    | WEB.defaults()
+)
 _AGENT = AGENT.defaults()
 _HOOK = HOOK.defaults()
 DEFAULT_EST_RSS: float = _AGENT["est_rss"]
@@ -114,6 +122,8 @@ class Config:
     worktree_base: str | None = _TOP["worktree_base"]
     executor_kind: str = _TOP["executor_kind"]
     executor_address: str = _TOP["executor_address"]
+    web_token_file: str | None = _TOP["web_token_file"]
+    web_max_sessions: int = _TOP["web_max_sessions"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]

@@ -198,11 +198,12 @@ class AttemptActor:
             for part in launch.argv
         ]
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KUGETSU_"))},
             **launch.env,
-            "KUGETSU_HOME": str(self.root),
             "KUGETSU_TASK_ID": str(launch.task_id),
             "KUGETSU_ATTEMPT": str(launch.attempt),
+            # What finds the processes that left the agent's group, on this node.
+            runner.MARKER: runner.run_marker(self.root, launch.task_id, launch.attempt, None),
         }
         stdin = self.run_dir / launch.stdin if launch.stdin else None
         spawned = runner.spawn(
@@ -475,7 +476,7 @@ class RayExecutor:
         if launch.stdin is not None:
             files[launch.stdin.name] = launch.stdin.read_bytes()
             stdin = launch.stdin.name
-        env = {k: v for k, v in launch.env.items() if k.startswith("KUGETSU_") and k != "KUGETSU_HOME"}
+        env = {k: v for k, v in launch.env.items() if k in ("KUGETSU_TASK_ID", "KUGETSU_ATTEMPT")}
         repo_key = base = branch = None
         bundle = None
         # Only the task's own worktree travels: a no-worktree task's folder is not ours to copy.
