@@ -194,8 +194,27 @@ def status_rows(
     home: Home | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The selected tasks as `status --json` rows, read lazily in display order (for a
-    report that streams, call inside `store.reading()`). With the home, each row that ran
-    says on which node of a Ray cluster (`node`, None when on this machine)."""
+    report that streams, call inside `store.reading()`), each with its `children` and,
+    given the home, the Ray node it ran on (`node`, None when on this machine)."""
+    rows = _rows(store, config, summary, now, selection, supervisor=supervisor)
+    while chunk := list(islice(rows, CHUNK)):
+        children = store.children([row["id"] for row in chunk])
+        for row in chunk:
+            row["children"] = children.get(row["id"], [])
+            if home is not None:
+                row["node"] = None if row["state"] == str(State.QUEUED) else node_of(home.run_dir(row["id"]))
+            yield row
+
+
+def _rows(
+    store: Store,
+    config: Config,
+    summary: Mapping[str, Any],
+    now: float,
+    selection: Selection,
+    *,
+    supervisor: bool,
+) -> Iterator[dict[str, Any]]:
     sections: list[tuple[frozenset[State], bool, int | None]] = [
         (selection.states & LIVE_STATES, True, None),
         (selection.states & {State.QUEUED}, False, None),
@@ -218,8 +237,6 @@ def status_rows(
         else:
             rows = (_row(task, now, None, None) for task in tasks)
         for row in rows:
-            if home is not None:
-                row["node"] = None if row["state"] == str(State.QUEUED) else node_of(home.run_dir(row["id"]))
             yield row
             if left is not None:
                 left -= 1
@@ -313,3 +330,25 @@ class _Explainer:
             constraints=replace(self.constraints, deps=self.store.dependencies(list(merged))),
         )
         return view.wait_reason
+
+
+def lineage(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:
+    """`status --json` rows as a tree, depth first: (depth, row) with each task's children
+    (its `children` ids, in id order) right after it. A task whose parent is not among the
+    rows is a root; roots keep the order they came in."""
+    by_id = {row["id"]: row for row in rows}
+    out: list[tuple[int, Mapping[str, Any]]] = []
+    seen: set[int] = set()
+    for root in rows:
+        if root.get("parent") in by_id:
+            continue
+        stack: list[tuple[int, Mapping[str, Any]]] = [(0, root)]
+        while stack:  # a stack, not recursion: a chain of delegations may be long
+            depth, row = stack.pop()
+            if row["id"] in seen:
+                continue
+            seen.add(row["id"])
+            out.append((depth, row))
+            kids = [by_id[c] for c in row.get("children") or () if c in by_id]
+            stack.extend((depth + 1, kid) for kid in reversed(kids))
+    return out

@@ -23,6 +23,7 @@ from kugetsu_tui.engine.config.keys import (
     EVENT_NAMES,
     EXECUTOR,
     HOOK,
+    MCP,
     PLACEHOLDERS,
     PRESSURE_MODES,
     QUEUE,
@@ -73,6 +74,7 @@ _TOP = (
     | QUEUE.defaults()
     | WORKTREE.defaults()
     | EXECUTOR.defaults()
+    | MCP.defaults()
     | WEB.defaults()
 )
 _AGENT = AGENT.defaults()
@@ -118,6 +120,8 @@ class Config:
     kill_grace: float = _TOP["kill_grace"]
     max_log: float = _TOP["max_log"]
     on_interrupt: str = _TOP["on_interrupt"]
+    max_queued: int | None = _TOP["max_queued"]  # None: no bound on the queue
+    mcp_on_full: str = _TOP["mcp_on_full"]  # "queue" or "reject" an MCP add when every slot is taken
     worktree_setup: tuple[str, ...] = _TOP["worktree_setup"]
     worktree_base: str | None = _TOP["worktree_base"]
     executor_kind: str = _TOP["executor_kind"]
