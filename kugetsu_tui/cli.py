@@ -612,6 +612,10 @@ def build_parser() -> Parser:
     events.add_argument("--type", action="append", metavar="TYPE", help="only this event type (repeatable)")
     events.set_defaults(func=cmd_events)
 
+    from kugetsu_tui import cli_review
+
+    cli_review.register(sub, common)
+
     demo = sub.add_parser("demo", parents=[common], help="a sandbox with simulated agents")
     demo.add_argument("--headless", action="store_true", help="no dashboard: print events")
     demo.add_argument("--json", action="store_true", help="with --headless: events as JSON lines")

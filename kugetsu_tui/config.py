@@ -102,6 +102,7 @@ class Config:
     on_interrupt: str = "requeue"
     worktree_setup: tuple[str, ...] = ()
     worktree_base: str | None = None
+    worktree_commit: bool = True  # commit a successful attempt's changes on the task's branch
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = "opencode"
@@ -250,6 +251,12 @@ def _argv_or_none(value: Any) -> tuple[str, ...]:
     return () if value == [] else _argv(value)
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise TypeError(value)
@@ -331,7 +338,7 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
         if limit is not None:
             repo_max_live[str(Path(repo).expanduser().resolve())] = limit
     worktree = data.get("worktree", {})
-    r.table(worktree, "[worktree]", {"setup", "base"})
+    r.table(worktree, "[worktree]", {"setup", "base", "commit"})
     hooks = []
     raw_hooks = data.get("hooks", [])
     if not isinstance(raw_hooks, list):
@@ -393,6 +400,7 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
             worktree, "[worktree]", "setup", _argv_or_none, 'a list of strings like ["npm", "ci"]', ()
         ),
         worktree_base=r.get(worktree, "[worktree]", "base", _name, 'a branch name like "main"', None),
+        worktree_commit=r.get(worktree, "[worktree]", "commit", _bool, "true or false", d.worktree_commit),
         repo_max_live=repo_max_live,
         hooks=tuple(hooks),
         default_agent=default_agent,

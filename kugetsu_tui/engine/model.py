@@ -86,6 +86,8 @@ class EventType(StrEnum):
     TASK_RELEASED = "task_released"
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
+    TASK_MERGED = "task_merged"
+    TASK_DISCARDED = "task_discarded"
     CAP_CHANGED = "cap_changed"
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"
@@ -149,6 +151,15 @@ class Task:
     key: str | None = None  # idempotency key: one queued or live task per key
     base: str | None = None  # the branch or commit its worktree starts from (None: HEAD)
     after_any: bool = False  # run after its dependencies settle, whatever their outcome
+    # Where its worktree started (recorded when it settles): the branch (None: a detached
+    # commit) and the commit. Its changes against that commit, or None before it ran.
+    base_branch: str | None = None
+    base_commit: str | None = None
+    files_changed: int | None = None
+    insertions: int | None = None
+    deletions: int | None = None
+    commits: int | None = None
+    review: str = "unreviewed"  # a Review: what a person did with its work (not a queue state)
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Measured usage for status --json, or None when nothing was measured."""
@@ -167,6 +178,13 @@ class Task:
     @property
     def is_live(self) -> bool:
         return self.state.is_live
+
+    @property
+    def changes(self) -> Changes | None:
+        """What its work changed against its base, or None when that is not known yet."""
+        if self.commits is None:
+            return None
+        return Changes(self.files_changed or 0, self.insertions or 0, self.deletions or 0, self.commits)
 
     def short_prompt(self, width: int = 60) -> str:
         line = " ".join(readable(self.prompt).split())
@@ -194,11 +212,44 @@ class Task:
             "ended_at": iso(self.ended_at),
             "not_before": iso(self.not_before),
             "key": self.key,
-            "base": self.base,
+            # ref: what it was asked to start from (None: HEAD); branch and commit: where it did.
+            "base": {"ref": self.base, "branch": self.base_branch, "commit": self.base_commit},
+            "changes": changes.to_json() if (changes := self.changes) is not None else None,
+            "review": self.review,
         }
 
     def replace(self, **changes: Any) -> Task:
         return dataclasses.replace(self, **changes)
+
+
+class Review(StrEnum):
+    """What a person did with a settled task's work."""
+
+    UNREVIEWED = "unreviewed"
+    MERGED = "merged"
+    DISCARDED = "discarded"
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """A task's work against its base: files touched, lines added and removed, commits."""
+
+    files: int
+    insertions: int
+    deletions: int
+    commits: int
+
+    @property
+    def empty(self) -> bool:
+        return self.files == 0 and self.commits == 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "files": self.files,
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+            "commits": self.commits,
+        }
 
 
 @dataclass(frozen=True, slots=True)

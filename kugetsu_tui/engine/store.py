@@ -32,7 +32,7 @@ from kugetsu_tui.engine.model import (
     readable,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a task's base, changes and review
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -67,7 +67,14 @@ CREATE TABLE IF NOT EXISTS tasks (
     procs        INTEGER,
     key          TEXT,
     base         TEXT,
-    after_any    INTEGER NOT NULL DEFAULT 0
+    after_any    INTEGER NOT NULL DEFAULT 0,
+    base_branch  TEXT,
+    base_commit  TEXT,
+    files_changed INTEGER,
+    insertions   INTEGER,
+    deletions    INTEGER,
+    commits      INTEGER,
+    review       TEXT    NOT NULL DEFAULT 'unreviewed'
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -109,6 +116,16 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
 """
+# Columns added after version 1, as ALTER TABLE adds them to a database made before.
+_ADDED_COLUMNS = (
+    ("base_branch", "TEXT"),
+    ("base_commit", "TEXT"),
+    ("files_changed", "INTEGER"),
+    ("insertions", "INTEGER"),
+    ("deletions", "INTEGER"),
+    ("commits", "INTEGER"),
+    ("review", "TEXT NOT NULL DEFAULT 'unreviewed'"),
+)
 
 _TASK_COLUMNS = tuple(f.name for f in fields(Task))
 _TASK_SELECT = "SELECT " + ", ".join(_TASK_COLUMNS) + " FROM tasks"
@@ -197,6 +214,7 @@ class Store:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
+                    _add_missing_columns(self.db)
                     self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as err:
             self.db.close()
@@ -677,6 +695,14 @@ class Store:
             "SELECT result FROM requests WHERE id = ? AND done_at IS NOT NULL", (request_id,)
         ).fetchone()
         return row[0] if row else None
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Upgrade a database made by an older version: add the task columns it lacks."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
 
 
 def _sql_value(value: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.config import format_duration
-from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine import review, runner
 from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
@@ -149,16 +149,17 @@ def interrupted(
 
 
 def clean_worktree(sup: Supervisor, task: Task) -> None:
-    """Remove a settled task's worktree in the background if nothing in it is uncommitted."""
+    """In the background: commit a successful attempt's work, record its changes, remove the
+    worktree if nothing uncommitted is left in it (and the branch if it changed nothing)."""
     if task.no_worktree or not task.worktree or not task.repo:
         return
-    repo, where = Path(task.repo), Path(task.worktree)
+    where = Path(task.worktree)
 
     async def remove() -> None:
-        kept = await asyncio.to_thread(worktree.remove_unless_kept, repo, where)
-        if kept is None:
-            sup.store.update(task.id, sup.clock(), worktree=None)
-        else:
+        done = await asyncio.to_thread(review.settle_worktree, task, commit=sup.config.worktree_commit)
+        kept = done.kept
+        sup.store.update(task.id, sup.clock(), **done.columns(task))
+        if kept is not None:
             sup.store.record(
                 sup.clock(), EventType.WORKTREE_KEPT, task.id, {"worktree": str(where), "reason": kept}
             )
