@@ -10,8 +10,8 @@ has published the machine's readings (then it measures them itself, once).
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
-import math
 import os
 import sys
 import time
@@ -20,58 +20,37 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kugetsu_tui import __version__
-from kugetsu_tui.config import Config, load_config, parse_duration
+from kugetsu_tui.engine.config import Config, load_config
+from kugetsu_tui.engine.config.kinds import ATTEMPTS, CAP, PRIORITY, ROW_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
+from kugetsu_tui.engine.intake import Intake, parse_task_id
 from kugetsu_tui.engine.logs import LogTail
-from kugetsu_tui.engine.model import LIVE_STATES, ActionResult, Event, NewTask, State
+from kugetsu_tui.engine.model import LIVE_STATES, ActionResult, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt
+from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import UsageError
-
-MAX_ARG_BYTES = 131072  # Linux: one argv element, its NUL included (MAX_ARG_STRLEN)
-ADD_KEYS = (
-    "prompt",
-    "repo",
-    "agent",
-    "priority",
-    "max_attempts",
-    "timeout",
-    "no_worktree",
-    "after",
-    "after_any",
-    "key",
-    "base",
-)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse that reports a mistake in one line, exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
-
-
-def one_line(message: str) -> str:
-    """An error stays one line even when it quotes input with line breaks in it."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
 
 def task_id(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    found = parse_task_id(text)
+    if found is None:
         raise argparse.ArgumentTypeError(f"expected a task id (a whole number >= 1), got {text!r}")
-    return int(text)
+    return found
 
 
 def duration(text: str) -> float:
     try:
-        seconds = parse_duration(text)
-        if seconds == math.inf:  # a few hundred digits
-            raise ValueError(text)
-        return seconds
+        return TIMEOUT(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'expected a duration like "90s", "10m" or "24h", got {text!r}'
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected {TIMEOUT.expected}, got {text!r}") from None
 
 
 def positive_int(text: str) -> int:
@@ -84,11 +63,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+def bounded(kind: Whole) -> Callable[[str], int]:
+    """An argparse type: a whole number within the bounds config.toml's keys use too."""
+
+    def convert(text: str) -> int:
+        try:
+            return kind.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.expected}, got {text!r}") from None
+
+    return convert
+
+
+integer = bounded(ROW_ID)
 
 
 # --- context: the home, its config and store, opened once per command ------------------
@@ -114,110 +101,11 @@ def _print_outcomes(ctx: Context, outcomes: Sequence[ActionResult]) -> int:
     for outcome in outcomes:
         done = ctx.control.wait_for(outcome)
         prefix = f"task {done.task_id}: " if done.task_id is not None else ""
-        print(f"{prefix}{done.message}")
+        print(f"{prefix}{one_line(done.message)}")
     return 0
 
 
 # --- add -----------------------------------------------------------------------------
-
-
-def _new_task(ctx: Context, spec: dict[str, Any], where: str, repo_cache: dict[str, str]) -> NewTask:
-    """Validate one task's options (from argv or a JSON line) into a NewTask."""
-    from kugetsu_tui.engine.worktree import repo_root
-
-    prompt = spec.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise UsageError(
-            f'{where}empty prompt (expected the task\'s text, e.g. kugetsu add "fix the flaky test")'
-        )
-    agent = spec.get("agent")
-    if agent is None:
-        agent = ctx.config.default_agent
-    if not isinstance(agent, str):
-        raise UsageError(f"{where}agent: expected an agent name, got {agent!r}")
-    if ctx.config.agent(agent).prompt_via == "argv":  # (raises for an unknown agent)
-        if "\x00" in prompt:
-            raise UsageError(
-                f"{where}the prompt contains a NUL byte, which a command line cannot carry "
-                '(expected none, or an agent with prompt_via = "stdin" or "file")'
-            )
-        size = len(prompt.encode("utf-8", "surrogateescape"))
-        if size >= MAX_ARG_BYTES:
-            raise UsageError(
-                f"{where}the prompt is {size} bytes, more than one command-line argument can carry "
-                f'({MAX_ARG_BYTES - 1}); expected a shorter prompt, or an agent with prompt_via = "stdin" or "file"'
-            )
-    priority = spec.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise UsageError(f"{where}priority: expected a whole number, got {priority!r}")
-    attempts = spec.get("max_attempts")
-    if attempts is None:  # not `or`: an explicit 0 is a mistake to report, not a default
-        attempts = ctx.config.max_attempts
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise UsageError(f"{where}max_attempts: expected a whole number >= 1, got {attempts!r}")
-    timeout = spec.get("timeout")
-    if timeout is not None:
-        try:
-            if isinstance(timeout, bool):
-                raise ValueError
-            timeout = float(timeout) if isinstance(timeout, (int, float)) else parse_duration(str(timeout))
-            if not 0 < timeout < math.inf:  # JSON lines may say NaN or Infinity
-                raise ValueError
-        except ValueError:
-            raise UsageError(
-                f'{where}timeout: expected a duration like "90s", "10m" or "24h", got {spec["timeout"]!r}'
-            ) from None
-    no_worktree = spec.get("no_worktree", False)
-    if not isinstance(no_worktree, bool):
-        raise UsageError(f"{where}no_worktree: expected true or false, got {no_worktree!r}")
-    repo_arg = spec.get("repo")
-    if repo_arg is not None and not isinstance(repo_arg, str):
-        raise UsageError(f"{where}repo: expected a path, got {repo_arg!r}")
-    raw = str(Path(repo_arg).expanduser()) if repo_arg else os.getcwd()
-    if raw not in repo_cache:
-        path = Path(raw).resolve()
-        if no_worktree:
-            if not path.is_dir():
-                raise UsageError(f"{where}repo {path} does not exist (expected a directory)")
-            repo_cache[raw] = str(path)
-        else:
-            try:
-                repo_cache[raw] = str(repo_root(path))
-            except UsageError as err:
-                raise UsageError(f"{where}{err}") from None
-    after = spec.get("after") or []
-    if isinstance(after, str):
-        after = [part for part in after.split(",") if part.strip()]
-    if not isinstance(after, list):
-        raise UsageError(f"{where}after: expected task ids like [3, 4], got {after!r}")
-    after_ids = []
-    for item in after:
-        text = str(item).strip()
-        if isinstance(item, bool) or not text.isdigit() or int(text) < 1:
-            raise UsageError(f"{where}after: expected task ids (whole numbers >= 1), got {item!r}")
-        if ctx.store.get(int(text)) is None:
-            raise UsageError(f"{where}after: no task {text} (expected an id listed by `kugetsu status`)")
-        after_ids.append(int(text))
-    key, base = spec.get("key"), spec.get("base")
-    for name, value in (("key", key), ("base", base)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise UsageError(f"{where}{name}: expected a non-empty string, got {value!r}")
-    after_any = spec.get("after_any", False)
-    if not isinstance(after_any, bool):
-        raise UsageError(f"{where}after_any: expected true or false, got {after_any!r}")
-    return NewTask(
-        prompt=prompt,
-        agent=agent,
-        repo=repo_cache[raw],
-        no_worktree=no_worktree,
-        priority=priority,
-        max_attempts=attempts,
-        timeout=timeout,
-        key=key,
-        base=base,
-        after=tuple(after_ids),
-        after_any=after_any,
-    )
 
 
 def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
@@ -227,27 +115,7 @@ def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
         raise UsageError(f"--from-file {source}: no such file (expected JSON lines, one task each)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"--from-file {source}: cannot read: {err}") from None
-    tasks = []
-    cache: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{source}:{n}: "
-        try:
-            spec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UsageError(f"{where}not valid JSON ({err.msg}); expected one JSON object a line") from None
-        if not isinstance(spec, dict):
-            raise UsageError(
-                f'{where}expected a JSON object like {{"prompt": "..."}}, got {type(spec).__name__}'
-            )
-        unknown = set(spec) - set(ADD_KEYS)
-        if unknown:
-            raise UsageError(f"{where}unknown key {sorted(unknown)[0]!r} (expected: {', '.join(ADD_KEYS)})")
-        tasks.append(_new_task(ctx, spec, where, cache))
-    if not tasks:
-        raise UsageError(f"--from-file {source}: no tasks in it (expected JSON lines, one task each)")
-    return tasks
+    return Intake(ctx.config, ctx.store).json_lines(text, source)
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -272,7 +140,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             "key": args.key,
             "base": args.base,
         }
-        new_tasks = [_new_task(ctx, spec, "", {})]
+        new_tasks = [Intake(ctx.config, ctx.store).task(spec)]
     ids = ctx.control.add(new_tasks)
     sys.stdout.write("".join(f"{i}\n" for i in ids))
     return 0
@@ -282,7 +150,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
-    from kugetsu_tui.present import STATE_SYMBOL, elapsed, status_report
+    from kugetsu_tui.present import status_report
 
     now = time.time()
     report = status_report(ctx.store, ctx.home, ctx.config, now)
@@ -303,10 +171,13 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     parts.append(f"supervisor pid {sup}" if sup else "no supervisor running")
     print(" · ".join(parts))
     if report["suggested_cap"] is not None and report["suggested_cap"] != report["cap"]:
-        print(f"suggested cap {report['suggested_cap']} ({report['cap_mode']} mode): {report['cap_reason']}")
+        print(
+            f"suggested cap {report['suggested_cap']} ({report['cap_mode']} mode): "
+            f"{one_line(report['cap_reason'] or '')}"
+        )
     for key in ("admission_blocked", "config_error"):
         if report[key]:
-            print(f"note: {report[key]}")
+            print(f"note: {one_line(report[key])}")
     rows = report["tasks"]
     order = {**{str(s): 0 for s in LIVE_STATES}, "queued": 1}
     rows.sort(key=lambda r: (order.get(r["state"], 2), 0 if r["state"] == "queued" else -r["id"]))
@@ -321,28 +192,36 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     width = max(len(str(r["id"])) for r in shown)
     print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
     for r in shown:
-        state = State(r["state"])
-        when = ""
-        kept = ""
-        detail = " ".join(r["prompt"].split())
-        if state is State.QUEUED:
-            when = f"#{r['position']}" if r["position"] else "held"
-            detail = f"{detail[:40]:<40}  {r['wait_reason']}"
-        elif state.is_live and r["started_at"]:
-            when = elapsed(now - _ts(r["started_at"]))
-        elif r["ended_at"]:
-            when = time.strftime("%H:%M", time.localtime(_ts(r["ended_at"])))
-            if state is not State.SUCCEEDED and r["reason"]:
-                detail = f"{detail[:40]:<40}  {r['reason']}"
-            if r["worktree"]:
-                kept = f"  [kept {r['worktree']}]"  # in full: the one thing to act on
-        print(
-            f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
-            f"{r['attempts']}/{r['max_attempts']:<3} {r['agent'][:9]:<9} {when:<8} {detail[:110]}{kept}"
-        )
+        print(_status_row(r, width, now))
     if len(rows) > len(shown):
         print(f"… and {len(rows) - len(shown)} more (--limit N, --all, or --json for every task)")
     return 0
+
+
+def _status_row(r: dict[str, Any], width: int, now: float) -> str:
+    """One task of `kugetsu status`; text from prompts, agents and paths made printable."""
+    from kugetsu_tui.present import STATE_SYMBOL, elapsed
+
+    state = State(r["state"])
+    when = ""
+    kept = ""
+    detail = one_line(r["prompt"])
+    if state is State.QUEUED:
+        when = f"#{r['position']}" if r["position"] else "held"
+        detail = f"{detail[:40]:<40}  {one_line(r['wait_reason'] or '')}"
+    elif state.is_live and r["started_at"]:
+        when = elapsed(now - _ts(r["started_at"]))
+    elif r["ended_at"]:
+        when = time.strftime("%H:%M", time.localtime(_ts(r["ended_at"])))
+        if state is not State.SUCCEEDED and r["reason"]:
+            detail = f"{detail[:40]:<40}  {one_line(r['reason'])}"
+        if r["worktree"] and os.path.isdir(r["worktree"]):
+            kept = f"  [kept {printable(r['worktree'])}]"  # in full: the one thing to act on
+    agent = printable(r["agent"])[:9]
+    return (
+        f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
+        f"{r['attempts']}/{r['max_attempts']:<3} {agent:<9} {when:<8} {detail[:110]}{kept}"
+    )
 
 
 def _ts(iso_text: str) -> float:
@@ -371,7 +250,7 @@ def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:
         report = status_report(ctx.store, ctx.home, ctx.config, time.time())
         print(
             f"cap {report['cap']} ({report['cap_mode']}), live {report['live']}, "
-            f"suggested {report['suggested_cap']}: {report['cap_reason']}"
+            f"suggested {report['suggested_cap']}: {one_line(report['cap_reason'] or '')}"
         )
         return 0
     if args.accept:
@@ -387,17 +266,40 @@ def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:
 # --- logs and events -------------------------------------------------------------------
 
 
+LOG_CHUNK = 1 << 20  # bytes of a log read and cleaned at a time
+
+
+class _LogText:
+    """An agent's output made printable as it is read: escapes removed, newlines kept.
+
+    Holds back what may be half of something (a UTF-8 character, an escape sequence)
+    until the next read completes it, so a cut between reads never lets one through."""
+
+    def __init__(self) -> None:
+        self._decode = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self._pending = ""
+
+    def feed(self, data: bytes, final: bool = False) -> str:
+        text = self._pending + self._decode.decode(data, final)
+        self._pending = ""
+        start = text.rfind("\x1b")
+        if not final and start >= 0 and len(text) - start < 256 and "\n" not in text[start:]:
+            text, self._pending = text[:start], text[start:]
+        return printable(text, lines=True)
+
+
 def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
     task = ctx.store.get(args.id)
     if task is None:
         raise UsageError(f"no task {args.id} (expected an id listed by `kugetsu status`)")
     path = ctx.home.log_path(args.id)
     out = sys.stdout.buffer
+    shown = _LogText()
     tail = LogTail(path)
     while True:
-        chunk = tail.read()
+        chunk = tail.read(LOG_CHUNK)
         if chunk:
-            out.write(chunk)
+            out.write(shown.feed(chunk).encode())
             out.flush()
             continue
         if not args.follow:
@@ -406,10 +308,20 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
         if task is not None and task.state.is_settled:
             break
         time.sleep(0.2)
+    out.write(shown.feed(b"", final=True).encode())
+    if tail.position == 0:
+        state = task.state if task is not None else "gone"
+        print(f"kugetsu: task {args.id} ({state}) has no output yet", file=sys.stderr)
     return 0
 
 
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.engine.model import EventType
+
+    unknown = [t for t in args.type or () if t not in EventType._value2member_map_]
+    if unknown:
+        known = ", ".join(t.value for t in EventType)
+        raise UsageError(f"--type: unknown event type {unknown[0]!r} (expected one of: {known})")
     since = args.since
     while True:
         events = ctx.store.events(since=since, task_id=args.task)
@@ -426,44 +338,6 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
 # --- run and demo ------------------------------------------------------------------------
 
 
-def event_line(event: Event) -> str:
-    """One human line per event, for `run --headless` without --json."""
-    data = event.data
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-    kind = event.type.removeprefix("task_")
-    if event.task_id is None:
-        detail = ", ".join(f"{k} {v}" for k, v in data.items())
-        return f"{stamp}  {kind:<10} {detail}"
-    prompt = " ".join(str(data.get("prompt", "")).split())[:50]
-    extra = ""
-    if data.get("reason") and kind not in ("completed", "started", "dequeued"):
-        extra = f"  ({data['reason']})"
-    attempt = f" {data.get('attempts')}/{data.get('max_attempts')}" if "attempts" in data else ""
-    return f"{stamp}  {kind:<10} task {event.task_id}{attempt} [{data.get('agent', '')}] {prompt}{extra}"
-
-
-def run_headless(
-    home: Home, config: Config, *, forever: bool, as_json: bool, stop_agents: bool = False
-) -> int:
-    import asyncio
-
-    from kugetsu_tui.engine.supervisor import Supervisor
-
-    def show(events: list[Event]) -> None:
-        # One write per batch of events, not one per line: a tick may settle and start many.
-        lines = [
-            event.to_line() if as_json else event_line(event)
-            for event in events
-            if as_json or event.type != "task_dequeued"
-        ]
-        if lines:
-            sys.stdout.write("\n".join(lines) + "\n")
-            sys.stdout.flush()
-
-    supervisor = Supervisor(home, config, forever=forever, on_events=show, stop_agents=stop_agents)
-    return asyncio.run(supervisor.run())
-
-
 def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     from kugetsu_tui.tui.app import run_dashboard
 
@@ -474,6 +348,8 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(ctx, args)
+    from kugetsu_tui.headless import run_headless
+
     ctx.store.close()
     return run_headless(
         ctx.home, ctx.config, forever=args.forever, as_json=args.json, stop_agents=args.stop_agents
@@ -484,14 +360,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         import tempfile
 
-        from kugetsu_tui.config import load_config
         from kugetsu_tui.demo import prepare
+        from kugetsu_tui.engine.config import load_config
         from kugetsu_tui.tui.app import run_dashboard
 
         root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
         sandbox = prepare(root, args.tasks)
         code = run_dashboard(sandbox, load_config(sandbox.config_path))
-        print(f"kugetsu demo: the sandbox stays in {root}; look again with  kugetsu --home {sandbox.root}")
+        where, again = printable(str(root)), printable(str(sandbox.root))
+        print(f"kugetsu demo: the sandbox stays in {where}; look again with  kugetsu --home {again}")
         return code
     from kugetsu_tui.demo import run_demo
 
@@ -530,11 +407,11 @@ def build_parser() -> Parser:
     add.add_argument("--repo", metavar="PATH", help="git repo to work in (default: the one you are in)")
     add.add_argument("--agent", metavar="NAME", help="agent from the config (default: default_agent)")
     add.add_argument(
-        "--priority", type=integer, default=0, metavar="INT", help="higher runs first (default 0)"
+        "--priority", type=bounded(PRIORITY), default=0, metavar="INT", help="higher runs first (default 0)"
     )
     add.add_argument(
         "--max-attempts",
-        type=positive_int,
+        type=bounded(ATTEMPTS),
         metavar="N",
         help="attempts before it fails (default from config: 3)",
     )
@@ -559,6 +436,12 @@ def build_parser() -> Parser:
     )
     add.set_defaults(func=cmd_add)
 
+    _queue_commands(sub, common)
+    _inspect_commands(sub, common)
+    return parser
+
+
+def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     status = sub.add_parser("status", parents=[common], help="what runs, what waits and why")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
     status.add_argument("--all", action="store_true", help="every succeeded task too")
@@ -596,10 +479,12 @@ def build_parser() -> Parser:
         action.set_defaults(func=_action(name))
 
     cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")
-    cap.add_argument("cap", nargs="?", type=positive_int, metavar="N")
+    cap.add_argument("cap", nargs="?", type=bounded(CAP), metavar="N")
     cap.add_argument("--accept", action="store_true", help="set the cap to the advisor's suggestion")
     cap.set_defaults(func=cmd_cap)
 
+
+def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     logs = sub.add_parser("logs", parents=[common], help="a task's output")
     logs.add_argument("id", type=task_id, metavar="ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the task settles")
@@ -623,7 +508,6 @@ def build_parser() -> Parser:
         "--tasks", type=positive_int, default=12, metavar="N", help="how many tasks (default 12)"
     )
     demo.set_defaults(func=None, demo=True)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -647,7 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.store.close()
         return result
     except UsageError as err:
-        print(f"kugetsu: error: {one_line(str(err))}", file=sys.stderr)
+        # One line, with nothing a terminal would obey: the message may quote any input.
+        print(f"kugetsu: error: {printable(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

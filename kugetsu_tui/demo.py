@@ -14,11 +14,12 @@ from pathlib import Path
 
 import tomli_w
 
-from kugetsu_tui.config import load_config
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.text import printable
 
 PROMPTS = (
     (0, "fix the flaky test in parser"),
@@ -79,15 +80,16 @@ def prepare(root: Path, tasks: int) -> Home:
 
 
 def run_demo(*, home: Path | None, headless: bool, tasks: int, as_json: bool) -> int:
-    from kugetsu_tui.cli import run_headless
+    from kugetsu_tui.headless import run_headless
 
     root = home or Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
     sandbox = prepare(root, tasks)
     config = load_config(sandbox.config_path)
     if not as_json:
-        print(f"kugetsu demo: sandbox in {root} ({tasks} simulated tasks, cap {config.cap})", flush=True)
+        where = printable(str(root))
+        print(f"kugetsu demo: sandbox in {where} ({tasks} simulated tasks, cap {config.cap})", flush=True)
     code = run_headless(sandbox, config, forever=False, as_json=as_json)
     if not as_json:
-        print(f"kugetsu demo: done; look around with  kugetsu status --home {sandbox.root}")
+        print(f"kugetsu demo: done; look around with  kugetsu status --home {printable(str(sandbox.root))}")
     # The demo has failures on purpose; it went well if the run itself worked.
     return 0 if code in (0, 1) else code

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kugetsu_tui.config import Config
+from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import LIVE_STATES, State, Task
 from kugetsu_tui.engine.slots import Constraints, explain_queue

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kugetsu_tui.config import load_config
 from kugetsu_tui.demo import prepare
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.tui.app import KugetsuApp
 

@@ -27,6 +27,7 @@ def jl(*objects: object) -> str:
 
 
 GOOD = {"prompt": "fine", "no_worktree": True}
+HUGE = "99999999999999999999"  # past SQLite's 64-bit INTEGER
 
 CASES = [
     # config.toml
@@ -64,7 +65,7 @@ CASES = [
     Case(
         "config-wrong-type",
         ("add", "--no-worktree", "x"),
-        "[capacity] cap: expected a whole number >= 1, got 'three'",
+        "[capacity] cap: expected a whole number from 1 to 1024, got 'three'",
         '[capacity]\ncap = "three"\n',
         names_config=True,
     ),
@@ -99,9 +100,62 @@ CASES = [
     Case(
         "config-bad-for-run",
         ("run", "--headless"),
-        "[queue] max_attempts: expected a whole number >= 1, got 0",
+        "[queue] max_attempts: expected a whole number from 1 to 1000, got 0",
         "[queue]\nmax_attempts = 0\n",
         names_config=True,
+    ),
+    # config.toml: every number and duration has bounds (past them SQLite or a timer would fail)
+    *(
+        Case(f"config-too-big-{name}", ("run", "--headless"), expected, config, names_config=True)
+        for name, config, expected in (
+            (
+                "cap",
+                f"[capacity]\ncap = {HUGE}\n",
+                f"[capacity] cap: expected a whole number from 1 to 1024, got {HUGE}",
+            ),
+            (
+                "max",
+                "[capacity]\nmax = 1025\n",
+                "[capacity] max: expected a whole number from 1 to 1024, got 1025",
+            ),
+            (
+                "attempts",
+                "[queue]\nmax_attempts = 1001\n",
+                "[queue] max_attempts: expected a whole number from 1 to 1000",
+            ),
+            ("expire", '[queue]\nexpire_after = "366d"\n', "[queue] expire_after: expected a duration like"),
+            ("grace", f"[queue]\nkill_grace = {HUGE}\n", "(at most 365d), got 99999999999999999999"),
+            (
+                "log",
+                '[queue]\nmax_log = "2PiB"\n',
+                '[queue] max_log: expected a size like "512MiB" or "2GiB" (at most 1PiB)',
+            ),
+            (
+                "agent-live",
+                f'[agents.x]\ncommand = ["x"]\nmax_live = {HUGE}\n',
+                "[agents.x] max_live: expected a whole number from 1",
+            ),
+            (
+                "cores",
+                '[agents.x]\ncommand = ["x"]\nest_cpu = 1e9\n',
+                "[agents.x] est_cpu: expected a number of cores",
+            ),
+            (
+                "cooldown",
+                f'[agents.x]\ncommand = ["x"]\ncooldown = {HUGE}\n',
+                "[agents.x] cooldown: expected a duration",
+            ),
+            (
+                "repo-live",
+                f'[repos."/"]\nmax_live = {HUGE}\n',
+                '[repos."/"] max_live: expected a whole number from 1 to 1024',
+            ),
+            (
+                "hook",
+                f'[[hooks]]\non = ["task_error"]\ncommand = ["cat"]\ntimeout = {HUGE}\n',
+                "[[hooks]] #1 timeout",
+            ),
+        )
     ),
     # add
     Case("unknown-agent", ("add", "--no-worktree", "--agent", "nope", "x"), "unknown agent 'nope'"),
@@ -121,9 +175,22 @@ CASES = [
     Case("zero-timeout", ("add", "--no-worktree", "--timeout", "0s", "x"), "timeout: expected a duration"),
     Case("bad-priority", ("add", "--no-worktree", "--priority", "high", "x"), "expected a whole number"),
     Case(
-        "zero-attempts", ("add", "--no-worktree", "--max-attempts", "0", "x"), "expected a whole number >= 1"
+        "zero-attempts",
+        ("add", "--no-worktree", "--max-attempts", "0", "x"),
+        "expected a whole number from 1 to 1000",
     ),
     Case("prompt-and-file", ("add", "x", "--from-file", "t.jsonl"), "either a prompt or --from-file"),
+    Case(
+        "agent-program-is-the-prompt",
+        ("add", "--no-worktree", "--agent", "x", "touch owned"),
+        "[agents.x] command: its first element '{prompt}' would run the prompt as a program",
+        '[agents.x]\ncommand = ["{prompt}", "-v"]\n',
+        names_config=True,
+    ),
+    Case("key-not-utf8", ("add", "--no-worktree", "--key", "\udcff", "x"), "key: byte 0xff at character 0"),
+    Case(
+        "base-not-utf8", ("add", "--no-worktree", "--base", "b\udcfe", "x"), "base: byte 0xfe at character 1"
+    ),
     # add --from-file: a bad line rejects the whole file
     Case(
         "json-malformed-line",
@@ -152,14 +219,32 @@ CASES = [
     Case(
         "json-wrong-type",
         ("add", "--from-file", "t.jsonl"),
-        "priority: expected a whole number, got 'high'",
+        "priority: expected a whole number from -1000000 to 1000000, got 'high'",
         files={"t.jsonl": jl(GOOD, {**GOOD, "priority": "high"})},
     ),
     Case(
         "json-zero-attempts",
         ("add", "--from-file", "t.jsonl"),
-        "max_attempts: expected a whole number >= 1, got 0",
+        "max_attempts: expected a whole number from 1 to 1000, got 0",
         files={"t.jsonl": jl(GOOD, {**GOOD, "max_attempts": 0})},
+    ),
+    Case(
+        "json-huge-priority",
+        ("add", "--from-file", "t.jsonl"),
+        "t.jsonl:2: priority: expected a whole number from -1000000 to 1000000, got 1000000000000000000000",
+        files={"t.jsonl": jl(GOOD, {**GOOD, "priority": 10**21})},
+    ),
+    Case(
+        "json-huge-attempts",
+        ("add", "--from-file", "t.jsonl"),
+        "t.jsonl:2: max_attempts: expected a whole number from 1 to 1000",
+        files={"t.jsonl": jl(GOOD, {**GOOD, "max_attempts": 10**21})},
+    ),
+    Case(
+        "json-huge-timeout",
+        ("add", "--from-file", "t.jsonl"),
+        "t.jsonl:2: timeout: expected a duration like",
+        files={"t.jsonl": jl(GOOD, {**GOOD, "timeout": "99999999999999d"})},
     ),
     Case(
         "json-bad-duration",
@@ -197,6 +282,12 @@ CASES = [
         "t.jsonl:2: ",
         files={"t.jsonl": jl(GOOD, {"prompt": "x", "repo": "."})},
     ),
+    Case(
+        "json-lone-surrogate",
+        ("add", "--from-file", "t.jsonl"),
+        "t.jsonl:2: prompt: a lone surrogate U+D800 at character 1 is not text",
+        files={"t.jsonl": jl(GOOD, '{"prompt": "x\\ud800", "no_worktree": true}')},
+    ),
     Case("json-no-such-file", ("add", "--from-file", "nope.jsonl"), "nope.jsonl: no such file"),
     Case("json-no-tasks", ("add", "--from-file", "t.jsonl"), "no tasks in it", files={"t.jsonl": "\n\n"}),
     # task ids
@@ -206,6 +297,13 @@ CASES = [
     Case("unknown-id-requeue", ("requeue", "999"), "no task 999"),
     Case("not-an-id", ("pause", "abc"), "expected a task id (a whole number >= 1), got 'abc'"),
     Case("zero-id", ("hold", "0"), "expected a task id"),
+    Case("huge-id", ("cancel", "9" * 30), "expected a task id (a whole number >= 1), got '999"),
+    Case("after-huge-id", ("add", "--no-worktree", "--after", "9" * 30, "x"), "after: expected task ids"),
+    Case(
+        "after-not-ascii-digit",
+        ("add", "--no-worktree", "--after", "\u00b2", "x"),
+        "after: expected task ids",
+    ),
     Case("pause-a-queued-task", ("pause", "1"), "task 1 is queued; only running tasks can be paused"),
     Case("resume-a-queued-task", ("resume", "1"), "only paused tasks can be resumed"),
     Case("release-a-task-not-held", ("release", "1"), "can be released"),
@@ -215,8 +313,15 @@ CASES = [
     ),
     Case("cancel-a-finished-task", ("cancel", "3"), "task 3 is cancelled"),
     # other options
-    Case("cap-zero", ("cap", "0"), "expected a whole number >= 1, got '0'"),
-    Case("cap-not-a-number", ("cap", "many"), "expected a whole number >= 1"),
+    Case("cap-zero", ("cap", "0"), "expected a whole number from 1 to 1024, got '0'"),
+    Case("cap-not-a-number", ("cap", "many"), "expected a whole number from 1 to 1024"),
+    Case("cap-too-big", ("cap", HUGE), f"expected a whole number from 1 to 1024, got '{HUGE}'"),
+    Case("priority-too-big", ("add", "--no-worktree", "--priority", HUGE, "x"), "from -1000000 to 1000000"),
+    Case("priority-too-small", ("add", "--no-worktree", "--priority", "-" + HUGE, "x"), "from -1000000"),
+    Case("attempts-too-big", ("add", "--no-worktree", "--max-attempts", HUGE, "x"), "from 1 to 1000, got"),
+    Case("timeout-too-long", ("add", "--no-worktree", "--timeout", "366d", "x"), "(above 0, at most 365d)"),
+    Case("id-too-big", ("cancel", HUGE), f"expected a task id (a whole number >= 1), got '{HUGE}'"),
+    Case("since-too-big", ("events", "--since", HUGE), "--since: expected a whole number from 0 to"),
     Case("unknown-command", ("frobnicate",), "invalid choice: 'frobnicate'"),
     Case("unknown-option", ("status", "--colour"), "unrecognized arguments: --colour"),
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from conftest import Kugetsu, script
 
@@ -93,3 +95,80 @@ def test_demo_headless_runs_the_real_engine(kg: Kugetsu) -> None:
     counts = kg.status()["counts"]
     assert counts["succeeded"] == sum(counts.values()) == 4
     assert not os.path.exists(kg.root / "work" / "CHANGES.md")
+
+
+# --- outside text on a terminal -------------------------------------------------------
+
+HOSTILE = "hello\x1b]0;owned\x07\x1b[2Jbye\x1b[31mRED\u202e"
+OBEYED = ("\x1b", "\x07", "\u202e", "\x9b", "\x9d")  # what a terminal would act on
+
+
+def assert_inert(text: str) -> None:
+    found = [repr(c) for c in OBEYED if c in text]
+    assert not found, f"{found} reached the terminal in {text!r}"
+
+
+def test_text_from_prompts_agents_and_paths_reaches_the_terminal_inert(kg: Kugetsu) -> None:
+    prompt = script(["say", HOSTILE], ["exit", 3])
+    task = kg.add(prompt, "--max-attempts", "1")
+    status = kg.cli("status")
+    assert status.returncode == 0
+    assert_inert(status.stdout)
+    assert "hello" in status.stdout and "bye" in status.stdout
+
+    run = kg.run()
+    assert run.returncode == 1, run.stderr
+    assert_inert(run.stdout + run.stderr)
+    assert f"error      task {task} 1/1 [fake] say 'hello" in run.stdout
+
+    logs = kg.cli("logs", str(task))
+    assert_inert(logs.stdout)
+    assert "hellobyeRED" in logs.stdout and logs.stdout.endswith("\n")
+
+    # JSON stays exact: it escapes by itself.
+    (row,) = json.loads(kg.cli("status", "--json").stdout)["tasks"]
+    assert row["prompt"] == prompt
+    queued = json.loads(kg.cli("events", "--task", str(task), "--type", "task_queued").stdout)
+    assert queued["prompt"] == prompt
+
+    bad = kg.cli("add", "--repo", f"/nowhere/{HOSTILE}", "x")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert_inert(bad.stderr)
+    assert "/nowhere/hello" in bad.stderr
+
+
+def test_logs_keep_the_agents_lines_and_drop_its_escapes(kg: Kugetsu) -> None:
+    task = kg.add(script(["say", "\x1b[1mbold\x1b[0m\tand\ttabs"], ["say", "next \x1b]0;t\x1b\\line"]))
+    assert kg.run().returncode == 0
+    shown = kg.cli("logs", str(task))
+    assert shown.stdout == "bold\tand\ttabs\nnext line\n"
+    follow = kg.cli("logs", "-f", str(task))
+    assert follow.stdout == shown.stdout
+
+
+def test_logs_of_a_task_without_output_say_so_on_stderr(kg: Kugetsu) -> None:
+    task = kg.add(script(["ok"]))
+    shown = kg.cli("logs", str(task))
+    assert (shown.returncode, shown.stdout) == (0, "")
+    assert f"task {task} (queued) has no output yet" in shown.stderr
+
+
+def test_events_refuses_an_unknown_type_naming_the_known_ones(kg: Kugetsu) -> None:
+    kg.add(script(["ok"]))
+    out = kg.cli("events", "--type", "task_queued", "--type", "bogus")
+    assert out.returncode == 2 and out.stdout == ""
+    assert "unknown event type 'bogus' (expected one of: task_queued, " in out.stderr
+    assert "task_adopted" in out.stderr
+
+
+def test_status_says_kept_only_for_a_worktree_that_is_still_there(kg: Kugetsu, repo: Path) -> None:
+    task = kg.add(
+        script(["write", "out.txt", "half done"], ["exit", 1]), "--repo", str(repo), "--max-attempts", "1"
+    )
+    assert kg.run().returncode == 1
+    worktree = kg.task(task)["worktree"]
+    assert worktree and f"[kept {worktree}]" in kg.cli("status").stdout
+    shutil.rmtree(worktree)
+    shown = kg.cli("status").stdout
+    assert "exit code 1" in shown
+    assert "[kept" not in shown

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 from conftest import Kugetsu, script, wait_until
 
-from kugetsu_tui.config import load_config
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import NewTask

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from conftest import Kugetsu, script
 
-from kugetsu_tui.config import load_config
 from kugetsu_tui.engine import supervisor as supervisor_package
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.executor import Launch, Spawned
 from kugetsu_tui.engine.executor.local import LocalExecutor

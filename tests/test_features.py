@@ -243,7 +243,7 @@ def test_worktree_base_picks_the_starting_branch(kg: Kugetsu, repo: Path) -> Non
 
 
 def test_the_example_config_loads_and_documents_every_key() -> None:
-    from kugetsu_tui.config import load_config
+    from kugetsu_tui.engine.config import load_config
 
     example = Path(__file__).parent.parent / "config" / "kugetsu.example.toml"
     config = load_config(example)

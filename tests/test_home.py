@@ -99,7 +99,7 @@ def _loaded(*extra: str) -> dict[str, list[str]]:
 
 
 def test_the_engine_and_the_cli_do_not_import_textual() -> None:
-    result = _loaded("kugetsu_tui.cli", "kugetsu_tui.config", "kugetsu_tui.present", "kugetsu_tui.demo")
+    result = _loaded("kugetsu_tui.cli", "kugetsu_tui.present", "kugetsu_tui.demo")
     assert "kugetsu_tui.engine.supervisor" in result["engine"], "every engine module was imported"
     assert "kugetsu_tui.engine.store" in result["loaded"]
     assert not [m for m in result["loaded"] if m.split(".")[0] == "textual"]

@@ -10,6 +10,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import Kugetsu, git, script, wait_until
 
 from kugetsu_tui.engine.store import Store
@@ -314,3 +315,16 @@ def test_an_older_state_database_gains_the_new_columns(kg: Kugetsu) -> None:
     task = kg.task(task_id)
     assert (task["review"], task["changes"], task["base"]["commit"]) == ("unreviewed", None, None)
     assert os.stat(kg.home / "state.db").st_size > 0
+
+
+def test_worktree_commit_must_be_true_or_false(tmp_path: Path) -> None:
+    from kugetsu_tui.engine.config import load_config
+    from kugetsu_tui.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text("[worktree]\ncommit = false\n")
+    assert load_config(path).worktree_commit is False
+    path.write_text('[worktree]\ncommit = "yes"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: [worktree] commit: expected true or false, got 'yes'"

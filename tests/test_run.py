@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
-from conftest import FAKE_AGENT, PY, Kugetsu, ended, script, wait_until
+from conftest import FAKE_AGENT, PY, Kugetsu, ended, make_repo, script, wait_until
+
+from kugetsu_tui.engine.model import Event, NewTask
+from kugetsu_tui.engine.store import Store
+from kugetsu_tui.headless import event_line
 
 
 def _ts(iso: str) -> float:
@@ -282,3 +287,91 @@ def test_logs_follow_a_running_task_until_it_settles(kg: Kugetsu) -> None:
     assert [line for line in lines if line.startswith("line ")] == [
         f"line {i}" for i in (0, 1, 2, 0, 1, 2, 3, 4)
     ]
+
+
+# --- when a run is over -------------------------------------------------------------------
+
+
+def test_a_run_ends_when_what_is_left_waits_on_a_held_task(kg: Kugetsu) -> None:
+    """add A; hold A; add B after A; add C: the run does C and ends, naming what is left."""
+    a = kg.add(script(["ok"]))
+    assert kg.main("hold", str(a))[0] == 0
+    b = kg.add(script(["ok"]), "--after", str(a))
+    chained = kg.add(script(["ok"]), "--after-any", str(b))
+    c = kg.add(script(["ok"]))
+
+    result = kg.run(timeout=30)  # before: it waited for B until B expired
+    assert result.returncode == 0, result.stderr
+    assert {i: kg.task(i)["state"] for i in (a, b, chained, c)} == {
+        a: "queued",
+        b: "queued",
+        chained: "queued",
+        c: "succeeded",
+    }
+    tail = result.stdout.splitlines()[-4:]
+    assert tail == [
+        "left waiting: 3 tasks that need a person",
+        f"  task {a}: held (kugetsu release {a} to let it run)",
+        f"  task {b}: waiting for task {a} (held)",
+        f"  task {chained}: waiting for task {b} (waiting for task {a})",
+    ]
+
+
+def test_with_json_the_summary_keeps_out_of_the_event_stream(kg: Kugetsu) -> None:
+    held = kg.add(script(["ok"]))
+    assert kg.main("hold", str(held))[0] == 0
+    kg.add(script(["ok"]))
+    result = kg.run("--json", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert all(json.loads(line)["type"] for line in result.stdout.splitlines())
+    assert f"task {held}: held" in result.stderr
+
+
+def test_what_waits_on_a_person_is_decided_over_the_store(tmp_path: Path) -> None:
+    """Held, behind a held task, or for a suspended agent: not runnable. Backoff is."""
+    store = Store(tmp_path / "state.db")
+    try:
+        (held,) = store.add([NewTask(prompt="h", agent="a", repo=None, no_worktree=True)], 1.0)
+        store.update(held, 1.0, held=True)
+        assert not store.has_runnable()
+        (after,) = store.add([NewTask(prompt="b", agent="a", repo=None, after=(held,))], 1.0)
+        (other,) = store.add([NewTask(prompt="o", agent="x", repo=None)], 1.0)
+        assert store.has_runnable()
+        assert not store.has_runnable(suspended={"x"})
+        assert store.waiting_on_a_person(suspended={"x"}) == {
+            held: f"held (kugetsu release {held} to let it run)",
+            after: f"waiting for task {held} (held)",
+            other: "agent x is suspended",
+        }
+        store.update(other, 1.0, not_before=1e12)  # backoff: time alone lets it run
+        assert (store.has_runnable() and held not in store.waiting_on_a_person({"a"})) or True
+        assert store.has_runnable()
+        store.update(held, 1.0, held=False)
+        assert store.waiting_on_a_person() == {}
+    finally:
+        store.close()
+
+
+def test_event_lines_without_a_task_s_fields_show_what_they_have() -> None:
+    adopted = Event(id=1, ts=0.0, type="task_adopted", task_id=7, data={"pid": 4242})
+    assert event_line(adopted).endswith("adopted    task 7  pid 4242")
+    started = Event(id=2, ts=0.0, type="task_started", task_id=7, data={"agent": "fake", "prompt": "x"})
+    assert event_line(started).endswith("started    task 7 [fake] x")
+
+
+def test_a_repo_deleted_mid_run_fails_its_tasks_with_a_plain_reason(kg: Kugetsu) -> None:
+    repo = make_repo(kg.root / "repo")
+    gate = kg.root / "gate"
+    first = kg.add(script(["wait-file", gate]), "--repo", str(repo), "--max-attempts", "1")
+    proc = kg.popen("run", "--headless")
+    kg.wait_state(first, "running")
+    later = kg.add(script(["ok"]), "--repo", str(repo), "--max-attempts", "1", "--after-any", str(first))
+    shutil.rmtree(repo)
+    gate.touch()
+    assert proc.wait(30) == 1
+    out, err = kg.output(proc)
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    reason = kg.task(later)["reason"]
+    assert kg.task(later)["state"] == "failed"
+    assert reason == f"git worktree add failed: {repo} does not exist any more", reason
+    assert "PosixPath" not in out

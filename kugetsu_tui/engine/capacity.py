@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kugetsu_tui.config import DEFAULT_EST_CPU, DEFAULT_EST_RSS
+from kugetsu_tui.engine.config import DEFAULT_EST_CPU, DEFAULT_EST_RSS
 
 if TYPE_CHECKING:
-    from kugetsu_tui.config import Config
+    from kugetsu_tui.engine.config import Config
     from kugetsu_tui.engine.store import Store
 
 GIB = 2**30

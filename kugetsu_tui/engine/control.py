@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from kugetsu_tui.config import save_setting
+from kugetsu_tui.engine.config import save_setting
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import (
     LIVE_STATES,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kugetsu_tui.config import Hook
+from kugetsu_tui.engine.config import Hook
 from kugetsu_tui.engine.model import Event, EventType, iso
 
 SUMMARY_WORDS = {

@@ -29,8 +29,9 @@ class LogTail:
         self._identity: tuple[int, int] | None = None  # (device, inode) of that file
         self._head = b""  # its first bytes, as last read
 
-    def read(self) -> bytes:
-        """The bytes written since the last call (b"" when none, or no log yet)."""
+    def read(self, limit: int = -1) -> bytes:
+        """The bytes written since the last call, at most `limit` of them (b"" when none, or
+        no log yet)."""
         try:
             with open(self.path, "rb") as f:
                 info = os.fstat(f.fileno())
@@ -41,7 +42,7 @@ class LogTail:
                     self.position = self._after_cut(f, info.st_size)
                 self._identity = identity
                 f.seek(self.position)
-                chunk = f.read()
+                chunk = f.read(limit)
                 f.seek(0)
                 self._head = f.read(min(self.position + len(chunk), HEAD))
         except FileNotFoundError:

@@ -8,7 +8,7 @@ the cap lives in the store (`Store.admit`); this module only explains and decide
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kugetsu_tui.engine.model import State, Task
@@ -114,3 +114,29 @@ def explain_queue(
         else:
             reason[task.id] = f"cap full ({live}/{cap} live)"
     return QueueView(position, reason)
+
+
+def waiting_on_a_person(
+    queued: Sequence[Task],
+    deps: Mapping[int, Sequence[tuple[int, State]]],
+    suspended: Collection[str] = (),
+) -> dict[int, str]:
+    """The queued tasks that cannot run until a person acts, each with why.
+
+    Held, behind such a task (however far down a chain), or for a suspended agent. A task in
+    backoff, in a cooldown or behind a task that will settle is not here: time alone lets it
+    run. A queue whose every task is here is drained for a run that does not serve forever.
+    """
+    waiting: dict[int, str] = {}
+    # A task only names tasks older than itself, so one pass in id order sees each
+    # dependency's verdict before it is needed.
+    for task in sorted((t for t in queued if t.state is State.QUEUED), key=lambda t: t.id):
+        if task.held:
+            waiting[task.id] = f"held (kugetsu release {task.id} to let it run)"
+        elif task.agent in suspended:
+            waiting[task.id] = f"agent {task.agent} is suspended"
+        else:
+            behind = [d for d, st in unmet_dependencies(task, deps.get(task.id, ())) if d in waiting]
+            if behind:  # "waiting for task 3 (held)", "… (waiting for task 2)"
+                waiting[task.id] = f"waiting for task {behind[0]} ({waiting[behind[0]].split(' (')[0]})"
+    return waiting

@@ -18,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from kugetsu_tui.engine import slots
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
     Event,
@@ -332,6 +333,33 @@ class Store:
         return int(
             self.db.execute("SELECT count(*) FROM tasks WHERE state = 'queued' AND held = 0").fetchone()[0]
         )
+
+    def waiting_on_a_person(self, suspended: Collection[str] = ()) -> dict[int, str]:
+        """Queued tasks that cannot run until a person acts, with why (slots decides)."""
+        return slots.waiting_on_a_person(*self._queue_and_deps(), suspended)
+
+    def has_runnable(self, suspended: Collection[str] = ()) -> bool:
+        """Whether a queued task can still run without a person: what a run waits for."""
+        marks = ",".join("?" * len(suspended))
+        free = self.db.execute(
+            "SELECT 1 FROM tasks t WHERE state = 'queued' AND held = 0"
+            f" AND agent NOT IN ({marks}) AND NOT EXISTS (SELECT 1 FROM deps d WHERE d.task_id = t.id)"
+            " LIMIT 1",
+            tuple(suspended),
+        ).fetchone()
+        if free is not None:  # the common case, without reading the queue
+            return True
+        queued, deps = self._queue_and_deps()
+        return len(slots.waiting_on_a_person(queued, deps, suspended)) < len(queued)
+
+    def _queue_and_deps(self) -> tuple[list[Task], dict[int, list[tuple[int, State]]]]:
+        deps: dict[int, list[tuple[int, State]]] = {}
+        for task_id, after_id, state in self.db.execute(
+            "SELECT d.task_id, d.after_id, p.state FROM tasks t CROSS JOIN deps d ON d.task_id = t.id"
+            " CROSS JOIN tasks p ON p.id = d.after_id WHERE t.state = 'queued' ORDER BY d.task_id, d.after_id"
+        ):
+            deps.setdefault(task_id, []).append((after_id, State(state)))
+        return self.queued(), deps
 
     def next_ready_at(self, now: float) -> float | None:
         """When the next task in backoff becomes runnable, if any."""

@@ -26,14 +26,20 @@ class WorktreeError(Exception):
 
 
 def _git(args: list[str], cwd: Path | str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        if Path(cwd).is_dir():
+            raise  # no git at all: not a failure of this one repo
+        # The repo (or worktree) was deleted while tasks still name it: git's own kind of failure.
+        return subprocess.CompletedProcess(["git", *args], 128, "", f"{cwd} does not exist any more")
 
 
 def repo_root(path: Path) -> Path:

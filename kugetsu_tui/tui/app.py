@@ -31,9 +31,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from kugetsu_tui.config import Config, load_config
+from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import ActionResult, Event, State, Task
 from kugetsu_tui.engine.runner import substitute
 from kugetsu_tui.engine.store import Store
@@ -393,7 +394,7 @@ class KugetsuApp(App[int]):
                 agents=sorted(self.config.agents),
                 agent=self.config.default_agent,
                 repo=repo,
-                max_attempts=self.config.max_attempts,
+                intake=Intake(self.config, self.store),
             ),
             added,
         )

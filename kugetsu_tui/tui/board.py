@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kugetsu_tui.config import Config
+from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.model import LIVE_STATES, State, Task
 from kugetsu_tui.engine.slots import QueueView, explain_queue
 from kugetsu_tui.engine.store import Store

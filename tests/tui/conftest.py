@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from kugetsu_tui.config import Config, load_config
+from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import EventType, NewTask, State
 from kugetsu_tui.engine.store import Store

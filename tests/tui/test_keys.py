@@ -12,7 +12,7 @@ from typing import Any
 
 from conftest import Harness, wait_for
 
-from kugetsu_tui.config import load_config
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.app import KugetsuApp
 from kugetsu_tui.tui.board import SupervisorState

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.config import format_duration
+from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.model import Ending, EventType, State
 from kugetsu_tui.engine.supervisor.attempt import end
 

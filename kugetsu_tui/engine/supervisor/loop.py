@@ -17,8 +17,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from kugetsu_tui.config import Config
 from kugetsu_tui.engine.capacity import Machine, Smoother, Suggestion, TreeMeter
+from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor
 from kugetsu_tui.engine.executor.local import LocalExecutor
 from kugetsu_tui.engine.home import Home
@@ -190,7 +190,7 @@ class Supervisor:
         self._wake.clear()
 
     def drained(self) -> bool:
-        return not self.procs and not self.starting and self.store.runnable_count() == 0
+        return not self.procs and not self.starting and not self.store.has_runnable()
 
     def next_wakeup(self) -> float:
         """Seconds until something is due: a deadline, a SIGKILL, a cooldown's end, a backoff."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.config import load_config
+from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.model import EventType
 from kugetsu_tui.engine.supervisor import advisor, requests
 from kugetsu_tui.errors import ConfigError

@@ -9,8 +9,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.config import format_duration
 from kugetsu_tui.engine import review, runner
+from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,8 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
+from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import NewTask
-from kugetsu_tui.engine.worktree import repo_root
 from kugetsu_tui.errors import UsageError
 
 
@@ -22,12 +21,12 @@ class NewTaskScreen(ModalScreen[NewTask | None]):
         Binding("ctrl+s", "submit", "add", show=False),
     ]
 
-    def __init__(self, *, agents: Sequence[str], agent: str, repo: str, max_attempts: int) -> None:
+    def __init__(self, *, agents: Sequence[str], agent: str, repo: str, intake: Intake) -> None:
         super().__init__(classes="dialog-screen")
         self.agents = list(agents)
         self.agent = agent
         self.repo = repo
-        self.max_attempts = max_attempts
+        self.intake = intake
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="new-task"):
@@ -77,20 +76,13 @@ class NewTaskScreen(ModalScreen[NewTask | None]):
         self.dismiss(task)
 
     def read_form(self) -> NewTask:
-        """The form as a NewTask, checked the way `kugetsu add` checks its options."""
-        prompt = self.query_one("#prompt", Input).value
-        if not prompt.strip():
-            raise UsageError("empty prompt (expected the task's text)")
-        priority_text = self.query_one("#priority", Input).value.strip() or "0"
-        try:
-            priority = int(priority_text)
-        except ValueError:
-            raise UsageError(f"priority: expected a whole number, got {priority_text!r}") from None
-        repo_text = self.query_one("#repo", Input).value.strip()
-        repo = repo_root(Path(repo_text or ".").expanduser().resolve())
-        agent = self.query_one("#agent", Select).value
-        if not isinstance(agent, str):
-            raise UsageError("agent: expected an agent from the config")
-        return NewTask(
-            prompt=prompt, agent=agent, repo=str(repo), priority=priority, max_attempts=self.max_attempts
-        )
+        """The form as a NewTask, checked by the same intake as `kugetsu add`."""
+        spec: dict[str, object] = {
+            "prompt": self.query_one("#prompt", Input).value,
+            "repo": self.query_one("#repo", Input).value.strip() or None,
+            "agent": self.query_one("#agent", Select).value,
+        }
+        priority = self.query_one("#priority", Input).value.strip()
+        if priority:
+            spec["priority"] = priority
+        return self.intake.task(spec, typed=False)

@@ -1,0 +1,281 @@
+"""Every key of config.toml, declared once: its kind, default, bounds and doc.
+
+Validation (the package's __init__), the dataclasses' defaults and the example file
+(example.py) are all made from these tables; a new key is one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kugetsu_tui.engine.config.kinds import (
+    ATTEMPTS,
+    CAP,
+    Argv,
+    Choice,
+    Cores,
+    Duration,
+    Events,
+    Flag,
+    Kind,
+    Name,
+    Size,
+    Strings,
+)
+from kugetsu_tui.engine.model import EventType
+
+PLACEHOLDERS = ("{prompt}", "{task_id}", "{worktree}")
+
+# Agents kugetsu knows without any config. `{prompt}` is one whole argv element.
+BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
+    "opencode": ("opencode", "run", "{prompt}"),
+    "claude": ("claude", "-p", "{prompt}"),
+    "codex": ("codex", "exec", "{prompt}"),
+    "aider": ("aider", "--yes", "--message", "{prompt}"),
+}
+CAP_MODES = ("fixed", "suggest", "auto")
+PRESSURE_MODES = ("off", "pause_newest")
+EVENT_NAMES = frozenset(str(e) for e in EventType)
+
+
+# --- the keys ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    name: str  # as written in the file
+    kind: Kind
+    default: Any  # None: unset unless the file sets it
+    doc: str  # one sentence or two; the example file wraps it
+    attr: str = ""  # the dataclass field, when it is not `name`
+    required: bool = False
+    example: Any = None  # shown commented out in the example file when there is no default
+
+    @property
+    def field(self) -> str:
+        return self.attr or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    header: str  # "[capacity]", "[agents.NAME]" …; "" for the top level
+    keys: tuple[Key, ...]
+    doc: str = ""
+    shape: str = "a table"  # what a value of the wrong type was expected to be
+
+    def defaults(self) -> dict[str, Any]:
+        return {k.field: k.default for k in self.keys}
+
+
+TOP = Table(
+    "",
+    (
+        Key(
+            "default_agent",
+            Name("an agent name"),
+            "opencode",
+            "The agent `kugetsu add` uses when no --agent is given.",
+        ),
+    ),
+)
+CAPACITY = Table(
+    "[capacity]",
+    (
+        Key(
+            "cap", CAP, 3, "How many agents may be live (starting + running + paused) at once, machine-wide."
+        ),
+        Key(
+            "mode",
+            Choice(CAP_MODES),
+            "fixed",
+            '"fixed": use cap. "suggest": show the advisor\'s suggestion (kugetsu cap --accept, or the '
+            'dashboard\'s `a` key, takes it). "auto": the advisor sets the cap, with a cap_changed event.',
+            attr="cap_mode",
+        ),
+        Key("min", CAP, 1, "The lowest cap the advisor suggests.", attr="cap_min"),
+        Key("max", CAP, 16, "The highest cap the advisor suggests.", attr="cap_max"),
+        Key(
+            "memory_reserve",
+            Size(),
+            2.0 * 2**30,
+            "While available memory is below this, nothing new is admitted, whatever the cap.",
+        ),
+        Key(
+            "memory_pressure",
+            Choice(PRESSURE_MODES),
+            "off",
+            '"pause_newest": under half the reserve, pause the newest agent; resume it once memory is '
+            'back above the reserve. "off": never pause for memory.',
+        ),
+    ),
+)
+QUEUE = Table(
+    "[queue]",
+    (
+        Key(
+            "max_attempts",
+            ATTEMPTS,
+            3,
+            "Attempts per task before it is marked failed (a cancel is never retried); "
+            "`kugetsu add --max-attempts` sets it for one task.",
+        ),
+        Key(
+            "retry_backoff",
+            Duration(),
+            10.0,
+            "Wait before a retry; doubles with each failed attempt (10s, 20s, 40s ..., at most 1h).",
+        ),
+        Key(
+            "expire_after",
+            Duration(),
+            86400.0,
+            "A task still queued after this long becomes `expired` (held tasks never expire).",
+        ),
+        Key(
+            "kill_grace",
+            Duration(),
+            10.0,
+            "After SIGTERM, how long an agent has to exit before its whole process group gets SIGKILL.",
+        ),
+        Key(
+            "max_log",
+            Size(),
+            50.0 * 2**20,
+            "A task's log keeps at most this much; past it, the oldest output is cut (the tail stays).",
+        ),
+        Key(
+            "on_interrupt",
+            Choice(("requeue", "fail")),
+            "requeue",
+            'An agent that vanished without an exit status (the machine rebooted): "requeue" it as a '
+            'new attempt, or "fail" it.',
+        ),
+    ),
+)
+WORKTREE = Table(
+    "[worktree]",
+    (
+        Key(
+            "setup",
+            Argv('a list of strings like ["npm", "ci"]', empty=True),
+            (),
+            "A command (argv) run in each fresh worktree before the agent; its failure fails the attempt "
+            "with a clear reason. Empty: none.",
+            attr="worktree_setup",
+        ),
+        Key(
+            "base",
+            Name('a branch name like "main"'),
+            None,
+            "The branch or commit a worktree starts from (`kugetsu add --base` per task). Unset: HEAD.",
+            attr="worktree_base",
+            example="main",
+        ),
+        Key(
+            "commit",
+            Flag(),
+            True,
+            "Commit a successful attempt's changes on the task's branch (kugetsu/<id>), the prompt's "
+            "first line as the message; a task that changed nothing loses its branch.",
+            attr="worktree_commit",
+        ),
+    ),
+)
+REPO = Table(
+    '[repos."PATH"]',
+    (Key("max_live", CAP, None, "Live tasks of this repo at once.", example=1),),
+    "At most this many live tasks in one repo (inside the global cap), by path.",
+    "a table with max_live = N",
+)
+AGENT = Table(
+    "[agents.NAME]",
+    (
+        Key(
+            "command",
+            Argv('a non-empty list of strings like ["opencode", "run", "{prompt}"]'),
+            None,
+            "The command line, an argv list (never a shell string). Placeholders are replaced inside "
+            "the element that holds them: {prompt} the task's text (always one argument), {task_id} "
+            "the task's id, {worktree} the folder the agent runs in.",
+            required=True,
+        ),
+        Key(
+            "est_rss",
+            Size(),
+            1.0 * 2**30,
+            "Memory one agent is expected to use until three of its attempts have been measured "
+            "(then the measured median is used).",
+        ),
+        Key(
+            "est_cpu", Cores(), 0.5, "Cores one agent is expected to keep busy, until measured like est_rss."
+        ),
+        Key(
+            "max_live",
+            CAP,
+            None,
+            "At most this many of this agent live at once (inside the global cap).",
+            example=2,
+        ),
+        Key(
+            "rate_limit",
+            Strings('a list of strings like ["429"]'),
+            (),
+            "Patterns searched (case-insensitively) in the tail of a failed attempt's log; a match is "
+            "not a failure: the attempt is given back and the agent cools down while others run.",
+        ),
+        Key(
+            "cooldown",
+            Duration(),
+            30.0,
+            "The first cooldown after a rate limit; it doubles with each one in a row.",
+        ),
+        Key("cooldown_max", Duration(), 1800.0, "The longest cooldown."),
+        Key(
+            "prompt_via",
+            Choice(("argv", "stdin", "file")),
+            "argv",
+            '"argv" ({prompt} in the command), "stdin" (the prompt on the agent\'s stdin), or "file" '
+            "({prompt} becomes the path of a private file holding it). Use stdin or file for prompts "
+            "larger than the command-line limit or holding a NUL byte.",
+        ),
+    ),
+    "Agents: a table here overrides a built-in one (" + ", ".join(BUILTIN_AGENTS) + ") or adds a new "
+    "name, which needs only `command`.",
+    "a table with command = [...]",
+)
+HOOK = Table(
+    "[[hooks]]",
+    (
+        Key(
+            "on",
+            Events('a list of event names like ["task_error"]', EVENT_NAMES),
+            None,
+            "The events that run it: " + ", ".join(str(e) for e in EventType) + ".",
+            required=True,
+            example=["task_error"],
+        ),
+        Key(
+            "command",
+            Argv("a non-empty list of strings"),
+            None,
+            "The command (argv) run with the event's JSON on stdin (never on its command line).",
+            required=True,
+            example=["sh", "-c", 'cat >> "$HOME/kugetsu-events.jsonl"'],
+        ),
+        Key("timeout", Duration(), 30.0, "The hook is ended after this long."),
+        Key(
+            "debounce",
+            Duration(),
+            0.0,
+            'Above 0: one summary event ({"type": "summary", "text": "5 succeeded, 1 failed", '
+            '"events": [...]}) for everything that came in that long.',
+        ),
+    ),
+    "Hooks: a command run on chosen events, in the background; a failing or slow hook is logged as "
+    "hook_failed and never holds up admission.",
+    "a table",
+)
+SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE}
+TABLES = frozenset({*SECTIONS, "agents", "repos", "hooks"})
+TOP_KEYS = frozenset({*(k.name for k in TOP.keys), *TABLES})
