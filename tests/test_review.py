@@ -74,6 +74,7 @@ def test_a_task_that_changed_nothing_leaves_no_branch(kg: Kugetsu, repo: Path) -
     assert f"kugetsu/{task_id}" not in _branches(repo)
     assert not (kg.home / "worktrees" / str(task_id)).exists()
     assert task["base"]["commit"] == _sha(repo)
+    assert "  no changes" in kg.main("status")[1]
 
 
 def test_setup_output_is_not_committed(kg: Kugetsu, repo: Path) -> None:
@@ -119,6 +120,7 @@ def test_merge_into_the_checked_out_clean_base(kg: Kugetsu, repo: Path) -> None:
     assert f"kugetsu/{task_id}" not in _branches(repo) and _worktrees(repo) == [str(repo)]
     task = kg.task(task_id)
     assert (task["review"], task["branch"], task["worktree"]) == ("merged", None, None)
+    assert "  +1 −0 in 1 file, merged" in kg.main("status")[1]
     merged = [e for e in kg.events(task_id) if e["type"] == "task_merged"]
     assert len(merged) == 1 and merged[0]["into"] == "main" and merged[0]["commit"] == _sha(repo)
     assert not list((kg.home / "worktrees").glob(".merge-*")), "no temporary worktree left"
@@ -328,3 +330,18 @@ def test_worktree_commit_must_be_true_or_false(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == f"{path}: [worktree] commit: expected true or false, got 'yes'"
+
+
+def test_a_requeued_task_measures_against_where_it_started_again(kg: Kugetsu, repo: Path) -> None:
+    counter = kg.root / "counter"
+    (task_id,) = _run(kg, repo, script(["fail-then-ok", 1, counter], ["write", "a.txt", "x"]), ok=False)
+    first = kg.task(task_id)
+    assert first["state"] == "failed" and first["branch"] is None, "it changed nothing: no branch"
+    (repo / "later.txt").write_text("main moved on\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "main moved on")
+    assert kg.main("requeue", str(task_id))[0] == 0
+    assert kg.run().returncode == 0
+    task = kg.task(task_id)
+    assert task["base"]["commit"] == _sha(repo) != first["base"]["commit"]
+    assert task["changes"] == {"files": 1, "insertions": 1, "deletions": 0, "commits": 1}

@@ -97,14 +97,15 @@ class Base:
 
 
 def base_of(task: Task) -> Base | None:
-    """Where the task's branch started: as the store recorded it, else as its worktree
-    recorded it, else the fork point of its branch from what it was asked to start on."""
-    if task.base_commit:
-        return Base(task.base_commit, task.base_branch)
+    """Where the task's branch started: as its worktree recorded it (a requeued task whose
+    empty branch went may have started again, elsewhere), else as the store recorded it,
+    else the fork point of its branch from what it was asked to start on."""
     if task.worktree:
         recorded = worktree.recorded_base(Path(task.worktree))
         if recorded is not None:
             return Base(*recorded)
+    if task.base_commit:
+        return Base(task.base_commit, task.base_branch)
     if not task.repo or not task.branch or not Path(task.repo).is_dir():
         return None
     start = task.base or "HEAD"
@@ -179,7 +180,7 @@ class Settled:
 
     def columns(self, task: Task) -> dict[str, Any]:
         """The task's columns to store."""
-        cols: dict[str, Any] = {}
+        cols: dict[str, Any] = {"review": "unreviewed"}  # new work: nobody has looked at it yet
         if self.base is not None:
             cols |= {"base_commit": self.base.commit, "base_branch": self.base.branch}
         if self.changes is not None:
@@ -335,6 +336,7 @@ def checkout_of(repo: Path, branch: str) -> Path | None:
     for line in listed.splitlines():
         if line.startswith("worktree "):
             where = Path(line.removeprefix("worktree "))
+            where = where if where.is_dir() else None  # a folder deleted by hand: nowhere to update
         elif line == f"branch refs/heads/{branch}" and where is not None:
             return where
     return None
