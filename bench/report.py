@@ -59,6 +59,10 @@ def ratio(value: float | None) -> str:
     return f"×{value:.2f}" if value is not None else "–"
 
 
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count / 2**10:.1f} KiB"
+
+
 def row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -201,6 +205,22 @@ def table(run: dict[str, Any]) -> str:
         )
         lines.append(row(["    RSS of the dashboard", f"{b['rss_mib']:.0f} MiB", "", "", "< 120 MiB"]))
         lines.append(row(["    key press (`?`) to the change on screen", key, "", "", ""]))
+    if "status_scale" in figures:
+        s = figures["status_scale"]
+        for key, command, target in (
+            ("status", "`kugetsu status` (50-row window)", "< 150 ms, memory flat"),
+            ("json_limit_10", "`status --json --limit 10`", "memory flat"),
+            ("json_all", "`status --json --all` (every task, streamed)", "memory flat"),
+        ):
+            r = s[key]
+            lead = f"(7) {s['queued']:,} queued: {command}" if key == "status" else f"    {command}"
+            cells = [
+                f"{r['ms']:.0f} ms, {r['rss_mib']:.0f} MiB",
+                _size(r["output_bytes"]) + " of output",
+                "",
+                target,
+            ]
+            lines.append(row([lead, *cells]))
     if "dispatch" in figures and "kugetsu" in figures["dispatch"]["tools"]:
         k = figures["dispatch"]["tools"]["kugetsu"]
         lines += [

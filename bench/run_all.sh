@@ -68,7 +68,7 @@ stamp=$(date +%Y%m%d-%H%M%S)
 name="$stamp${label:+-$label}"
 raw="$here/results/raw/$name"
 mkdir -p "$raw"
-figures="dispatch makespan worktree_cost enqueue cap_pressure"
+figures="dispatch makespan worktree_cost enqueue cap_pressure status_scale"
 # The dashboard's figures need the dashboard (and a pseudo-terminal, which dashboard.py opens).
 [ -d "$repo/kugetsu_tui/tui" ] && figures="$figures dashboard"
 for figure in $figures; do

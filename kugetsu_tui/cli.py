@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kugetsu_tui import __version__
 from kugetsu_tui.engine.config import Config, load_config
@@ -26,10 +26,13 @@ from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.intake import Intake, parse_task_id
 from kugetsu_tui.engine.logs import LogTail
-from kugetsu_tui.engine.model import LIVE_STATES, ActionResult, NewTask, State
+from kugetsu_tui.engine.model import ActionResult, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import UsageError
+
+if TYPE_CHECKING:
+    from kugetsu_tui.present import Selection
 
 
 class Parser(argparse.ArgumentParser):
@@ -149,14 +152,38 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 # --- status ----------------------------------------------------------------------------
 
 
+STATUS_LIMIT = 50  # rows `status` lists unless told otherwise
+
+
+def state_list(text: str) -> frozenset[State]:
+    names = [part.strip() for part in text.split(",")]
+    bad = [n for n in names if n not in {str(s) for s in State}]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {bad[0]!r} (expected some of {', '.join(str(s) for s in State)})"
+        )
+    return frozenset(State(n) for n in names)
+
+
+def id_list(text: str) -> frozenset[int]:
+    return frozenset(task_id(part.strip()) for part in text.split(","))
+
+
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
-    from kugetsu_tui.present import status_report
+    from kugetsu_tui.present import Selection, status_report
 
     now = time.time()
-    report = status_report(ctx.store, ctx.home, ctx.config, now)
+    ids = args.id
+    if ids is not None and (missing := ids - ctx.store.known(ids)):
+        raise UsageError(f"no task {min(missing)} (expected an id listed by `kugetsu status`)")
+    states = args.state or frozenset(State)
     if args.json:
-        print(json.dumps(report, ensure_ascii=False))
-        return 0
+        # For scripts, --all (or naming the ids) lifts the default limit; --limit still holds.
+        limit = args.limit if args.limit is not None else None if args.all or ids else STATUS_LIMIT
+        return _print_status_json(ctx, Selection(states, ids, limit), now)
+    recent = None if args.all or args.state else 5  # a person sees the last few successes
+    selection = Selection(states, ids, args.limit or STATUS_LIMIT, recent_succeeded=recent)
+    report = status_report(ctx.store, ctx.home, ctx.config, now, selection)
     counts = report["counts"]
     sup = report["supervisor_pid"]
     parts = [
@@ -178,14 +205,9 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     for key in ("admission_blocked", "config_error"):
         if report[key]:
             print(f"note: {one_line(report[key])}")
-    rows = report["tasks"]
-    order = {**{str(s): 0 for s in LIVE_STATES}, "queued": 1}
-    rows.sort(key=lambda r: (order.get(r["state"], 2), 0 if r["state"] == "queued" else -r["id"]))
-    if not args.all:
-        rows = [r for r in rows if r["state"] != "succeeded"] + [
-            r for r in rows if r["state"] == "succeeded"
-        ][:5]
-    shown = rows[: args.limit]
+    # Live first (newest first), then the queue in admission order, then ended tasks
+    # (newest first): the report reads them in that order and no further than the limit.
+    shown = report["tasks"]
     if not shown:
         print('no tasks (add one: kugetsu add "...")')
         return 0
@@ -193,8 +215,26 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
     for r in shown:
         print(_status_row(r, width, now))
-    if len(rows) > len(shown):
-        print(f"… and {len(rows) - len(shown)} more (--limit N, --all, or --json for every task)")
+    if report["more"]:
+        print(f"… and {report['more']} more (--limit N, --all, or --json --all for every task)")
+    return 0
+
+
+def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
+    """`status --json`, written a row at a time so that a long queue is never held in
+    memory whole. One read transaction, so counts and rows agree."""
+    from kugetsu_tui.present import matched, status_rows, status_summary
+
+    out = sys.stdout
+    with ctx.store.reading():
+        summary, running = status_summary(ctx.store, ctx.home, ctx.config, now)
+        out.write(json.dumps(summary, ensure_ascii=False)[:-1] + ', "tasks": [')
+        shown = 0
+        for row in status_rows(ctx.store, ctx.config, summary, now, selection, supervisor=running):
+            out.write((", " if shown else "") + json.dumps(row, ensure_ascii=False))
+            shown += 1
+        more = matched(ctx.store, summary, selection) - shown
+    out.write(f'], "more": {more}}}\n')
     return 0
 
 
@@ -446,10 +486,16 @@ def build_parser() -> Parser:
 def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     status = sub.add_parser("status", parents=[common], help="what runs, what waits and why")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
-    status.add_argument("--all", action="store_true", help="every succeeded task too")
     status.add_argument(
-        "--limit", type=positive_int, default=50, metavar="N", help="rows to show (default 50)"
+        "--all", action="store_true", help="every succeeded task too; with --json, every task (streamed)"
     )
+    status.add_argument(
+        "--limit", type=positive_int, metavar="N", help=f"rows to show (default {STATUS_LIMIT})"
+    )
+    status.add_argument(
+        "--state", type=state_list, metavar="STATE[,STATE…]", help="only tasks in these states"
+    )
+    status.add_argument("--id", type=id_list, metavar="ID[,ID…]", help="only these tasks")
     status.set_defaults(func=cmd_status)
 
     tui = sub.add_parser("tui", parents=[common], help="the dashboard (also: kugetsu with no command)")

@@ -6,8 +6,9 @@ Reads the store; never changes it.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 from kugetsu_tui.engine.config import Config
@@ -130,42 +131,35 @@ def _ts(iso_text: str) -> float:
     return datetime.fromisoformat(iso_text).timestamp()
 
 
-def status_report(store: Store, home: Home, config: Config, now: float) -> dict[str, Any]:
-    """The object `kugetsu status --json` prints (the contract scripts rely on)."""
+# Ended tasks, listed after the live and the queued ones.
+ENDED_STATES = frozenset(State) - LIVE_STATES - {State.QUEUED}
+CHUNK = 500  # queued tasks explained at a time when a report streams
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which tasks a status report lists, in the order people read them: live (newest
+    first), queued (in admission order), then ended (newest first)."""
+
+    states: frozenset[State] = frozenset(State)
+    ids: frozenset[int] | None = None  # only these tasks
+    limit: int | None = 50  # None: every task that matches
+    recent_succeeded: int | None = None  # at most this many succeeded, after the other ended
+
+
+def status_summary(store: Store, home: Home, config: Config, now: float) -> tuple[dict[str, Any], bool]:
+    """Everything `kugetsu status --json` prints but the tasks: cap, live, counts (from
+    SQL, never from the rows), the advisor's suggestion and what the supervisor published;
+    and whether a supervisor runs (its pid may not be known yet)."""
     facts = supervisor_facts(store, home, now)
     running = "supervisor_pid" in facts
     cap = int(facts.get("cap", config.cap)) if running else config.cap
     if "suggested_cap" not in facts or facts.get("suggested_cap") is None:
         facts.update(advise_now(store, config))
-    tasks = store.tasks()
-    # Counts come from the tasks read once, so they always agree with the list.
-    counts = Counter(t.state for t in tasks)
-    queued = [t for t in tasks if t.state is State.QUEUED]
-    live = sum(counts[s] for s in LIVE_STATES)
-    view = explain_queue(
-        queued,
-        live=live,
-        cap=cap,
-        now=now,
-        supervisor=running,
-        constraints=constraints(
-            config,
-            tasks,
-            deps=store.dependencies([t.id for t in queued]),
-            blocked=facts.get("admission_blocked"),
-            cooling=cooldowns_from_facts(facts),
-        ),
-    )
-    rows = []
-    for task in tasks:
-        row = task.to_json()
-        row["position"] = view.position.get(task.id)
-        row["wait_reason"] = view.wait_reason.get(task.id)
-        row["usage"] = task.usage(now)
-        rows.append(row)
-    return {
+    counts = store.counts()
+    summary = {
         "cap": cap,
-        "live": live,
+        "live": sum(counts[s] for s in LIVE_STATES),
         "cap_mode": config.cap_mode,
         "suggested_cap": facts.get("suggested_cap"),
         "cap_reason": facts.get("cap_reason"),
@@ -175,5 +169,142 @@ def status_report(store: Store, home: Home, config: Config, now: float) -> dict[
         "cooldowns": facts.get("cooldowns") or {},
         "supervisor_pid": facts.get("supervisor_pid"),
         "counts": {str(s): counts[s] for s in State},
-        "tasks": rows,
     }
+    return summary, running
+
+
+def status_report(
+    store: Store, home: Home, config: Config, now: float, selection: Selection = Selection()
+) -> dict[str, Any]:
+    """The object `kugetsu status --json` prints (the contract scripts rely on): the
+    summary, the selected tasks (each queued one with its position and wait reason) and
+    `more`, how many matched but were left out by the limit. Reads only what it lists."""
+    with store.reading():
+        report, running = status_summary(store, home, config, now)
+        report["tasks"] = list(status_rows(store, config, report, now, selection, supervisor=running))
+        report["more"] = matched(store, report, selection) - len(report["tasks"])
+    return report
+
+
+def matched(store: Store, summary: Mapping[str, Any], selection: Selection) -> int:
+    """How many tasks the selection lists without its limit (from SQL counts)."""
+    if selection.ids is None:
+        counts = {State(k): int(n) for k, n in summary["counts"].items()}
+    else:
+        counts = store.counts(selection.ids)
+    total = sum(counts[s] for s in selection.states)
+    if selection.recent_succeeded is not None and State.SUCCEEDED in selection.states:
+        total -= max(counts[State.SUCCEEDED] - selection.recent_succeeded, 0)
+    return total
+
+
+def status_rows(
+    store: Store,
+    config: Config,
+    summary: Mapping[str, Any],
+    now: float,
+    selection: Selection,
+    *,
+    supervisor: bool,
+) -> Iterator[dict[str, Any]]:
+    """The selected tasks as `status --json` rows, read lazily in display order (for a
+    report that streams, call inside `store.reading()`)."""
+    sections: list[tuple[frozenset[State], bool, int | None]] = [
+        (selection.states & LIVE_STATES, True, None),
+        (selection.states & {State.QUEUED}, False, None),
+    ]
+    ended = selection.states & ENDED_STATES
+    if selection.recent_succeeded is None:
+        sections.append((ended, True, None))
+    else:
+        sections.append((ended - {State.SUCCEEDED}, True, None))
+        sections.append((ended & {State.SUCCEEDED}, True, selection.recent_succeeded))
+    left = selection.limit
+    for states, newest_first, at_most in sections:
+        limit = at_most if left is None else left if at_most is None else min(at_most, left)
+        if not states or limit == 0:
+            continue
+        tasks = store.select(states, ids=selection.ids, newest_first=newest_first, limit=limit)
+        if states == {State.QUEUED}:
+            explain = _Explainer(store, config, summary, now, supervisor)
+            rows = _queued_rows(store, explain, now, tasks, whole_queue=selection.ids is None)
+        else:
+            rows = (_row(task, now, None, None) for task in tasks)
+        for row in rows:
+            yield row
+            if left is not None:
+                left -= 1
+
+
+def _row(task: Task, now: float, position: int | None, reason: str | None) -> dict[str, Any]:
+    row = task.to_json()
+    row["position"] = position
+    row["wait_reason"] = reason
+    row["usage"] = task.usage(now)
+    return row
+
+
+def _queued_rows(
+    store: Store, explain: _Explainer, now: float, tasks: Iterator[Task], *, whole_queue: bool
+) -> Iterator[dict[str, Any]]:
+    """Rows of queued tasks given in admission order, explained a chunk at a time.
+
+    With `whole_queue` the tasks are the queue from its head, so a running count gives
+    positions; otherwise (some ids) SQL counts the tasks ahead of each."""
+    ahead = 0
+    while chunk := list(islice(tasks, CHUNK)):
+        reasons = explain.wait_reasons(chunk)
+        if whole_queue:
+            positions: dict[int, int] = {}
+            for task in chunk:
+                if not task.held:
+                    ahead += 1
+                    positions[task.id] = ahead
+        else:
+            positions = store.positions([t.id for t in chunk])
+        for task in chunk:
+            yield _row(task, now, positions.get(task.id), reasons.get(task.id))
+
+
+class _Explainer:
+    """Wait reasons for any queued tasks without walking the queue up to them.
+
+    `explain_queue` says "starting" to the first runnable tasks that fit in the free
+    slots. Those few (at most cap - live) are read once with SQL; explaining them together
+    with any tasks in admission order gives each task the reason it would have in a walk
+    of the whole queue."""
+
+    def __init__(
+        self, store: Store, config: Config, summary: Mapping[str, Any], now: float, supervisor: bool
+    ) -> None:
+        self.store, self.now, self.supervisor = store, now, supervisor
+        self.cap, self.live = int(summary["cap"]), int(summary["live"])
+        live = store.live()
+        self.constraints = constraints(
+            config,
+            live,
+            deps={},
+            blocked=summary["admission_blocked"],
+            cooling=cooldowns_from_facts(summary),
+        )
+        self.first: list[Task] = []
+        free = self.cap - self.live
+        if free > 0 and self.supervisor and not self.constraints.blocked:
+            c = self.constraints
+            agents = {a for a, until in c.cooling.items() if until > now}
+            agents |= {a for a, most in c.agent_max.items() if c.agent_live.get(a, 0) >= most}
+            repos = {r for r, most in c.repo_max.items() if c.repo_live.get(r, 0) >= most}
+            self.first = store.runnable(now, free, skip_agents=agents, skip_repos=repos)
+
+    def wait_reasons(self, queued: Sequence[Task]) -> dict[int, str]:
+        merged = {t.id: t for t in (*self.first, *queued)}
+        ordered = sorted(merged.values(), key=lambda t: (-t.priority, t.id))
+        view = explain_queue(
+            ordered,
+            live=self.live,
+            cap=self.cap,
+            now=self.now,
+            supervisor=self.supervisor,
+            constraints=replace(self.constraints, deps=self.store.dependencies(list(merged))),
+        )
+        return view.wait_reason

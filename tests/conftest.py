@@ -169,7 +169,7 @@ class Kugetsu:
         return int(out.strip())
 
     def status(self) -> dict[str, Any]:
-        code, out, err = self.main("status", "--json")
+        code, out, err = self.main("status", "--json", "--all")
         assert code == 0, err
         result: dict[str, Any] = json.loads(out)
         return result

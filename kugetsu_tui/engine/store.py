@@ -8,11 +8,12 @@ processes on its own, independent of the supervisor's flock.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -33,7 +34,9 @@ from kugetsu_tui.engine.model import (
     readable,
 )
 
-SCHEMA_VERSION = 2  # 2: a task's base, changes and review
+# 2: tasks_by_state (the schema's statements are idempotent, so an older home just runs them again).
+# 3: a task's base, changes and review (_ADDED_COLUMNS).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -92,6 +95,8 @@ CREATE INDEX IF NOT EXISTS tasks_by_queue_order ON tasks (state, priority DESC, 
 CREATE INDEX IF NOT EXISTS tasks_backoff ON tasks (not_before) WHERE state = 'queued' AND held = 0;
 CREATE INDEX IF NOT EXISTS tasks_waiting_since ON tasks (queued_at) WHERE state = 'queued' AND held = 0;
 CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (updated_at);
+-- The newest tasks of one state (status lists ended tasks newest first) without a sort.
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, id);
 CREATE TABLE IF NOT EXISTS events (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     ts      REAL    NOT NULL,
@@ -172,17 +177,6 @@ def event_data(task: Task, extra: dict[str, Any] | None = None) -> dict[str, Any
 
 class StoreCorrupt(Exception):
     pass
-
-
-def quarantine(path: Path) -> Path:
-    """Move an unreadable database (and its WAL files) aside, never deleting it."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
-        side = Path(str(path) + suffix)
-        if side.exists():
-            os.replace(side, Path(str(target) + suffix))
-    return target
 
 
 def _stored_prompt(prompt: str) -> str | bytes:
@@ -309,6 +303,104 @@ class Store:
         """Queued tasks in admission order."""
         return self.tasks([State.QUEUED], limit)
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the same moment (a WAL snapshot), so
+        counts and the rows listed after them agree without reading everything at once."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    def select(
+        self,
+        states: Collection[State],
+        *,
+        ids: Collection[int] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Task]:
+        """Tasks in these states (and among these ids), read lazily as they are consumed:
+        in admission order, or newest first."""
+        if newest_first:
+            # One indexed walk per state, merged: no sort over a long history.
+            walks = [self._select([s], ids, "ORDER BY id DESC", limit) for s in states]
+            try:
+                merged = heapq.merge(*walks, key=lambda t: -t.id)
+                for n, task in enumerate(merged):
+                    if limit is not None and n >= limit:
+                        return
+                    yield task
+            finally:
+                for walk in walks:  # a statement left open would keep its read transaction
+                    walk.close()
+        else:
+            yield from self._select(states, ids, QUEUE_ORDER, limit)
+
+    def _select(
+        self, states: Collection[State], ids: Collection[int] | None, order: str, limit: int | None
+    ) -> Generator[Task, None, None]:
+        if not states or limit == 0:
+            return
+        # With ids, look them up by key ("+state" keeps SQLite from walking a state's index
+        # instead, which would read a long queue to avoid sorting a few rows).
+        column = "state" if ids is None else "+state"
+        sql = _TASK_SELECT + f" WHERE {column} IN (" + ",".join("?" * len(states)) + ")"
+        params: list[Any] = [str(s) for s in states]
+        if ids is not None:
+            sql += " AND id IN (" + ",".join("?" * len(ids)) + ")"
+            params.extend(ids)
+        sql += " " + order
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        for row in self.db.execute(sql, params):
+            yield _task_from_row(row)
+
+    def known(self, ids: Collection[int]) -> set[int]:
+        """Those of `ids` that name a task."""
+        sql = "SELECT id FROM tasks WHERE id IN (" + ",".join("?" * len(ids)) + ")"
+        return {int(i) for (i,) in self.db.execute(sql, list(ids))}
+
+    def positions(self, ids: Collection[int]) -> dict[int, int]:
+        """The 1-based queue position of each of these tasks that is queued and not held:
+        one more than the runnable-or-waiting tasks ahead of it in admission order."""
+        sql = (
+            "SELECT t.id, 1"
+            " + (SELECT count(*) FROM tasks a WHERE a.state = 'queued' AND a.held = 0"
+            " AND a.priority > t.priority)"
+            " + (SELECT count(*) FROM tasks a WHERE a.state = 'queued' AND a.held = 0"
+            " AND a.priority = t.priority AND a.id < t.id)"
+            " FROM tasks t WHERE t.state = 'queued' AND t.held = 0 AND t.id IN ("
+            + ",".join("?" * len(ids))
+            + ")"
+        )
+        return {int(i): int(p) for i, p in self.db.execute(sql, list(ids))} if ids else {}
+
+    def runnable(
+        self, now: float, limit: int, *, skip_agents: Collection[str] = (), skip_repos: Collection[str] = ()
+    ) -> list[Task]:
+        """The first `limit` queued tasks that admission could take now, in its order: not
+        held, backoff passed, dependencies met, agent not in `skip_agents`, repo not in
+        `skip_repos`. Reads no further than it needs."""
+        sql = (
+            _TASK_SELECT + " WHERE state = 'queued' AND held = 0"
+            f" AND (not_before IS NULL OR not_before <= ?) AND NOT {_DEPS_UNMET}"
+        )
+        params: list[Any] = [now]
+        if skip_agents:
+            sql += " AND agent NOT IN (" + ",".join("?" * len(skip_agents)) + ")"
+            params.extend(skip_agents)
+        if skip_repos:
+            sql += " AND (repo IS NULL OR repo NOT IN (" + ",".join("?" * len(skip_repos)) + "))"
+            params.extend(skip_repos)
+        params.append(limit)
+        return [_task_from_row(r) for r in self.db.execute(sql + " " + QUEUE_ORDER + " LIMIT ?", params)]
+
     def live(self) -> list[Task]:
         return [
             _task_from_row(r)
@@ -321,8 +413,12 @@ class Store:
         )
         return sorted((_task_from_row(r) for r in rows), key=lambda t: t.id)
 
-    def counts(self) -> dict[State, int]:
-        found = dict(self.db.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
+    def counts(self, ids: Collection[int] | None = None) -> dict[State, int]:
+        """Tasks in each state (among `ids` when given)."""
+        sql, params = "SELECT state, count(*) FROM tasks", list(ids or ())
+        if ids is not None:
+            sql += " WHERE id IN (" + ",".join("?" * len(params)) + ")"
+        found = dict(self.db.execute(sql + " GROUP BY state", params))
         return {s: int(found.get(str(s), 0)) for s in State}
 
     def live_count(self) -> int:

@@ -6,8 +6,9 @@ wake it directly. If one already runs (`kugetsu run --headless --forever` elsewh
 app attaches: it reads the store, and its actions become request rows, exactly as the
 CLI's would. If that supervisor goes away, the app takes over.
 
-Every key ends in a call to `Control`, the same calls the CLI makes; the app never
-signals a process. Quitting stops only the in-process supervisor loop: the agents keep
+The keys and what they do are in `actions.py`; each that changes the queue ends in a
+call to `Control` (through `act`), the same calls the CLI makes; the app never signals
+a process. Quitting stops only the in-process supervisor loop: the agents keep
 running and the next supervisor re-adopts them.
 
 The app reads the store on its own connection, only on the UI thread; psutil sampling
@@ -28,32 +29,28 @@ from collections.abc import Callable, Iterable, Sequence
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, Event, State, Task
-from kugetsu_tui.engine.runner import substitute
+from kugetsu_tui.engine.model import ActionResult, Event
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
+from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
 from kugetsu_tui.present import supervisor_facts
+from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
 from kugetsu_tui.tui.readings import MachineReading, MachineSampler, sample_machine
-from kugetsu_tui.tui.screens.confirm import ConfirmScreen
-from kugetsu_tui.tui.screens.detail import DetailScreen
-from kugetsu_tui.tui.screens.help import HelpScreen
-from kugetsu_tui.tui.screens.new_task import NewTaskScreen
 
 REFRESH_EVERY = 0.5  # seconds between looks at the store
 SAMPLE_EVERY = 1.0  # seconds between readings of the machine
 LOOK_AROUND_EVERY = 2.0  # seconds between checks of the lock and of config.toml
 SOON = 0.1  # after the supervisor reports events, refresh this soon
-DETAIL_EVENTS = 200
 
 
 class KugetsuApp(App[int]):
@@ -104,8 +101,8 @@ class KugetsuApp(App[int]):
         self._config_mtime = self._mtime()
         self._pending: dict[int, str] = {}
         self._stop_sampling = threading.Event()
-        self._last_repo = ""
-        self._quitting = False
+        self.last_repo = ""  # the new-task form starts from the repo it was last given
+        self.quitting = False
         self._supervisor_broke = False
 
     def get_default_screen(self) -> Screen[None]:
@@ -124,7 +121,7 @@ class KugetsuApp(App[int]):
             self.sample_forever()
 
     async def on_unmount(self) -> None:
-        self._quitting = True
+        self.quitting = True
         self._stop_sampling.set()
         await self._stop_supervisor()
         self.store.close()
@@ -200,7 +197,7 @@ class KugetsuApp(App[int]):
 
     def refresh_board(self) -> None:
         """Read what changed in the store and show it; the only path from store to screen."""
-        if self._quitting:
+        if self.quitting:
             return
         self._look_around()
         if (
@@ -257,6 +254,20 @@ class KugetsuApp(App[int]):
             if not (answer := ActionResult.decode(result)).ok:
                 self.notify(answer.message, title=what, severity="warning")
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification, as plain text made printable: messages carry prompts, paths
+        and reasons from outside, which must neither reach the terminal raw nor be markup."""
+        message, title = printable(message, lines=True), printable(title)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     # --- sampling (worker thread) -------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="sampling", exit_on_error=False)
@@ -274,17 +285,7 @@ class KugetsuApp(App[int]):
         self.machine = reading
         self.dashboard.show_readings(reading)
 
-    # --- the keys: each one a Control call ------------------------------------------------
-
-    def selected_task(self) -> Task | None:
-        task_id = self.dashboard.selected_task_id
-        return self.store.get(task_id) if task_id is not None else None
-
-    def _need_task(self) -> Task | None:
-        task = self.selected_task()
-        if task is None:
-            self.notify("no task selected", severity="warning", timeout=3)
-        return task
+    # --- the keys: the table in actions.py; each ends in act() -------------------------
 
     def act(self, what: str, call: Callable[[], Sequence[ActionResult] | ActionResult]) -> bool:
         """Run one Control call; report its outcome or the user mistake it raised."""
@@ -303,189 +304,27 @@ class KugetsuApp(App[int]):
         self.refresh_board()
         return True
 
-    def action_pause_resume(self) -> None:
-        task = self._need_task()
-        if task is None:
-            return
-        if task.state is State.PAUSED:
-            self.act("resume", lambda: self.control.resume([task.id]))
-        else:
-            self.act("pause", lambda: self.control.pause([task.id]))
-
-    def action_cancel_task(self) -> None:
-        task = self._need_task()
-        if task is None:
-            return
-        if not (task.state is State.QUEUED or task.state.is_live):
-            self.act("cancel", lambda: self.control.cancel([task.id]))  # says why not
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.act("cancel", lambda: self.control.cancel([task.id]))
-
-        what = "end its agent (SIGTERM, then SIGKILL)" if task.state.is_live else "drop it from the queue"
-        self.push_screen(
-            ConfirmScreen(
-                f"Cancel task {task.id}?", f"{task.short_prompt(200)}\n\nThis will {what}.", yes="Cancel it"
-            ),
-            answered,
-        )
-
-    def action_requeue(self) -> None:
-        task = self._need_task()
-        if task is not None:
-            self.act("requeue", lambda: self.control.requeue([task.id]))
-
-    def action_hold_release(self) -> None:
-        task = self._need_task()
-        if task is None:
-            return
-        if task.state is State.QUEUED and task.held:
-            self.act("release", lambda: self.control.release([task.id]))
-        else:
-            self.act("hold", lambda: self.control.hold([task.id]))
-
-    def set_cap(self, cap: int) -> None:
-        if self.supervisor_state().cap_mode == "auto":
-            self.notify(
-                "[capacity] mode is auto, so the advisor will keep setting the cap",
-                severity="warning",
-                timeout=5,
-            )
-        if self.act("cap", lambda: self.control.set_cap(cap)):
-            with contextlib.suppress(ConfigError):
-                self.config = load_config(self.config_path)
-                self._config_mtime = self._mtime()
-            self.refresh_board()
-
-    def action_cap_up(self) -> None:
-        self.set_cap(self.current_cap() + 1)
-
-    def action_cap_down(self) -> None:
-        if self.current_cap() <= 1:
-            self.notify("the cap is already 1", severity="warning", timeout=3)
-            return
-        self.set_cap(self.current_cap() - 1)
-
-    def action_accept_cap(self) -> None:
-        suggested = self.supervisor_state().suggested_cap
-        if suggested is None:
-            self.notify("no suggested cap yet", severity="warning", timeout=3)
-        elif suggested == self.current_cap():
-            self.notify(f"the cap is already {suggested}", timeout=3)
-        else:
-            self.set_cap(suggested)
-
-    def action_new_task(self) -> None:
-        repo = self._last_repo or self._guess_repo()
-
-        def added(new: object) -> None:
-            if new is None:
-                return
-            from kugetsu_tui.engine.model import NewTask
-
-            assert isinstance(new, NewTask)
-            self._last_repo = new.repo or ""
-            self.act("add", lambda: [ActionResult(True, "queued", i) for i in self.control.add([new])])
-
-        self.push_screen(
-            NewTaskScreen(
-                agents=sorted(self.config.agents),
-                agent=self.config.default_agent,
-                repo=repo,
-                intake=Intake(self.config, self.store),
-            ),
-            added,
-        )
-
-    def _guess_repo(self) -> str:
-        for group in (self.board.active, self.board.queued, self.board.failed):
-            for task in group:
-                if task.repo:
-                    return task.repo
-        return os.getcwd()
-
-    def action_details(self) -> None:
-        task = self._need_task()
-        if task is None:
-            return
-        agent = self.config.agents.get(task.agent)
-        argv = None
-        if agent is not None:
-            where = task.worktree or task.repo or "."
-            argv = substitute(
-                agent.command, {"prompt": task.prompt, "task_id": str(task.id), "worktree": where}
-            )
-        events = self.store.events(task_id=task.id)[-DETAIL_EVENTS:]
-        self.push_screen(
-            DetailScreen(
-                task,
-                events=events,
-                argv=argv,
-                log_path=self.home.log_path(task.id),
-                wait_reason=self.board.view.wait_reason.get(task.id),
-                now=self.clock(),
-            )
-        )
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+    def reread_config(self) -> None:
+        """Load config.toml now (this app just wrote it), so the next look around does not."""
+        with contextlib.suppress(ConfigError):
+            self.config = load_config(self.config_path)
+            self._config_mtime = self._mtime()
 
     async def action_quit(self) -> None:
-        if self._quitting:
-            return
-        live = self.store.live_count()
-        if not live:
-            await self.shut_down()
-            return
-        if self.supervisor is not None:
-            where = (
-                "They keep running after you quit; the next supervisor (kugetsu, "
-                "kugetsu run) finds them again and settles them."
-            )
-        elif self.elsewhere.pid:
-            where = f"They keep running under the supervisor pid {self.elsewhere.pid}."
-        else:
-            where = "They keep running; the next supervisor finds them again."
-
-        async def answered(yes: bool | None) -> None:
-            if yes:
-                await self.shut_down()
-
-        agents = "agent is" if live == 1 else "agents are"
-        self.push_screen(ConfirmScreen(f"Quit? {live} {agents} live.", where, yes="Quit"), answered)
+        await actions.quit_dashboard(self)  # also for ctrl+q and Textual's own ways to quit
 
     async def shut_down(self) -> None:
-        self._quitting = True
+        self.quitting = True
         self._stop_sampling.set()
         await self._stop_supervisor()
         self.exit(0)
 
-    # --- the command palette ------------------------------------------------------------
-
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        commands = (
-            ("Pause / resume task", "pause or resume the selected task (p)", self.action_pause_resume),
-            ("Cancel task", "cancel the selected task, after asking (c)", self.action_cancel_task),
-            ("Requeue task", "queue a failed, cancelled or expired task again (r)", self.action_requeue),
-            ("Hold / release task", "park a queued task or let it run (h)", self.action_hold_release),
-            ("Raise cap", "one more agent may run (+)", self.action_cap_up),
-            ("Lower cap", "one fewer agent may run (-)", self.action_cap_down),
-            ("Accept suggested cap", "set the cap to the suggestion (a)", self.action_accept_cap),
-            ("New task", "queue a task (n)", self.action_new_task),
-            ("Task details", "prompt, command, worktree, timings, events (enter)", self.action_details),
-            (
-                "Failed pane kinds",
-                "all / failed / cancelled / expired (f)",
-                self.dashboard.action_failed_kind,
-            ),
-            ("Filter", "filter every pane by text (/)", self.dashboard.action_open_filter),
-            ("Keys", "every key and what the states mean (?)", self.action_help),
-        )
-        for title, helptext, callback in commands:
-            yield SystemCommand(title, helptext, callback)
+        ours = list(actions.palette_commands(self))
+        titles = {command.title for command in ours}
+        # Textual's own Quit and Keys give way to ours (ours asks first; ours shows our keys).
+        yield from (c for c in super().get_system_commands(screen) if c.title not in titles)
+        yield from ours
 
 
 def run_dashboard(home: Home, config: Config) -> int:

@@ -1,8 +1,8 @@
 """The main screen: header, the Active / Queued / Failed panes, the log pane, the keys.
 
 The screen lays things out and keeps track of which task is selected (the cursor row
-of the pane that was focused last). Its keys name actions of the app (`app.cancel_task`
-...), where every one of them becomes a call to the engine's Control; the screen itself
+of the pane that was focused last). Its keys come from the table in `actions.py`, where
+each one that changes the queue becomes a call to the engine's Control; the screen itself
 changes nothing. Because the keys live on this screen, they are inactive while a modal
 dialog is open.
 """
@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
 from kugetsu_tui.present import STATE_SYMBOL
+from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.readings import MachineReading
 from kugetsu_tui.tui.widgets.active_pane import ActivePane
@@ -32,12 +33,17 @@ from kugetsu_tui.tui.widgets.machine_bar import MachineBar
 from kugetsu_tui.tui.widgets.queued_pane import QueuedPane
 from kugetsu_tui.tui.widgets.task_table import TaskTable
 
+if TYPE_CHECKING:
+    from kugetsu_tui.tui.app import KugetsuApp
+
 WIDE = 150  # from this many columns on, the log sits beside the tables
 SETTLE_FOCUS = 5.0  # seconds after start in which the focus follows the first admissions
 QUEUE_AGE_STEP = 20.0  # seconds; queued ages are coarse, so their cells change rarely
-
-
-CAP_KEYS = Binding.Group("cap", compact=True)
+# Keys by which a person moves the focus or the cursor; other keys (c, p, ?, …) act on
+# the selection and leave it where it is.
+MOVING_KEYS = frozenset(
+    {"tab", "shift+tab", "up", "down", "left", "right", "pageup", "pagedown", "home", "end"}
+)
 
 
 class FilterInput(Input):
@@ -58,23 +64,7 @@ class DashboardScreen(Screen[None]):
         text: str
 
     AUTO_FOCUS = ""  # focus_first() decides, once the first board is shown
-    BINDINGS = [
-        Binding("p", "app.pause_resume", "pause", id="pause"),
-        Binding("c", "app.cancel_task", "cancel", id="cancel"),
-        Binding("r", "app.requeue", "requeue", id="requeue"),
-        Binding("h", "app.hold_release", "hold", id="hold"),
-        Binding("n", "app.new_task", "new", id="new"),
-        Binding("plus", "app.cap_up", "cap+", key_display="+", id="cap_up", group=CAP_KEYS),
-        Binding("minus", "app.cap_down", "cap-", key_display="-", id="cap_down", group=CAP_KEYS),
-        Binding("a", "app.accept_cap", "accept cap", show=False, id="accept_cap"),
-        Binding("enter", "app.details", "details", show=False, id="details"),
-        Binding("l", "focus_log", "log", show=False, id="focus_log"),
-        Binding("f", "failed_kind", "kinds", show=False, id="failed_kind"),
-        Binding("slash", "open_filter", "filter", id="filter"),
-        Binding("escape", "clear_filter", "clear filter", show=False, id="clear_filter"),
-        Binding("question_mark", "app.help", "help", id="help"),
-        Binding("q", "app.quit", "quit", id="quit"),
-    ]
+    BINDINGS = actions.bindings()  # the keys, the footer: all from the one table
 
     def __init__(self, log_path: Callable[[int], Path]) -> None:
         super().__init__()
@@ -162,8 +152,10 @@ class DashboardScreen(Screen[None]):
         self.sync_selection()
 
     def on_key(self, event: events.Key) -> None:
-        # Any key means a person is at the keyboard: from now on the focus is theirs.
-        self._settle_focus_until = 0.0
+        # A person who moved chose where to be: from now on the focus is theirs. A key that
+        # acts (c, then n in the dialog) must not pin the focus to a pane its task is leaving.
+        if event.key in MOVING_KEYS:
+            self._settle_focus_until = 0.0
 
     def _settle_focus(self) -> None:
         untouched = self.focused is self.queued and self.queued.cursor_row == 0
@@ -201,27 +193,30 @@ class DashboardScreen(Screen[None]):
 
     async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        await self.app.run_action("app.details")
+        await self.action_do("details")
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width >= WIDE, "-wide")
 
-    # --- actions that only change what is shown ------------------------------------
+    # --- the keys: actions.ACTIONS; these are the ones that only change what is shown --
 
-    def action_focus_log(self) -> None:
+    async def action_do(self, action_id: str) -> None:
+        await actions.run(action_id, cast("KugetsuApp", self.app))
+
+    def focus_log(self) -> None:
         self.log_pane.focus()
 
-    def action_failed_kind(self) -> None:
+    def cycle_failed_kind(self) -> None:
         kind = self.failed.next_kind()
         if self._board is not None:
             self.failed.show(self._board)
         self.notify(f"Failed pane shows {kind}", timeout=2)
 
-    def action_open_filter(self) -> None:
+    def open_filter(self) -> None:
         self.filter_box.add_class("-shown")
         self.filter_box.focus()
 
-    def action_clear_filter(self) -> None:
+    def clear_filter(self) -> None:
         if self.text_filter or self.filter_box.has_class("-shown"):
             self.filter_box.value = ""
             self._apply_filter("")

@@ -2,7 +2,8 @@
 
 Every state has a colour and a symbol (from `present.STATE_SYMBOL`, shared with the CLI),
 so a state reads the same in every pane and still reads without colour (NO_COLOR).
-User text (prompts, log lines) always becomes `Text`, never markup.
+User text (prompts, log lines) always becomes `Text`, never markup, and goes through
+engine.text (`one_line`, `printable`) first: nothing from outside reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from rich.text import Text
 
 from kugetsu_tui.engine.model import State
+from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.present import STATE_SYMBOL, elapsed
 
 STATE_STYLE: dict[State, str] = {
@@ -36,7 +38,7 @@ def state_text(state: State, *, held: bool = False) -> Text:
 
 def plain(value: str, style: str = "") -> Text:
     """User text as a single line, cut with an ellipsis by the column it lands in."""
-    return Text(" ".join(value.split()), style=style, no_wrap=True, overflow="ellipsis")
+    return Text(one_line(value), style=style, no_wrap=True, overflow="ellipsis")
 
 
 def right(value: str, style: str = "") -> Text:

@@ -10,7 +10,9 @@ supervisor facts and a store written with fixed timestamps, in a home at a fixed
 from __future__ import annotations
 
 import contextlib
+import html
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -122,6 +124,19 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         yield made
     finally:
         made.kill_agents()
+
+
+_SVG_TEXT = re.compile(r'<text [^>]*clip-path="url\(#terminal-(?:\d+-)?line-(\d+)\)">(.*?)</text>', re.DOTALL)
+
+
+def screen_lines(app: KugetsuApp) -> list[str]:
+    """What the terminal shows now, line by line, read from app.export_screenshot(): the
+    very cells the app would write to a terminal (runs of background are left out)."""
+    lines: dict[int, str] = {}
+    for number, text in _SVG_TEXT.findall(app.export_screenshot()):
+        shown = html.unescape(text).replace("\xa0", " ").rstrip("\n")
+        lines[int(number)] = lines.get(int(number), "") + shown
+    return [lines.get(n, "") for n in range(max(lines, default=-1) + 1)]
 
 
 async def wait_for(pilot: Any, condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:

@@ -10,9 +10,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from conftest import Harness, wait_for
+from conftest import Harness, screen_lines, wait_for
 
 from kugetsu_tui.engine.config import load_config
+from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.app import KugetsuApp
 from kugetsu_tui.tui.board import SupervisorState
@@ -66,6 +67,38 @@ async def test_confirm_dialog_backs_out_on_n_and_escape(harness: Harness) -> Non
         await pilot.pause(0.3)
         assert harness.state(task) is State.RUNNING
         assert harness.store.pending_requests() == []
+
+
+async def test_a_key_that_acts_leaves_the_focus_free_to_follow_the_first_admission(harness: Harness) -> None:
+    """At start the focus sits on the queue; pressing c (and backing out) is not moving, so
+    when the task is admitted the focus still follows it into the Active pane."""
+    task = harness.add("held until the dialog is closed")
+    Control(harness.home, harness.store).hold([task])
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the queued task selected")
+        assert app.focused is app.dashboard.queued
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        app.control.release([task])
+        await wait_for(pilot, lambda: app.dashboard.active.row_count == 1, "the task in the Active pane")
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the selection to follow it")
+        assert app.focused is app.dashboard.active
+
+
+async def test_a_key_that_moves_pins_the_focus(harness: Harness) -> None:
+    task = harness.add("held")
+    other = harness.add("held too")
+    Control(harness.home, harness.store).hold([task, other])
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.queued.row_count == 2, "the queue")
+        await pilot.press("down", "up")  # the person looked around the queue
+        app.control.release([task])
+        await wait_for(pilot, lambda: app.dashboard.active.row_count == 1, "the task in the Active pane")
+        await pilot.pause(0.3)
+        assert app.focused is app.dashboard.queued
 
 
 @contextlib.asynccontextmanager
@@ -189,6 +222,21 @@ async def test_enter_opens_details_and_question_mark_help(harness: Harness) -> N
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert app.screen is app.dashboard
+
+
+async def test_details_show_the_command_the_supervisor_runs_for_a_prompt_on_stdin(harness: Harness) -> None:
+    harness.configure(agents={"piped": {"command": ["cat"], "prompt_via": "stdin"}}, default_agent="piped")
+    task = harness.add("a prompt that goes to stdin", agent="piped")
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        lines = screen_lines(app)
+        (at,) = [n for n, line in enumerate(lines) if "command  " in line]
+        shown = " ".join(lines[at : at + 2])  # the path may fold onto the next line
+        assert "command  cat <" in shown and f"/runs/{task}/prompt" in shown, shown
+        assert "goes to stdin" not in shown  # the prompt travels on stdin, not in argv
 
 
 async def test_filter_narrows_every_pane_and_escape_clears_it(harness: Harness) -> None:

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from kugetsu_tui.engine.text import printable
+
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
@@ -26,7 +28,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog", id="confirm"):
             yield Label(self.question, classes="dialog-title")
             if self.detail:
-                yield Static(self.detail, classes="dialog-detail", markup=False)
+                yield Static(printable(self.detail, lines=True), classes="dialog-detail", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes_label} (y)", variant="error", id="yes", compact=True)
                 yield Button("No (n)", variant="primary", id="no", compact=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from kugetsu_tui.engine.commands import AgentCommand
 from kugetsu_tui.engine.model import Event, Task
+from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.present import elapsed
 from kugetsu_tui.tui import look
 from kugetsu_tui.tui.widgets.failed_pane import exit_text
@@ -26,14 +27,14 @@ EVENT_KEYS = ("reason", "exit_code", "retry_in", "cap", "pid", "argv0")
 def event_row(event: Event) -> tuple[Text, Text, Text]:
     kind = event.type.removeprefix("task_")
     data = event.data
-    details = [f"{key} {data[key]}" for key in EVENT_KEYS if data.get(key) is not None]
+    details = [f"{key} {one_line(str(data[key]))}" for key in EVENT_KEYS if data.get(key) is not None]
     if "attempts" in data and kind in ("dequeued", "started", "error", "retrying"):
         details.insert(0, f"attempt {data['attempts']}/{data.get('max_attempts', '?')}")
     return Text(look.stamp(event.ts)), Text(kind, style="bold"), Text(", ".join(details))
 
 
 def detail_table(
-    task: Task, *, argv: Sequence[str] | None, log_path: Path, wait_reason: str | None, now: float
+    task: Task, *, command: AgentCommand | None, log_path: Path, wait_reason: str | None, now: float
 ) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
@@ -41,14 +42,17 @@ def detail_table(
     held = " (held)" if task.held else ""
     table.add_row("state", Text.assemble(look.state_text(task.state), held))
     if wait_reason:
-        table.add_row("waits for", Text(wait_reason))
+        table.add_row("waits for", Text(printable(wait_reason)))
     if task.reason:
-        table.add_row("reason", Text(task.reason))
-    table.add_row("agent", Text(task.agent))
-    table.add_row("command", Text(shlex.join(argv)) if argv else Text("? (agent not in the config)"))
-    table.add_row("repo", Text(task.repo or "-"))
-    table.add_row("worktree", Text(task.worktree or ("- (runs in the repo)" if task.no_worktree else "-")))
-    table.add_row("branch", Text(task.branch or "-"))
+        table.add_row("reason", Text(printable(task.reason, lines=True)))
+    table.add_row("agent", Text(printable(task.agent)))
+    table.add_row(
+        "command", Text(printable(command.shell_line()) if command else "? (agent not in the config)")
+    )
+    table.add_row("repo", Text(printable(task.repo or "-")))
+    worktree = task.worktree or ("- (runs in the repo)" if task.no_worktree else "-")
+    table.add_row("worktree", Text(printable(worktree)))
+    table.add_row("branch", Text(printable(task.branch or "-")))
     table.add_row("priority", Text(str(task.priority)))
     table.add_row("attempts", Text(f"{task.attempts} of {task.max_attempts}"))
     table.add_row("exit", Text(exit_text(task.exit_code)))
@@ -64,7 +68,7 @@ def detail_table(
         table.add_row("ran for", Text(elapsed(end - task.started_at)))
     table.add_row("timeout", Text(elapsed(task.timeout) if task.timeout else "none"))
     table.add_row("usage", Text(usage_text(task)))
-    table.add_row("log", Text(str(log_path)))
+    table.add_row("log", Text(printable(str(log_path))))
     return table
 
 
@@ -103,7 +107,7 @@ class DetailScreen(ModalScreen[None]):
         task: Task,
         *,
         events: Sequence[Event],
-        argv: Sequence[str] | None,
+        command: AgentCommand | None,
         log_path: Path,
         wait_reason: str | None,
         now: float,
@@ -112,9 +116,9 @@ class DetailScreen(ModalScreen[None]):
         self.task_shown = task
         self.body = Group(
             Text("Prompt", style="bold underline"),
-            Text(task.prompt),
+            Text(printable(task.prompt, lines=True)),
             Text(""),
-            detail_table(task, argv=argv, log_path=log_path, wait_reason=wait_reason, now=now),
+            detail_table(task, command=command, log_path=log_path, wait_reason=wait_reason, now=now),
             Text(""),
             Text(f"Events ({len(events)})", style="bold underline"),
             events_table(events),

@@ -1,6 +1,8 @@
-"""The keys, what the states mean, and where things are."""
+"""The keys (given by actions.ACTIONS) and what the states mean."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from rich.table import Table
 from rich.text import Text
@@ -14,24 +16,6 @@ from kugetsu_tui.engine.model import State
 from kugetsu_tui.present import STATE_SYMBOL
 from kugetsu_tui.tui import look
 
-KEYS: tuple[tuple[str, str], ...] = (
-    ("p", "pause / resume the selected task's whole process tree"),
-    ("c", "cancel the selected task (asks first)"),
-    ("r", "requeue a failed, cancelled or expired task"),
-    ("h", "hold / release a queued task"),
-    ("+ -", "raise / lower the cap (saved to config.toml)"),
-    ("a", "accept the suggested cap"),
-    ("n", "new task"),
-    ("enter", "details: full prompt, command line, worktree, timings, events"),
-    ("l", "focus the log of the selected task"),
-    ("tab", "next pane"),
-    ("f", "Failed pane: all / failed / cancelled / expired"),
-    ("/", "filter every pane by text (escape clears)"),
-    ("ctrl+p", "command palette: every action by name"),
-    ("?", "this help"),
-    ("q", "quit (agents keep running and are picked up again)"),
-)
-
 STATES: tuple[tuple[State, str], ...] = (
     (State.QUEUED, "waiting for a slot; the Queued pane says why"),
     (State.STARTING, "admitted; its worktree is being made"),
@@ -44,11 +28,11 @@ STATES: tuple[tuple[State, str], ...] = (
 )
 
 
-def help_table() -> Table:
+def help_table(keys: Iterable[tuple[str, str]]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column()
-    for key, what in KEYS:
+    for key, what in keys:
         table.add_row(key, what)
     table.add_row("", "")
     for state, what in STATES:
@@ -64,11 +48,12 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "dismiss", "close"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, keys: Iterable[tuple[str, str]]) -> None:
         super().__init__(classes="dialog-screen")
+        self.keys = tuple(keys)  # (keys, what they do), made from actions.ACTIONS
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog", id="help"):
             yield Label("kugetsu · keys", classes="dialog-title")
-            yield Static(help_table())
+            yield Static(help_table(self.keys))
             yield Label("escape closes", classes="dialog-hint")

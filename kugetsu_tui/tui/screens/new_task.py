@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -12,6 +13,7 @@ from textual.widgets import Button, Input, Label, Select
 
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import NewTask
+from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import UsageError
 
 
@@ -36,11 +38,16 @@ class NewTaskScreen(ModalScreen[NewTask | None]):
                 yield Input(placeholder="what the agent should do", id="prompt", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("Repository", classes="form-label")
-                yield Input(value=self.repo, placeholder="path to a git repository", id="repo", compact=True)
+                yield Input(
+                    value=printable(self.repo),
+                    placeholder="path to a git repository",
+                    id="repo",
+                    compact=True,
+                )
             with Horizontal(classes="form-row"):
                 yield Label("Agent", classes="form-label")
                 yield Select(
-                    [(name, name) for name in self.agents],
+                    [(printable(name), name) for name in self.agents],
                     value=self.agent,
                     allow_blank=False,
                     id="agent",
@@ -71,7 +78,7 @@ class NewTaskScreen(ModalScreen[NewTask | None]):
         try:
             task = self.read_form()
         except UsageError as err:
-            self.query_one("#form-error", Label).update(str(err))
+            self.query_one("#form-error", Label).update(Text(printable(str(err))))
             return
         self.dismiss(task)
 

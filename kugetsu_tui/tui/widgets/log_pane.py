@@ -3,18 +3,46 @@
 Reads only what was appended since the last look (one stat per refresh when nothing
 changed), starts from the last part of a long log, and never reads more than a bounded
 chunk per refresh, so a chatty agent cannot stall the dashboard.
+
+What an agent printed never reaches the terminal as it was: colours (SGR sequences) are
+parsed into styles, every other escape sequence is dropped and other control characters
+are shown as `\\xNN` (engine.text.printable), so output cannot retitle the terminal,
+clear the screen or reorder text.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
-from rich.text import Text
+from rich.cells import cell_len
+from rich.style import Style
+from rich.text import Span, Text
+from textual.strip import Strip
 from textual.widgets import Log
+
+from kugetsu_tui.engine.text import printable
 
 FIRST_READ = 32 * 1024  # how much of an existing log to show when a task is selected
 CHUNK = 256 * 1024  # at most this much new output per refresh
 MAX_LINES = 2000
+_SGR = re.compile(r"(\x1b\[[0-9;:]*m)")  # colour and weight: the one sequence kept, as styles
+_SPLITS_LINES = {0x2028: " ", 0x2029: " "}  # printable keeps them; Log would break the line there
+
+
+def shown_line(raw: str) -> Text:
+    """One line of agent output as the pane shows it: colours as styles, nothing raw."""
+    raw = raw.rsplit("\r", 1)[-1]  # a progress bar redrawn with carriage returns: its last state
+    if "\x1b" not in raw:
+        return Text(printable(raw, lines=True).translate(_SPLITS_LINES).expandtabs())
+    parts = _SGR.split(raw)
+    # Between the colour sequences, everything goes through printable; what is left for
+    # from_ansi to read is only SGR, which becomes styles.
+    safe = "".join(part if n % 2 else printable(part, lines=True) for n, part in enumerate(parts))
+    text = Text.from_ansi(safe.translate(_SPLITS_LINES))
+    text.expand_tabs()
+    return text
 
 
 class LogPane(Log):
@@ -25,6 +53,43 @@ class LogPane(Log):
         self._offset = 0
         self._partial = ""
         self._title = ""
+        self._spans: list[list[Span]] = []  # the colours of each line in Log's _lines
+
+    # --- what Log shows: plain safe text in its lines, colours kept beside them ----------
+
+    def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> LogPane:
+        shown = [shown_line(line) for line in lines]
+        shown = [text for text in shown if text.plain]  # Log drops empty lines itself
+        super().write_lines([text.plain for text in shown], scroll_end)
+        self._spans.extend(list(text.spans) for text in shown)
+        if len(self._spans) > len(self.lines):  # Log dropped its oldest lines
+            del self._spans[: len(self._spans) - len(self.lines)]
+        return self
+
+    def write(self, data: str, scroll_end: bool | None = None) -> LogPane:
+        return self.write_lines(data.splitlines(), scroll_end)
+
+    def clear(self) -> LogPane:
+        self._spans.clear()
+        super().clear()
+        return self
+
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        # Log renders a line as plain text; a line with colours is rendered here with them.
+        spans = self._spans[y] if y < len(self._spans) else None
+        if not spans:
+            return super()._render_line_strip(y, rich_style)
+        line = self.lines[y]
+        text = Text(line, no_wrap=True)
+        text.stylize(rich_style)
+        for span in spans:
+            text.stylize(span.style, span.start, span.end)
+        selection = self.text_selection
+        if selection is not None and (selected := selection.get_span(y - self._clear_y)) is not None:
+            start, end = selected
+            style = self.screen.get_component_rich_style("screen--selection")
+            text.stylize(style, start, len(text) if end == -1 else end)
+        return Strip(text.render(self.app.console), cell_len(line))
 
     def follow(self, task_id: int | None, path: Path | None, title: str) -> None:
         """Show this task's log from (near) its end; a no-op if it is already shown."""

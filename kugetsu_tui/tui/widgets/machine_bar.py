@@ -9,6 +9,7 @@ from rich.text import Span, Text
 from textual.widgets import Static
 
 from kugetsu_tui.engine.model import State
+from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.present import STATE_SYMBOL
 from kugetsu_tui.tui import look
 from kugetsu_tui.tui.board import Board
@@ -55,7 +56,9 @@ def queue_line(board: Board) -> Text:
     # Last, so that on a narrow terminal it is what gets cut, not the counts.
     for agent, until in sorted(sup.cooldowns.items()):
         if until > board.now:
-            line.append(f"  ❄ {agent} until {time.strftime('%H:%M:%S', time.localtime(until))}", "cyan")
+            line.append(
+                f"  ❄ {printable(agent)} until {time.strftime('%H:%M:%S', time.localtime(until))}", "cyan"
+            )
     return line
 
 
@@ -73,7 +76,7 @@ class MachineBar(Static):
         text.append_text(machine_line(self.reading))
         for note in (board.supervisor.config_error, board.supervisor.admission_blocked):
             if note:
-                text.append(f"  ⚠ {note}", "bold yellow")
+                text.append(f"  ⚠ {one_line(note)}", "bold yellow")
         key = (text.plain, list(text.spans))
         if key != self._shown:  # re-render only when something visible changed
             self._shown = key

@@ -18,6 +18,7 @@ from textual import events
 from textual.widgets import DataTable
 
 from kugetsu_tui.engine.model import Task
+from kugetsu_tui.engine.text import printable
 from kugetsu_tui.tui.board import Board
 
 Cells = Mapping[str, Text]
@@ -77,7 +78,7 @@ class TaskTable(DataTable[Text]):
         title = self.title_for(board, len(tasks))
         if title != self._title:  # setting a border title repaints, even when unchanged
             self._title = title
-            self.border_title = Text(title)  # Text, not markup: a filter may hold brackets
+            self.border_title = Text(printable(title))  # Text, not markup: a filter may hold brackets
         self.reconcile([(t.id, self.cells_for(t, board)) for t in tasks])
 
     @property
