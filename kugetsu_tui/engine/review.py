@@ -250,6 +250,33 @@ def diff(task: Task, *, stat: bool = False) -> str:
     return done.stdout
 
 
+@dataclass(frozen=True, slots=True)
+class FileDiff:
+    """One file's part of a unified diff."""
+
+    path: str
+    added: int
+    removed: int
+    text: str
+
+
+def split_diff(text: str) -> list[FileDiff]:
+    """A `git diff` cut into its files, each with its lines added and removed."""
+    files: list[FileDiff] = []
+    for part in ("\n" + text).split("\ndiff --git ")[1:]:
+        body = "diff --git " + part
+        lines = body.splitlines()
+        path = next((line[6:] for line in lines if line.startswith("+++ b/")), "")
+        if not path:  # deleted, or binary: the name from the header (a/NAME b/NAME)
+            path = lines[0].removeprefix("diff --git a/").split(" b/", 1)[0]
+        start = next((n for n, line in enumerate(lines) if line.startswith("@@")), len(lines))
+        hunks = lines[start:]  # past the headers, a "--- x" line is a removed "-- x"
+        added = sum(1 for line in hunks if line.startswith("+"))
+        removed = sum(1 for line in hunks if line.startswith("-"))
+        files.append(FileDiff(path, added, removed, body if body.endswith("\n") else body + "\n"))
+    return files
+
+
 def untracked(task: Task) -> list[str]:
     """New files in the task's worktree that a diff does not show (not yet committed)."""
     if not task.worktree or not (Path(task.worktree) / ".git").is_file():

@@ -407,6 +407,14 @@ class Store:
             for r in self.db.execute(_TASK_SELECT + f" WHERE {_LIVE_SQL} ORDER BY id", _LIVE)
         ]
 
+    def succeeded(self, limit: int, offset: int = 0) -> list[Task]:
+        """Succeeded tasks, the latest to end first: one page of the dashboard's Done view."""
+        rows = self.db.execute(
+            _TASK_SELECT + " WHERE state = 'succeeded' ORDER BY ended_at DESC, id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_task_from_row(r) for r in rows]
+
     def changed_since(self, updated_at: float) -> list[Task]:
         rows = self.db.execute(
             _TASK_SELECT + " INDEXED BY tasks_by_update WHERE updated_at > ?", (updated_at,)
