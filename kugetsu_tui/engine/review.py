@@ -207,6 +207,8 @@ def settle_worktree(task: Task, *, commit: bool) -> Settled:
     is in it, and remove the branch too when the task changed nothing."""
     assert task.repo is not None and task.worktree is not None
     repo, where = Path(task.repo), Path(task.worktree)
+    if not repo.is_dir():  # deleted while the task ran: git can do nothing more here
+        return Settled(None, None, kept="kept: its repo is gone" if where.exists() else None)
     base = base_of(task)
     committed, error = False, None
     if commit and task.state is State.SUCCEEDED and where.is_dir():

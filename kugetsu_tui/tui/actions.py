@@ -294,7 +294,7 @@ def merge_task(app: KugetsuApp) -> None:
         return
     base = review.base_of(task) if task.repo and not task.no_worktree else None
     target = base.branch if base is not None else None
-    if not task.state.is_settled or target is None:
+    if not task.state.is_settled or target is None or not task.branch:
         app.act("merge", lambda: app.control.merge(task.id))  # says why not
         return
 
