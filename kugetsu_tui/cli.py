@@ -13,6 +13,7 @@ import argparse
 import codecs
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.intake import Intake, parse_task_id
 from kugetsu_tui.engine.logs import LogTail
 from kugetsu_tui.engine.model import ActionResult, NewTask, State
-from kugetsu_tui.engine.store import Store, StoreCorrupt
+from kugetsu_tui.engine.store import Store, StoreCorrupt, disk_full
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import UsageError
 
@@ -387,6 +388,14 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     return run_dashboard(ctx.home, ctx.config)
 
 
+def cmd_web(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.web import run_web, web_options
+
+    options = web_options(ctx.config, args.host, args.port, args.token_file)
+    ctx.store.close()
+    return run_web(ctx.home, ctx.config, ctx.config_path, options)
+
+
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(ctx, args)
@@ -501,6 +510,12 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
     tui = sub.add_parser("tui", parents=[common], help="the dashboard (also: kugetsu with no command)")
     tui.set_defaults(func=cmd_tui)
 
+    web = sub.add_parser("web", parents=[common], help="the dashboard in a browser, behind a token")
+    web.add_argument("--host", metavar="H", help="address to listen on (default 127.0.0.1)")
+    web.add_argument("--port", type=bounded(Whole(0, 65535)), metavar="P", help="port (default 8765)")
+    web.add_argument("--token-file", metavar="F", help="file holding the token (default: [web] token_file)")
+    web.set_defaults(func=cmd_web)
+
     run = sub.add_parser("run", parents=[common], help="supervise the queue")
     run.add_argument("--headless", action="store_true", help="no dashboard: print events (for CI)")
     run.add_argument("--forever", action="store_true", help="keep serving when the queue is empty")
@@ -587,6 +602,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.OperationalError) as err:
+        if not disk_full(err):
+            raise
+        # The write that failed was rolled back whole.
+        print(
+            f"kugetsu: error: out of disk space ({one_line(str(err))}); free some and try again",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def entry() -> None:

@@ -151,6 +151,9 @@ class Task:
     key: str | None = None  # idempotency key: one queued or live task per key
     base: str | None = None  # the branch or commit its worktree starts from (None: HEAD)
     after_any: bool = False  # run after its dependencies settle, whatever their outcome
+    # When a cancel of this live task was acknowledged: a supervisor that dies before the
+    # cancel lands leaves it to the next one, which finishes it instead of requeueing.
+    cancel_requested_at: float | None = None
     # Where its worktree started (recorded when it settles): the branch (None: a detached
     # commit) and the commit. Its changes against that commit, or None before it ran.
     base_branch: str | None = None
