@@ -311,7 +311,7 @@ def test_an_older_state_database_gains_the_new_columns(kg: Kugetsu) -> None:
         "review",
     ):
         db.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
-    db.execute("PRAGMA user_version=3")  # a home made before these columns
+    db.execute("PRAGMA user_version=4")  # a home made before these columns
     db.commit()
     db.close()
     task = kg.task(task_id)

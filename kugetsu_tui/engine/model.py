@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from kugetsu_tui.errors import UsageError
+
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -154,6 +156,7 @@ class Task:
     # When a cancel of this live task was acknowledged: a supervisor that dies before the
     # cancel lands leaves it to the next one, which finishes it instead of requeueing.
     cancel_requested_at: float | None = None
+    parent: int | None = None  # the task whose agent added this one (KUGETSU_TASK_ID), if any
     # Where its worktree started (recorded when it settles): the branch (None: a detached
     # commit) and the commit. Its changes against that commit, or None before it ran.
     base_branch: str | None = None
@@ -217,6 +220,7 @@ class Task:
             "key": self.key,
             # ref: what it was asked to start from (None: HEAD); branch and commit: where it did.
             "base": {"ref": self.base, "branch": self.base_branch, "commit": self.base_commit},
+            "parent": self.parent,
             "changes": changes.to_json() if (changes := self.changes) is not None else None,
             "review": self.review,
         }
@@ -270,6 +274,18 @@ class NewTask:
     base: str | None = None
     after: tuple[int, ...] = ()
     after_any: bool = False
+    parent: int | None = None
+
+
+class AddRefused(UsageError):
+    """A new task the queue will not take: `code` is "queue-full" ([queue] max_queued
+    reached) or "max-live-workers" (every slot taken, and the caller asked to fail closed
+    rather than queue). Nothing was queued. A UsageError, so every face reports it as one
+    line; the CLI gives it an exit code of its own (3): the same add may succeed later."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
