@@ -2,10 +2,12 @@
 
 A task's worktree lives at `KUGETSU_HOME/worktrees/<id>` on a branch `kugetsu/<id>`
 started from the repo's current HEAD. It is made at the first attempt and reused by
-retries, so partial work is kept. After the task settles, a worktree that holds no output
-is removed (the branch stays); one with changes, new untracked files or new ignored files
-(an agent's build output, results under an ignored `out/`) is kept for the person to look
-at, with a reason that says what is in it. Files `[worktree] setup` made are not output.
+retries, so partial work is kept; where its branch started is recorded in the worktree's
+git folder (recorded_base). After the task settles (review.settle_worktree commits a
+success's work first), a worktree that holds no output is removed; one with changes, new
+untracked files or new ignored files (an agent's build output, results under an ignored
+`out/`) is kept for the person to look at, with a reason that says what is in it. Files
+`[worktree] setup` made are not output.
 
 Blocking calls: the supervisor runs them in a thread.
 """
