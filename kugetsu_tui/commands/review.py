@@ -1,7 +1,8 @@
 """`kugetsu diff | merge | discard | gc | shell`: look at what a task's agent did, land it or
 drop it, and collect what is left. Thin faces on engine/review.py (read) and Control
 (merge, discard, gc: the same calls the dashboard makes). Everything printed that came
-from a task, a path or git passes through `printable`.
+from a task, a path or git passes through `printable`. kugetsu_tui.cli adds these commands
+to its parser with `register`, handing over its argument converters.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kugetsu_tui.cli import Context, duration, task_id
+from kugetsu_tui.commands.context import Context
 from kugetsu_tui.engine.model import ActionResult, Task
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import UsageError
@@ -100,7 +102,13 @@ def cmd_shell(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"cannot start $SHELL {shell!r}: {err.strerror}") from None
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
+def register(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    *,
+    task_id: Callable[[str], int],
+    duration: Callable[[str], float],
+) -> None:
     """Add the review commands to `kugetsu`'s subparsers."""
     diff = sub.add_parser("diff", parents=[common], help="what a task changed against where it started")
     diff.add_argument("id", type=task_id, metavar="ID")
