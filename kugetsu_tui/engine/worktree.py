@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,8 +102,15 @@ def ensure(
 def _add_with_new_branch(repo: Path, where: Path, branch: str, base: str | None) -> str:
     """`git worktree add -b`, under the first free name of `branch`, `branch-2`, …"""
     name = branch
+    retries = 3
     for n in range(1, 100):
         made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)
+        while made.returncode != 0 and retries and ".lock" in made.stderr and not where.exists():
+            # Another git of this repo (a task settling: its commit, its branch removed) held
+            # a lock for a moment: try again rather than fail the attempt.
+            retries -= 1
+            time.sleep(0.05)
+            made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)
         if made.returncode == 0:
             _record_base(repo, where, base)
             return name
