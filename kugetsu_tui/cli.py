@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from kugetsu_tui import __version__
+from kugetsu_tui.commands import review
 from kugetsu_tui.commands.context import Context
 from kugetsu_tui.commands.events import cmd_events
 from kugetsu_tui.commands.logs import cmd_logs
@@ -224,6 +225,8 @@ def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -
 
     mcp = sub.add_parser("mcp", parents=[common], help="serve planner agents over MCP (stdio)")
     mcp.set_defaults(func=cmd_mcp)
+
+    review.register(sub, common, task_id=task_id, duration=duration)
 
     demo = sub.add_parser("demo", parents=[common], help="a sandbox with simulated agents")
     demo.add_argument("--headless", action="store_true", help="no dashboard: print events")

@@ -50,6 +50,25 @@ def elapsed(seconds: float | None) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
+def work_summary(row: Mapping[str, Any]) -> str:
+    """What a settled task's work amounts to, from its status row: "+12 −3 in 2 files",
+    "no changes", then what became of it ("merged") or why its worktree stays."""
+    changes = row.get("changes")
+    reason = row.get("reason") or ""
+    if changes is None:
+        return ""
+    if changes["files"] == 0 and changes["commits"] == 0:
+        text = "no changes"
+    else:
+        files = changes["files"]
+        text = f"+{changes['insertions']} −{changes['deletions']} in {files} file{'' if files == 1 else 's'}"
+    if row.get("review") not in (None, "unreviewed"):
+        text += f", {row['review']}"
+    if reason.startswith("kept:") and row.get("state") == "succeeded":
+        text += f" ({reason})"
+    return text
+
+
 META_FRESH = 10.0  # seconds: a supervisor publishes every few seconds
 
 

@@ -236,7 +236,10 @@ def test_worktree_base_picks_the_starting_branch(kg: Kugetsu, repo: Path) -> Non
     )
     assert kg.run().returncode == 0
     assert on_main_saw.read_text() == "no\n" and on_feature_saw.read_text() == "yes\n"
-    assert kg.task(on_main)["base"] is None and kg.task(on_feature)["base"] == "feature"
+    main_base, feature_base = kg.task(on_main)["base"], kg.task(on_feature)["base"]
+    assert (main_base["ref"], main_base["branch"]) == (None, "main")
+    assert (feature_base["ref"], feature_base["branch"]) == ("feature", "feature")
+    assert feature_base["commit"] == git(repo, "rev-parse", "feature").strip()
 
 
 def test_the_example_config_loads_and_documents_every_key() -> None:

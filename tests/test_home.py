@@ -39,7 +39,9 @@ def test_files_0600_and_folders_0700_under_the_home(kg: Kugetsu, repo: Path) -> 
     old = os.umask(0o022)  # the usual umask: what the engine creates must not depend on it
     try:
         kg.start_supervisor()
-        dirty = kg.add(script(["write", "notes.txt", "x"]), "--repo", str(repo))
+        dirty = kg.add(
+            script(["write", "notes.txt", "x"], ["exit", 3]), "--repo", str(repo), "--max-attempts", "1"
+        )
         failed = kg.add(script(["exit", 4]), "--max-attempts", "1")
         done = kg.add(script(["print-lines", 10]))
         for task_id in (dirty, failed, done):
@@ -127,6 +129,7 @@ def test_a_quarantined_database_takes_its_runs_and_worktrees_along(kg: Kugetsu, 
     """A corrupt state.db is set aside with the runs and worktrees of its tasks: the new
     task 1 neither shows the old task 1's log nor runs in its worktree or on its branch."""
     seen, starts = kg.root / "seen", kg.root / "starts"
+    kg.write_config(worktree={"commit": False})  # its notes.txt stays in its worktree
     old = kg.add(
         script(["say", "old secret output"], ["write", "notes.txt", "old work"]), "--repo", str(repo)
     )

@@ -291,7 +291,7 @@ def test_random_command_lines_exit_0_or_2_and_leave_the_store_alone_on_error(
 SECTIONS: dict[str, list[str]] = {
     "capacity": ["cap", "mode", "min", "max", "memory_reserve", "memory_pressure"],
     "queue": ["max_attempts", "retry_backoff", "expire_after", "kill_grace", "max_log", "on_interrupt"],
-    "worktree": ["setup", "base"],
+    "worktree": ["setup", "base", "commit"],
     "agents.fake": ["command", "est_rss", "est_cpu", "max_live", "rate_limit", "cooldown", "cooldown_max",
                     "prompt_via"],
 }  # fmt: skip

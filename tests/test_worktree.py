@@ -61,6 +61,7 @@ def test_worktree_on_its_branch_reused_by_retries_and_removed_when_clean(kg: Kug
 
 
 def test_a_dirty_worktree_is_kept_and_shown(kg: Kugetsu, repo: Path) -> None:
+    kg.write_config(worktree={"commit": False})  # a success's changes stay uncommitted
     done = kg.add(script(["write", "notes.txt", "unfinished"]), "--repo", str(repo))
     failed = kg.add(
         script(["write", "half.txt", "x"], ["exit", 3]), "--repo", str(repo), "--max-attempts", "1"
@@ -75,7 +76,8 @@ def test_a_dirty_worktree_is_kept_and_shown(kg: Kugetsu, repo: Path) -> None:
         assert (where / name).exists()
         assert str(where) in _worktrees(repo)
     assert tasks[clean]["worktree"] is None and not (kg.home / "worktrees" / str(clean)).exists()
-    assert {f"kugetsu/{i}" for i in (done, failed, clean)} <= _branches(repo)
+    assert {f"kugetsu/{i}" for i in (done, failed)} <= _branches(repo)
+    assert f"kugetsu/{clean}" not in _branches(repo), "a task that changed nothing leaves no branch"
 
     shown = kg.cli("status")
     assert shown.returncode == 0
@@ -115,8 +117,12 @@ def test_ignored_output_is_kept_and_setup_files_are_not_output(kg: Kugetsu, repo
     where = kg.home / "worktrees" / str(made)
     assert tasks[made]["worktree"] == str(where) and (where / "out" / "result.txt").read_text() == "42\n"
     assert str(where) in _worktrees(repo)
-    assert tasks[untracked]["worktree"] is not None
+    # New untracked files of a success are committed on its branch (setup's are not).
+    assert tasks[untracked]["worktree"] is None
+    committed = git(repo, "show", "--name-only", "--format=", f"kugetsu/{untracked}").split()
+    assert sorted(committed) == ["more.txt", "notes.txt"]
     assert tasks[nothing]["worktree"] is None and not (kg.home / "worktrees" / str(nothing)).exists()
     kept = {e["task_id"]: e["reason"] for e in kg.events() if e["type"] == "worktree_kept"}
-    assert kept == {made: "kept: 1 ignored folder", untracked: "kept: 2 untracked files"}
+    assert kept == {made: "kept: 1 ignored folder"}
+    assert tasks[made]["reason"] == "kept: 1 ignored folder", "status says why"
     assert f"[kept {where}]" in kg.cli("status").stdout

@@ -122,7 +122,7 @@ def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
 
 def _status_row(r: dict[str, Any], width: int, now: float, nodes: bool = False) -> str:
     """One task of `kugetsu status`; text from prompts, agents and paths made printable."""
-    from kugetsu_tui.present import STATE_SYMBOL, elapsed, node_label
+    from kugetsu_tui.present import STATE_SYMBOL, elapsed, node_label, work_summary
 
     state = State(r["state"])
     when = ""
@@ -137,6 +137,8 @@ def _status_row(r: dict[str, Any], width: int, now: float, nodes: bool = False) 
         when = time.strftime("%H:%M", time.localtime(_ts(r["ended_at"])))
         if state is not State.SUCCEEDED and r["reason"]:
             detail = f"{detail[:40]:<40}  {one_line(r['reason'])}"
+        elif work := work_summary(r):
+            detail = f"{detail[:40]:<40}  {one_line(work)}"
         if r["worktree"] and os.path.isdir(r["worktree"]):
             kept = f"  [kept {printable(r['worktree'])}]"  # in full: the one thing to act on
     agent = printable(r["agent"])[:9]

@@ -22,10 +22,12 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
     REQUEUEABLE_STATES,
+    SETTLED_STATES,
     ActionResult,
     EventType,
     NewTask,
     RequestAction,
+    Review,
     State,
     Task,
 )
@@ -226,3 +228,94 @@ class Control:
             outcome.task_id,
             outcome.request_id,
         )
+
+    # --- review: what became of a settled task's work --------------------------------
+
+    def merge(
+        self, task_id: int, *, into: str | None = None, strategy: str = "merge", keep: bool = False
+    ) -> ActionResult:
+        """Land a settled task's branch on its base (or `into`); see review.merge. A conflict
+        or a failed git step is a result that is not ok (nothing was changed)."""
+        from kugetsu_tui.engine import review
+
+        (task,) = self.find([task_id], SETTLED_STATES, "merged")
+        try:
+            how = review.Strategy(strategy)
+        except ValueError:
+            raise UsageError(f"strategy {strategy!r}: expected merge, squash or rebase") from None
+        try:
+            merged = review.merge(task, into=into, strategy=how, keep=keep, scratch=self.home.worktrees)
+        except review.ReviewError as err:
+            return ActionResult(False, f"{err}", task.id)
+        changes: dict[str, Any] = {"review": str(Review.MERGED)}
+        if not keep and merged.kept is None:
+            changes |= {"worktree": None, "branch": None}
+        data = {
+            "into": merged.target,
+            "strategy": str(how),
+            "commit": merged.commit,
+            "removed": merged.removed,
+        }
+        self._reviewed(task, EventType.TASK_MERGED, data, changes)
+        where = f" (checked out in {merged.checked_out})" if merged.checked_out else ""
+        message = (
+            f"already in {merged.target}{where}"
+            if merged.already
+            else f"merged into {merged.target}{where} ({how}, {merged.commit[:12]})"
+        )
+        if merged.removed:
+            message += f"; removed its {' and '.join(merged.removed)}"
+        if merged.kept:
+            message += f"; its worktree stays ({merged.kept.removeprefix('kept: ')}): kugetsu gc removes it"
+        return ActionResult(True, message, task.id)
+
+    def discard(self, ids: Sequence[int]) -> list[ActionResult]:
+        """Remove settled tasks' worktrees and branches, whatever is in them."""
+        from kugetsu_tui.engine import review
+
+        tasks = self.find(ids, SETTLED_STATES, "discarded")
+        for task in tasks:
+            if task.review == Review.MERGED:
+                raise UsageError(f"task {task.id} is merged; `kugetsu gc` removes what is left of it")
+        outcomes = []
+        for task in tasks:
+            removed, kept = review.remove_work(task, force=True)
+            if kept is not None:
+                outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
+                continue
+            changes = {"review": str(Review.DISCARDED), "worktree": None, "branch": None}
+            self._reviewed(task, EventType.TASK_DISCARDED, {"removed": removed}, changes)
+            said = f"removed its {' and '.join(removed)}" if removed else "nothing of it was left"
+            outcomes.append(ActionResult(True, f"discarded: {said}", task.id))
+        self.poke()
+        return outcomes
+
+    def gc(self, older_than: float = 0.0) -> list[ActionResult]:
+        """Remove what is left (worktrees, branches) of merged, discarded and empty tasks
+        that settled at least `older_than` seconds ago. One result per task cleaned."""
+        from kugetsu_tui.engine import review
+
+        cutoff = self.clock() - older_than
+        outcomes = []
+        for task in self.store.tasks(SETTLED_STATES):
+            if not (task.worktree or task.branch) or task.no_worktree or (task.ended_at or 0) > cutoff:
+                continue
+            reviewed = task.review in (Review.MERGED, Review.DISCARDED)
+            if not reviewed and not review.is_empty(task):
+                continue
+            removed, kept = review.remove_work(task, force=reviewed)
+            if kept is not None:
+                outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
+                continue
+            self.store.update(task.id, self.clock(), worktree=None, branch=None)
+            if removed:
+                why = str(task.review) if reviewed else "empty"
+                outcomes.append(ActionResult(True, f"removed its {' and '.join(removed)} ({why})", task.id))
+        return outcomes
+
+    def _reviewed(self, task: Task, event: EventType, data: dict[str, Any], changes: dict[str, Any]) -> None:
+        """Record what a person did with a task's work: its columns and event, at once."""
+        self.store.transition(
+            task.id, task.state, now=self.clock(), event=event, expect={task.state}, extra=data, **changes
+        )
+        self.poke()  # a running supervisor hands the event to the hooks

@@ -94,6 +94,8 @@ class EventType(StrEnum):
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
     TASK_STALLED = "task_stalled"
+    TASK_MERGED = "task_merged"
+    TASK_DISCARDED = "task_discarded"
     CAP_CHANGED = "cap_changed"
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"
@@ -222,6 +224,15 @@ class Task:
     # the usage it reported (None: it reported none).
     result: str | None = None
     reported_usage: AgentUsage | None = None
+    # Where its worktree started (recorded when it settles): the branch (None: a detached
+    # commit) and the commit. Its changes against that commit, or None before it ran.
+    base_branch: str | None = None
+    base_commit: str | None = None
+    files_changed: int | None = None
+    insertions: int | None = None
+    deletions: int | None = None
+    commits: int | None = None
+    review: str = "unreviewed"  # a Review: what a person did with its work (not a queue state)
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Usage for status --json: measured (wall, CPU, RSS) and reported by the agent
@@ -242,6 +253,13 @@ class Task:
     @property
     def is_live(self) -> bool:
         return self.state.is_live
+
+    @property
+    def changes(self) -> Changes | None:
+        """What its work changed against its base, or None when that is not known yet."""
+        if self.commits is None:
+            return None
+        return Changes(self.files_changed or 0, self.insertions or 0, self.deletions or 0, self.commits)
 
     def short_prompt(self, width: int = 60) -> str:
         line = " ".join(readable(self.prompt).split())
@@ -269,13 +287,46 @@ class Task:
             "ended_at": iso(self.ended_at),
             "not_before": iso(self.not_before),
             "key": self.key,
-            "base": self.base,
+            # ref: what it was asked to start from (None: HEAD); branch and commit: where it did.
+            "base": {"ref": self.base, "branch": self.base_branch, "commit": self.base_commit},
             "parent": self.parent,
             "result": None if self.result is None else readable(self.result),
+            "changes": changes.to_json() if (changes := self.changes) is not None else None,
+            "review": self.review,
         }
 
     def replace(self, **changes: Any) -> Task:
         return dataclasses.replace(self, **changes)
+
+
+class Review(StrEnum):
+    """What a person did with a settled task's work."""
+
+    UNREVIEWED = "unreviewed"
+    MERGED = "merged"
+    DISCARDED = "discarded"
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """A task's work against its base: files touched, lines added and removed, commits."""
+
+    files: int
+    insertions: int
+    deletions: int
+    commits: int
+
+    @property
+    def empty(self) -> bool:
+        return self.files == 0 and self.commits == 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "files": self.files,
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+            "commits": self.commits,
+        }
 
 
 @dataclass(frozen=True, slots=True)

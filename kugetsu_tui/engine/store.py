@@ -39,9 +39,9 @@ from kugetsu_tui.engine.model import (
 )
 
 # 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent; 5: tasks.result,
-# tasks.reported_usage. The schema's statements are idempotent and missing columns are added,
-# so an older home is brought up to date by running them again.
-SCHEMA_VERSION = 5
+# tasks.reported_usage; 6: a task's base, changes and review. The schema's statements are
+# idempotent and missing columns are added, so an older home is brought up to date by running them again.
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -80,7 +80,14 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested_at REAL,
     parent       INTEGER,
     result       TEXT,
-    reported_usage TEXT
+    reported_usage TEXT,
+    base_branch  TEXT,
+    base_commit  TEXT,
+    files_changed INTEGER,
+    insertions   INTEGER,
+    deletions    INTEGER,
+    commits      INTEGER,
+    review       TEXT    NOT NULL DEFAULT 'unreviewed'
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -132,6 +139,13 @@ _ADDED_COLUMNS = (
     ("parent", "INTEGER"),
     ("result", "TEXT"),
     ("reported_usage", "TEXT"),
+    ("base_branch", "TEXT"),
+    ("base_commit", "TEXT"),
+    ("files_changed", "INTEGER"),
+    ("insertions", "INTEGER"),
+    ("deletions", "INTEGER"),
+    ("commits", "INTEGER"),
+    ("review", "TEXT NOT NULL DEFAULT 'unreviewed'"),
 )
 # Made after the columns above exist (an older database gets them first).
 _ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL"
@@ -414,6 +428,14 @@ class Store:
             _task_from_row(r)
             for r in self.db.execute(_TASK_SELECT + f" WHERE {_LIVE_SQL} ORDER BY id", _LIVE)
         ]
+
+    def succeeded(self, limit: int, offset: int = 0) -> list[Task]:
+        """Succeeded tasks, the latest to end first: one page of the dashboard's Done view."""
+        rows = self.db.execute(
+            _TASK_SELECT + " WHERE state = 'succeeded' ORDER BY ended_at DESC, id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_task_from_row(r) for r in rows]
 
     def changed_since(self, updated_at: float) -> list[Task]:
         rows = self.db.execute(

@@ -2,10 +2,12 @@
 
 A task's worktree lives at `KUGETSU_HOME/worktrees/<id>` on a branch `kugetsu/<id>`
 started from the repo's current HEAD. It is made at the first attempt and reused by
-retries, so partial work is kept. After the task settles, a worktree that holds no output
-is removed (the branch stays); one with changes, new untracked files or new ignored files
-(an agent's build output, results under an ignored `out/`) is kept for the person to look
-at, with a reason that says what is in it. Files `[worktree] setup` made are not output.
+retries, so partial work is kept; where its branch started is recorded in the worktree's
+git folder (recorded_base). After the task settles (review.settle_worktree commits a
+success's work first), a worktree that holds no output is removed; one with changes, new
+untracked files or new ignored files (an agent's build output, results under an ignored
+`out/`) is kept for the person to look at, with a reason that says what is in it. Files
+`[worktree] setup` made are not output.
 
 Blocking calls: the supervisor runs them in a thread.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,9 +102,17 @@ def ensure(
 def _add_with_new_branch(repo: Path, where: Path, branch: str, base: str | None) -> str:
     """`git worktree add -b`, under the first free name of `branch`, `branch-2`, …"""
     name = branch
+    retries = 3
     for n in range(1, 100):
         made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)
+        while made.returncode != 0 and retries and ".lock" in made.stderr and not where.exists():
+            # Another git of this repo (a task settling: its commit, its branch removed) held
+            # a lock for a moment: try again rather than fail the attempt.
+            retries -= 1
+            time.sleep(0.05)
+            made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)
         if made.returncode == 0:
+            _record_base(repo, where, base)
             return name
         if base and "invalid reference" in made.stderr:
             raise WorktreeError(f"worktree base {base!r} is not a branch or commit of {repo}")
@@ -135,6 +146,35 @@ def _reuse(where: Path, existing: str | None, owner: str) -> str:
     if made_for != owner:
         raise refuse
     return head or existing or ""
+
+
+# Where a task's branch started (its commit, then the branch or "" for a detached commit),
+# kept in the worktree's own git folder until the task settles and the store records it.
+BASE_RECORD = "kugetsu-base"
+
+
+def _record_base(repo: Path, where: Path, base: str | None) -> None:
+    commit = _git(["rev-parse", "HEAD"], where).stdout.strip()
+    if base:
+        full = _git(["rev-parse", "--symbolic-full-name", base], repo).stdout.strip()
+        branch = full.removeprefix("refs/heads/") if full.startswith("refs/heads/") else ""
+    else:
+        branch = _git(["symbolic-ref", "-q", "--short", "HEAD"], repo).stdout.strip()
+    git_dir = _git_dir(where)
+    if commit and git_dir is not None:
+        (git_dir / BASE_RECORD).write_text(f"{commit}\n{branch}\n")
+
+
+def recorded_base(where: Path) -> tuple[str, str | None] | None:
+    """(commit, branch or None) the worktree's branch started from, if ensure() recorded it."""
+    git_dir = _git_dir(where) if (where / ".git").is_file() else None
+    if git_dir is None:
+        return None
+    try:
+        commit, branch, *_ = (git_dir / BASE_RECORD).read_text().split("\n")
+    except (OSError, ValueError):
+        return None
+    return (commit, branch or None) if commit else None
 
 
 def repair(where: Path) -> None:
@@ -193,17 +233,18 @@ def record_setup_output(where: Path) -> None:
     (git_dir / SETUP_BASELINE).write_text("\0".join(made))
 
 
-def why_kept(where: Path) -> str | None:
+def why_kept(where: Path, *, ignored: bool = True) -> str | None:
     """Why this worktree must be kept (its changes and new files, counted), or None when it
     holds nothing of the agent's: tracked files unchanged, and no untracked or ignored file
-    that setup did not make."""
+    that setup did not make. With ignored=False, ignored files do not count (what a commit
+    would take)."""
     entries = _status(where)
     if entries is None:
         return "kept: git status failed"
     setup = _setup_output(where)
     counts: Counter[tuple[str, str]] = Counter()
     for code, path in entries:
-        if (code, path) not in setup:
+        if (code, path) not in setup and (ignored or code != "!!"):
             kind = "untracked" if code == "??" else "ignored" if code == "!!" else "changed"
             counts[kind, "folder" if path.endswith("/") else "file"] += 1
     parts = [
@@ -213,6 +254,11 @@ def why_kept(where: Path) -> str | None:
         if counts[kind, noun]
     ]
     return "kept: " + ", ".join(parts) if parts else None
+
+
+def setup_untracked(where: Path) -> list[str]:
+    """Untracked (not ignored) paths that `[worktree] setup` made: never the agent's work."""
+    return sorted(path for code, path in _setup_output(where) if code == "??")
 
 
 def remove_unless_kept(repo: Path, where: Path) -> str | None:
@@ -225,7 +271,8 @@ def remove_unless_kept(repo: Path, where: Path) -> str | None:
         kept = why_kept(where)
         if kept is not None:
             return kept
-        done = _git(["worktree", "remove", str(where)], repo)
+        # --force: what is left is setup's output (untracked, maybe), nothing of the agent's.
+        done = _git(["worktree", "remove", "--force", str(where)], repo)
         if done.returncode != 0:
             return f"kept: git worktree remove failed: {done.stderr.strip()}"
     _owner_file(where).unlink(missing_ok=True)

@@ -81,7 +81,7 @@ class Tools:
             _known(store, task_id)
             report = _report(store, self.home, config, task_id)
         row = _row(report, task_id)
-        row["result"] = self.result(State(row["state"]), task_id)
+        row["result"] = self.result(State(row["state"]), task_id, row.get("result"))
         return row
 
     def cancel_task(self, task_id: int, children: bool) -> dict[str, Any]:
@@ -130,10 +130,13 @@ class Tools:
             raise
         return Watch(self, store, config, ids, caller_task(store, self.environ))
 
-    def result(self, state: State, task_id: int) -> str | None:
-        """The end of a settled task's output: what its agent said last."""
+    def result(self, state: State, task_id: int, parsed: str | None = None) -> str | None:
+        """A settled task's result: the final message its agent reported (agents.py read it
+        from the agent's JSON output), else the end of its output."""
         if not state.is_settled:
             return None
+        if parsed:
+            return printable(parsed, lines=True)[-RESULT_CHARS:]
         text, _ = _log_end(self.home.log_path(task_id), RESULT_CHARS * 4)
         text = text.strip()
         return text[-RESULT_CHARS:] if text else None
@@ -178,7 +181,7 @@ class Watch:
                     "state": str(task.state),
                     "exit_code": task.exit_code,
                     "reason": task.reason,
-                    "result": self.tools.result(task.state, task_id),
+                    "result": self.tools.result(task.state, task_id, task.result),
                 }
             )
         return {**outcome, "timed_out": timed_out, "tasks": rows}

@@ -23,6 +23,7 @@ from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import ActionResult, CapMode, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
+from kugetsu_tui.errors import UsageError
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
@@ -39,6 +40,7 @@ CAP_KEYS = Binding.Group("cap", compact=True)
 # Where the selection must be for an action to do something (an action applies anywhere
 # else too, and then says why it does nothing).
 ACTIVE, QUEUED, FAILED, LOG = "active", "queued", "failed", "log"
+DONE, DIFF = "done", "diff"  # the Done view and the diff screen, one key away
 TASK_PANES = frozenset({ACTIVE, QUEUED, FAILED})
 ANYWHERE: frozenset[str] = frozenset()
 
@@ -68,12 +70,12 @@ class Action:
         key = self.keys.split(",")[0]
         return self.key_display or _SHOWN_KEY.get(key, key)
 
-    def binding(self) -> Binding:
+    def binding(self, *, show: bool | None = None) -> Binding:
         return Binding(
             self.keys,
             f"do({self.id!r})",
             self.label,
-            show=self.footer,
+            show=self.footer if show is None else show,
             key_display=self.key_display,
             id=self.id,
             group=self.group,
@@ -84,7 +86,8 @@ class Action:
 
 
 def selected_task(app: KugetsuApp) -> Task | None:
-    task_id = app.dashboard.selected_task_id
+    """The task the person sees selected: on the Done view or a diff, that screen's."""
+    task_id = getattr(app.screen, "selected_task_id", app.dashboard.selected_task_id)
     return app.store.get(task_id) if task_id is not None else None
 
 
@@ -268,6 +271,99 @@ async def quit_dashboard(app: KugetsuApp) -> None:
     app.push_screen(ConfirmScreen(f"Quit? {live} {agents} live.", where, yes="Quit"), answered)
 
 
+def open_done(app: KugetsuApp) -> None:
+    from kugetsu_tui.tui.screens.done import DoneScreen
+
+    app.push_screen(DoneScreen())
+
+
+def show_diff(app: KugetsuApp) -> None:
+    from kugetsu_tui.engine import review
+    from kugetsu_tui.tui.screens.diff import DiffScreen
+
+    task = need_task(app)
+    if task is None:
+        return
+    try:
+        text = review.diff(task)
+    except (UsageError, review.ReviewError) as err:
+        app.notify(str(err), title="diff", severity="warning")
+        return
+    app.push_screen(DiffScreen(task, review.split_diff(text), review.base_of(task)))
+
+
+def merge_task(app: KugetsuApp) -> None:
+    from kugetsu_tui.engine import review
+
+    task = need_task(app)
+    if task is None:
+        return
+    base = review.base_of(task) if task.repo and not task.no_worktree else None
+    target = base.branch if base is not None else None
+    if not task.state.is_settled or target is None or not task.branch:
+        app.act("merge", lambda: app.control.merge(task.id))  # says why not
+        return
+
+    def answered(yes: bool | None) -> None:
+        if yes and acted(app, "merge", lambda: [app.control.merge(task.id)]):
+            close_diff(app, task.id)
+
+    app.push_screen(
+        ConfirmScreen(
+            f"Merge task {task.id} into {target}?",
+            f"{short(one_line(task.prompt), 200)}\n\nStrategy: merge (a merge commit of "
+            f"{task.branch} on {target}). Then its worktree and branch are removed.",
+            yes="Merge",
+        ),
+        answered,
+    )
+
+
+def acted(app: KugetsuApp, what: str, call: Callable[[], list[ActionResult]]) -> bool:
+    """app.act, and whether every outcome was done (not refused, no conflict)."""
+    outcomes: list[ActionResult] = []
+
+    def run_call() -> list[ActionResult]:
+        outcomes.extend(call())
+        return outcomes
+
+    return app.act(what, run_call) and all(outcome.ok for outcome in outcomes)
+
+
+def close_diff(app: KugetsuApp, task_id: int) -> None:
+    """Back from the diff of a task whose work was just merged or discarded."""
+    from kugetsu_tui.tui.screens.diff import DiffScreen
+
+    if isinstance(app.screen, DiffScreen) and app.screen.selected_task_id == task_id:
+        app.pop_screen()
+
+
+def discard_task(app: KugetsuApp) -> None:
+    task = need_task(app)
+    if task is None:
+        return
+    if not task.state.is_settled:
+        app.act("discard", lambda: app.control.discard([task.id]))  # says why not
+        return
+
+    def answered(yes: bool | None) -> None:
+        if yes and acted(app, "discard", lambda: app.control.discard([task.id])):
+            close_diff(app, task.id)
+
+    gone = " and ".join(
+        f"{what} {where}" for what, where in (("worktree", task.worktree), ("branch", task.branch)) if where
+    )
+    app.push_screen(
+        ConfirmScreen(
+            f"Discard task {task.id}?",
+            f"{short(one_line(task.prompt), 200)}\n\nThis removes its {gone or 'leftovers'}, "
+            "whatever is in them.",
+            yes="Discard",
+        ),
+        answered,
+    )
+
+
 # The screen's own: they change only what is shown.
 def focus_log(app: KugetsuApp) -> None:
     app.dashboard.focus_log()
@@ -340,6 +436,25 @@ ACTIONS: tuple[Action, ...] = (
         cycle_failed_kind, panes=frozenset({FAILED}), footer=False,
     ),
     Action(
+        "done", "v", "done", "the Done view: finished tasks, what they changed, merged or not",
+        "Done view", "succeeded tasks with their changes and review state", open_done, footer=False,
+    ),
+    Action(
+        "diff", "d", "diff", "the selected task's diff against where it started (n / p: files)",
+        "Show diff", "what the selected task changed", show_diff,
+        panes=frozenset({FAILED, DONE}), footer=False,
+    ),
+    Action(
+        "merge", "m", "merge", "merge the selected task's branch where it started (asks first)",
+        "Merge task", "land the selected task's work, after asking", merge_task,
+        panes=frozenset({FAILED, DONE, DIFF}), confirms=True, footer=False,
+    ),
+    Action(
+        "discard", "x", "discard", "discard the selected task's worktree and branch (asks first)",
+        "Discard task", "remove the selected task's work, after asking", discard_task,
+        panes=frozenset({FAILED, DONE, DIFF}), confirms=True, footer=False,
+    ),
+    Action(
         "filter", "slash", "filter", "filter every pane by text (escape clears)",
         "Filter", "filter every pane by text", open_filter,
     ),
@@ -374,6 +489,12 @@ async def run(action_id: str, app: KugetsuApp) -> None:
 
 def bindings() -> list[BindingType]:
     return [action.binding() for action in ACTIONS]
+
+
+def screen_bindings(pane: str) -> list[Binding]:
+    """The keys of a screen of its own (the Done view, a diff): the actions that apply
+    there, each in that screen's footer."""
+    return [action.binding(show=True) for action in ACTIONS if pane in action.panes]
 
 
 def help_rows() -> Iterator[tuple[str, str]]:

@@ -157,6 +157,7 @@ class Config:
     executor_address: str = _TOP["executor_address"]
     web_token_file: str | None = _TOP["web_token_file"]
     web_max_sessions: int = _TOP["web_max_sessions"]
+    worktree_commit: bool = _TOP["worktree_commit"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]

@@ -19,6 +19,7 @@ from kugetsu_tui.engine.config.kinds import (
     Cores,
     Duration,
     Events,
+    Flag,
     Invalid,
     Kind,
     Name,
@@ -238,6 +239,14 @@ WORKTREE = Table(
             "The branch or commit a worktree starts from (`kugetsu add --base` per task). Unset: HEAD.",
             attr="worktree_base",
             example="main",
+        ),
+        Key(
+            "commit",
+            Flag(),
+            True,
+            "Commit a successful attempt's changes on the task's branch (kugetsu/<id>), the prompt's "
+            "first line as the message; a task that changed nothing loses its branch.",
+            attr="worktree_commit",
         ),
     ),
 )

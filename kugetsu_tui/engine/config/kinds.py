@@ -188,6 +188,17 @@ class Choice:
 
 
 @dataclass(frozen=True, slots=True)
+class Flag:
+    expected = "true or false"
+    limits = ""
+
+    def __call__(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class OneOf:
     """One value of an enum, read as its member."""
 

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine import agents, runner, worktree
+from kugetsu_tui.engine import agents, review, runner
 from kugetsu_tui.engine.agents import Outcome, Verdict
 from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.executor import Leftovers
@@ -220,17 +220,17 @@ def interrupted(
 
 
 def clean_worktree(sup: Supervisor, task: Task) -> None:
-    """Remove a settled task's worktree in the background if nothing in it is uncommitted."""
+    """In the background: commit a successful attempt's work, record its changes, remove the
+    worktree if nothing uncommitted is left in it (and the branch if it changed nothing)."""
     if task.no_worktree or not task.worktree or not task.repo:
         return
-    repo, where = Path(task.repo), Path(task.worktree)
+    where = Path(task.worktree)
 
     async def remove() -> None:
-        kept = await asyncio.to_thread(worktree.remove_unless_kept, repo, where)
-        if kept is None:
-            sup.write_or_defer(partial(sup.store.update, task.id, sup.clock(), worktree=None))
-        else:
-            data = {"worktree": str(where), "reason": kept}
+        done = await asyncio.to_thread(review.settle_worktree, task, commit=sup.config.worktree_commit)
+        sup.write_or_defer(partial(sup.store.update, task.id, sup.clock(), **done.columns(task)))
+        if done.kept is not None:
+            data = {"worktree": str(where), "reason": done.kept}
             sup.write_or_defer(partial(sup.store.record, sup.clock(), EventType.WORKTREE_KEPT, task.id, data))
 
     sup.in_background(remove())
