@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -73,6 +74,8 @@ class Supervisor:
         self.executor: Executor = executor or LocalExecutor(home)
         self.procs: dict[int, Proc] = {}
         self.starting: set[int] = set()  # admitted, worktree being made
+        self.spawning: set[int] = set()  # of those starting: its process being made (start.spawn)
+        self._spawner: ThreadPoolExecutor | None = None
         self.cancel_on_start: set[int] = set()
         self.setups: dict[int, int] = {}  # task -> process group of its running worktree setup
         self.leftovers: list[Leftovers] = []  # settled attempts whose strays are yet to be ended
@@ -107,6 +110,12 @@ class Supervisor:
         self._store: Store | None = None
         self._last_event = 0
         self._services: list[asyncio.Task[None]] = []
+
+    def spawner(self) -> ThreadPoolExecutor:
+        """The threads agents are spawned from (one per slot, up to four)."""
+        if self._spawner is None:
+            self._spawner = ThreadPoolExecutor(min(max(self.cap, 1), 4), thread_name_prefix="kugetsu-spawn")
+        return self._spawner
 
     @property
     def store(self) -> Store:
@@ -156,7 +165,7 @@ class Supervisor:
     async def _supervise(self) -> None:
         while True:
             self.tick()
-            if self.stopping and self.stop_agents and self.procs:
+            if self.stopping and self.stop_agents and (self.procs or self.spawning):
                 for proc in self.procs.values():
                     if proc.ending is None:
                         end(self, proc, Ending.STOP, self.clock())
@@ -192,6 +201,9 @@ class Supervisor:
             self.executor.unwatch(proc.pid)
         for sig in (*signals, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
+        if self._spawner is not None:
+            self._spawner.shutdown()
+            self._spawner = None
         if self._store is not None:
             self._store.close()
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import runner, worktree
-from kugetsu_tui.engine.executor import Launch, SpawnError
+from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
 from kugetsu_tui.engine.home import private_dir
-from kugetsu_tui.engine.model import EventType, State, Task
+from kugetsu_tui.engine.model import Ending, EventType, State, Task
 from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import advisor, settle
-from kugetsu_tui.engine.supervisor.attempt import watch, watched
+from kugetsu_tui.engine.supervisor.attempt import end, watch, watched
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -120,7 +120,8 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
             where,
         )
     finally:
-        sup.starting.discard(task.id)
+        if task.id not in sup.spawning:  # (else spawn took it over)
+            sup.starting.discard(task.id)
         sup.wake()
 
 
@@ -177,14 +178,23 @@ def _kill_setup(sup: Supervisor, task_id: int, group: int) -> None:
 
 
 def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
+    """Start the task's attempt from a spawn thread: the loop goes on meanwhile (making a
+    process waits until it has exec'd, long under load). Until it is watched the task is
+    starting (and spawning); a cancel that arrives meanwhile ends it once it is."""
     now = sup.clock()
     if task.id in sup.cancel_on_start or task.cancel_requested_at is not None:
         sup.cancel_on_start.discard(task.id)
         sup.write_or_defer(partial(settle.cancelled, sup, task.id, now))
         return
+    sup.starting.add(task.id)
+    sup.spawning.add(task.id)
+    sup.in_background(_spawn_off_loop(sup, task, cwd, now))
+
+
+async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) -> None:
+    assert sup.event_loop is not None
     try:
-        launch = _launch(sup, task, cwd)
-        spawned = sup.executor.spawn(launch)
+        launch, spawned = await sup.event_loop.run_in_executor(sup.spawner(), _make_attempt, sup, task, cwd)
     except SpawnError as err:
         spawn_failed(sup, task, str(err))
         return
@@ -197,6 +207,12 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
         why = "out of disk space before it could start"
         sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
         return
+    finally:
+        sup.spawning.discard(task.id)
+        sup.starting.discard(task.id)
+        cancelled = task.id in sup.cancel_on_start  # while it was being spawned
+        sup.cancel_on_start.discard(task.id)
+        sup.wake()
     proc = watched(task, spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
     # While the disk is full this waits in memory; the attempt is watched all the same.
@@ -214,6 +230,14 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
         )
     )
     watch(sup, proc)
+    if cancelled:
+        end(sup, proc, Ending.CANCEL, sup.clock())
+
+
+def _make_attempt(sup: Supervisor, task: Task, cwd: Path) -> tuple[Launch, Spawned]:
+    """In the spawn thread: the run folder, the prompt file and the process."""
+    launch = _launch(sup, task, cwd)
+    return launch, sup.executor.spawn(launch)
 
 
 def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
