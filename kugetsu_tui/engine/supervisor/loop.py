@@ -85,6 +85,7 @@ class Supervisor:
         # must not be lost, kept in order to be made first thing once there is room.
         self.disk_full: str | None = None
         self.deferred: list[Callable[[], object]] = []
+        self.running_marks: list[Callable[[], object]] = []  # spawned attempts' RUNNING, to write
         self.summary = RunSummary()
         self.stopping = False
         self.event_loop: asyncio.AbstractEventLoop | None = None
@@ -185,6 +186,9 @@ class Supervisor:
         # What cannot be written now is taken over by the next supervisor's reconcile.
         with self.unless_disk_full():
             self.flush_deferred()
+            with self.store.batch():
+                self.write_running_marks()
+            self.running_marks.clear()
             self.store.record(
                 self.clock(),
                 EventType.SUPERVISOR_STOPPED,
@@ -222,7 +226,13 @@ class Supervisor:
         self._wake.clear()
 
     def drained(self) -> bool:
-        return not self.procs and not self.starting and not self.deferred and not self.store.has_runnable()
+        return (
+            not self.procs
+            and not self.starting
+            and not self.deferred
+            and not self.running_marks
+            and not self.store.has_runnable()
+        )
 
     def next_wakeup(self) -> float:
         """Seconds until something is due: a deadline, a SIGKILL, a cooldown's end, a backoff."""
@@ -263,18 +273,20 @@ class Supervisor:
         self.emit_events()
 
     def _settle_and_admit(self, now: float) -> None:
-        # Settling, expiry and admission share one transaction: one commit a tick rather
-        # than one per change. Admission stays one atomic step inside it, and nothing is
-        # spawned before it is committed.
+        # The running marks, settling, expiry and admission share one transaction: one
+        # commit a tick rather than one per change. Admission stays one atomic step
+        # inside it, and nothing is spawned before it is committed.
         watched = dict(self.procs)
         try:
             with self.store.batch():
+                self.write_running_marks()
                 settle.settle_exited(self, now)
                 deadlines.enforce_deadlines(self, now)
                 settle.end_cooldowns(self, now)
                 for task in self.store.fail_dependants(now):
                     settle.clean_worktree(self, task)
                 admitted = [] if self.stopping or self.disk_full else start.admit(self, now)
+            self.running_marks.clear()
         except Exception:
             # Rolled back (a full disk): attempts settled here are watched again, to be
             # settled once the store takes it. Nothing is forgotten.
@@ -324,6 +336,13 @@ class Supervisor:
                     raise
                 self.out_of_space(err)
         self.deferred.append(write)
+
+    def write_running_marks(self) -> None:
+        """Mark the attempts spawned since the last tick running, before any of them can be
+        settled (their events come in that order). Inside a batch: the caller forgets them
+        once it has committed."""
+        for mark in self.running_marks:
+            mark()
 
     def flush_deferred(self) -> None:
         while self.deferred:

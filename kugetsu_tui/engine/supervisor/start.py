@@ -215,8 +215,10 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
         sup.wake()
     proc = watched(task, spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
-    # While the disk is full this waits in memory; the attempt is watched all the same.
-    sup.write_or_defer(
+    # Written by the next tick, in its one transaction with the settlements and admissions
+    # (a wake-up away); until then, and while the disk is full, it waits in memory. The
+    # attempt is watched all the same.
+    sup.running_marks.append(
         partial(
             sup.store.transition,
             task.id,
