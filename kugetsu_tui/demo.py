@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import tomli_w
@@ -20,6 +21,8 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import printable
+
+HeadlessRun = Callable[..., int]
 
 PROMPTS = (
     (0, "fix the flaky test in parser"),
@@ -79,9 +82,11 @@ def prepare(root: Path, tasks: int) -> Home:
     return home
 
 
-def run_demo(*, home: Path | None, headless: bool, tasks: int, as_json: bool) -> int:
-    from kugetsu_tui.headless import run_headless
-
+def run_demo(
+    *, home: Path | None, headless: bool, tasks: int, as_json: bool, run_headless: HeadlessRun
+) -> int:
+    """The sandbox, run to the end by `run_headless` (given by the entry point: one face
+    does not import another)."""
     root = home or Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
     sandbox = prepare(root, tasks)
     config = load_config(sandbox.config_path)

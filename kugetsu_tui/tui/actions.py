@@ -21,7 +21,7 @@ from textual.binding import Binding, BindingType
 
 from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, NewTask, State, Task
+from kugetsu_tui.engine.model import ActionResult, CapMode, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
@@ -149,7 +149,7 @@ def hold_release(app: KugetsuApp) -> None:
 
 
 def set_cap(app: KugetsuApp, cap: int) -> None:
-    if app.supervisor_state().cap_mode == "auto":
+    if app.supervisor_state().cap_mode == CapMode.AUTO:
         app.notify(
             "[capacity] mode is auto, so the advisor will keep setting the cap",
             severity="warning",
@@ -188,7 +188,13 @@ def new_task(app: KugetsuApp) -> None:
         if new is None:
             return
         app.last_repo = new.repo or ""
-        app.act("add", lambda: [ActionResult(True, "queued", i) for i in app.control.add([new])])
+        app.act(
+            "add",
+            lambda: [
+                ActionResult(True, "queued", i)
+                for i in app.control.add([new], max_queued=app.config.max_queued)
+            ],
+        )
 
     app.push_screen(
         NewTaskScreen(

@@ -23,7 +23,7 @@ from kugetsu_tui.engine.capacity import (
     read_machine,
     suggest_cap,
 )
-from kugetsu_tui.engine.model import EventType, State, iso
+from kugetsu_tui.engine.model import EventType, State, SupervisorFacts
 from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import reload, requests
 
@@ -125,17 +125,15 @@ def relieve_memory_pressure(sup: Supervisor, machine: Machine, now: float) -> No
 
 def publish(sup: Supervisor, now: float) -> None:
     """What status and attached dashboards show about this supervisor."""
-    sup.store.set_meta(
-        {
-            "supervisor_pid": os.getpid(),
-            "cap": sup.cap,
-            "cap_mode": sup.config.cap_mode,
-            "suggested_cap": sup.suggestion.cap if sup.suggestion else None,
-            "cap_reason": sup.suggestion.reason if sup.suggestion else None,
-            "machine": sup.machine.to_json() if sup.machine else None,
-            "admission_blocked": sup.admission_blocked,
-            "config_error": sup.config_error,
-            "cooldowns": {a: iso(u) for a, (u, _) in sup.cooldowns.items() if u > now},
-        },
-        now,
+    facts = SupervisorFacts(
+        supervisor_pid=os.getpid(),
+        cap=sup.cap,
+        cap_mode=sup.config.cap_mode,
+        suggested_cap=sup.suggestion.cap if sup.suggestion else None,
+        cap_reason=sup.suggestion.reason if sup.suggestion else None,
+        machine=sup.machine.to_json() if sup.machine else None,
+        admission_blocked=sup.admission_blocked,
+        config_error=sup.config_error,
+        cooldowns={a: u for a, (u, _) in sup.cooldowns.items() if u > now},
     )
+    sup.store.set_meta(facts.to_meta(), now)

@@ -314,7 +314,7 @@ class Supervisor:
             self.admission_blocked = f"{self.disk_full}: nothing is admitted until there is room"
             if self.on_events is not None:  # it cannot be stored: shown as it happens
                 data = {"error": f"{self.disk_full}; admission stopped until there is room"}
-                self.on_events([Event(0, self.clock(), str(EventType.SUPERVISOR_WARNING), None, data)])
+                self.on_events([Event(0, self.clock(), EventType.SUPERVISOR_WARNING, None, data)])
 
     def space_is_back(self, now: float) -> None:
         """Try a write; if it lands the disk has room again and admission resumes."""
