@@ -195,8 +195,15 @@ def one_round(home: Path, queued: int, live: int, idle: float) -> dict[str, Any]
             screen.drain(0.5)
     finally:
         os.write(screen.fd, b"q")
+        # With agents live it asks first (they keep running either way).
+        screen.wait_for(b"Quit?", 5, since=len(screen.raw))
+        os.write(screen.fd, b"y")
         try:
-            proc.wait(10)
+            # Read on while it quits: a full pseudo-terminal would hold up its last writes.
+            deadline = time.monotonic() + 10
+            while proc.poll() is None and time.monotonic() < deadline:
+                screen.drain(0.05)
+            proc.wait(0.1)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
