@@ -6,9 +6,11 @@ Reads the store; never changes it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine.config import Config
@@ -164,7 +166,9 @@ def status_report(
     `more`, how many matched but were left out by the limit. Reads only what it lists."""
     with store.reading():
         report, running = status_summary(store, home, config, now)
-        report["tasks"] = list(status_rows(store, config, report, now, selection, supervisor=running))
+        report["tasks"] = list(
+            status_rows(store, config, report, now, selection, supervisor=running, home=home)
+        )
         report["more"] = matched(store, report, selection) - len(report["tasks"])
     return report
 
@@ -189,14 +193,18 @@ def status_rows(
     selection: Selection,
     *,
     supervisor: bool,
+    home: Home | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The selected tasks as `status --json` rows, read lazily in display order (for a
-    report that streams, call inside `store.reading()`), each with its `children`."""
+    report that streams, call inside `store.reading()`), each with its `children` and,
+    given the home, the Ray node it ran on (`node`, None when on this machine)."""
     rows = _rows(store, config, summary, now, selection, supervisor=supervisor)
     while chunk := list(islice(rows, CHUNK)):
         children = store.children([row["id"] for row in chunk])
         for row in chunk:
             row["children"] = children.get(row["id"], [])
+            if home is not None:
+                row["node"] = None if row["state"] == str(State.QUEUED) else node_of(home.run_dir(row["id"]))
             yield row
 
 
@@ -234,6 +242,22 @@ def _rows(
             yield row
             if left is not None:
                 left -= 1
+
+
+def node_of(run_dir: Path) -> dict[str, str] | None:
+    """The Ray node the task's last attempt ran on (its executor writes it), or None."""
+    try:
+        found = json.loads((run_dir / "node").read_bytes())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def node_label(node: Mapping[str, Any] | None) -> str:
+    """A node as a column shows it: its host and the start of its Ray node id."""
+    if not node:
+        return ""
+    return f"{node.get('host', '?')}/{str(node.get('node_id', ''))[:6]}"
 
 
 def _row(task: Task, now: float, position: int | None, reason: str | None) -> dict[str, Any]:

@@ -65,9 +65,13 @@ def _print_table(report: dict[str, Any], now: float) -> None:
         print('no tasks (add one: kugetsu add "...")')
         return
     width = max(len(str(r["id"])) for r in shown)
-    print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
+    nodes = any(r.get("node") for r in shown)  # a NODE column where agents ran on a Ray cluster
+    node = f"{'NODE':<16} " if nodes else ""
+    print(
+        f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {node}{'WHEN':<8} PROMPT / WHY"
+    )
     for r in shown:
-        print(_status_row(r, width, now))
+        print(_status_row(r, width, now, nodes))
     if report["more"]:
         print(f"… and {report['more']} more (--limit N, --all, or --json --all for every task)")
 
@@ -107,7 +111,8 @@ def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
         summary, running = status_summary(ctx.store, ctx.home, ctx.config, now)
         out.write(json.dumps(summary, ensure_ascii=False)[:-1] + ', "tasks": [')
         shown = 0
-        for row in status_rows(ctx.store, ctx.config, summary, now, selection, supervisor=running):
+        rows = status_rows(ctx.store, ctx.config, summary, now, selection, supervisor=running, home=ctx.home)
+        for row in rows:
             out.write((", " if shown else "") + json.dumps(row, ensure_ascii=False))
             shown += 1
         more = matched(ctx.store, summary, selection) - shown
@@ -115,9 +120,9 @@ def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
     return 0
 
 
-def _status_row(r: dict[str, Any], width: int, now: float) -> str:
+def _status_row(r: dict[str, Any], width: int, now: float, nodes: bool = False) -> str:
     """One task of `kugetsu status`; text from prompts, agents and paths made printable."""
-    from kugetsu_tui.present import STATE_SYMBOL, elapsed
+    from kugetsu_tui.present import STATE_SYMBOL, elapsed, node_label
 
     state = State(r["state"])
     when = ""
@@ -135,9 +140,10 @@ def _status_row(r: dict[str, Any], width: int, now: float) -> str:
         if r["worktree"] and os.path.isdir(r["worktree"]):
             kept = f"  [kept {printable(r['worktree'])}]"  # in full: the one thing to act on
     agent = printable(r["agent"])[:9]
+    node = f"{printable(node_label(r.get('node')))[:16]:<16} " if nodes else ""
     return (
         f"{r['id']:>{width}}  {STATE_SYMBOL[state]} {state:<9} {r['priority']:>3}  "
-        f"{r['attempts']}/{r['max_attempts']:<3} {agent:<9} {when:<8} {detail[:110]}{kept}"
+        f"{r['attempts']}/{r['max_attempts']:<3} {agent:<9} {node}{when:<8} {detail[:110]}{kept}"
     )
 
 

@@ -21,6 +21,7 @@ from kugetsu_tui.engine.config.keys import (
     CAP_MODES,
     CAPACITY,
     EVENT_NAMES,
+    EXECUTOR,
     HOOK,
     MCP,
     PLACEHOLDERS,
@@ -73,6 +74,7 @@ _TOP = (
     | CAPACITY.defaults()
     | QUEUE.defaults()
     | WORKTREE.defaults()
+    | EXECUTOR.defaults()
     | MCP.defaults()
     | WEB.defaults()
 )
@@ -123,6 +125,8 @@ class Config:
     mcp_on_full: str = _TOP["mcp_on_full"]  # "queue" or "reject" an MCP add when every slot is taken
     worktree_setup: tuple[str, ...] = _TOP["worktree_setup"]
     worktree_base: str | None = _TOP["worktree_base"]
+    executor_kind: str = _TOP["executor_kind"]
+    executor_address: str = _TOP["executor_address"]
     web_token_file: str | None = _TOP["web_token_file"]
     web_max_sessions: int = _TOP["web_max_sessions"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)

@@ -37,6 +37,7 @@ BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
 }
 CAP_MODES = tuple(str(mode) for mode in CapMode)
 PRESSURE_MODES = tuple(str(mode) for mode in MemoryPressure)
+EXECUTOR_KINDS = ("local", "ray")
 ON_FULL = ("queue", "reject")
 QUEUED_MAX = Whole(1, 10**9)
 EVENT_NAMES = frozenset(str(e) for e in EventType)
@@ -198,6 +199,27 @@ WORKTREE = Table(
         ),
     ),
 )
+EXECUTOR = Table(
+    "[executor]",
+    (
+        Key(
+            "kind",
+            Choice(EXECUTOR_KINDS),
+            "local",
+            '"local": agents run on this machine. "ray": each attempt runs on a node of a Ray cluster '
+            "(pip install 'kugetsu-tui[ray]'); the queue and the cap stay here.",
+            attr="executor_kind",
+        ),
+        Key(
+            "address",
+            Name('a Ray address like "HEAD:6379", or "auto"'),
+            "auto",
+            'The Ray cluster for kind = "ray": the head\'s HOST:PORT, or "auto" (the cluster this '
+            "machine belongs to).",
+            attr="executor_address",
+        ),
+    ),
+)
 WEB = Table(
     "[web]",
     (
@@ -313,6 +335,13 @@ HOOK = Table(
     "hook_failed and never holds up admission.",
     "a table",
 )
-SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE, "mcp": MCP, "web": WEB}
+SECTIONS = {
+    "capacity": CAPACITY,
+    "queue": QUEUE,
+    "worktree": WORKTREE,
+    "executor": EXECUTOR,
+    "mcp": MCP,
+    "web": WEB,
+}
 TABLES = frozenset({*SECTIONS, "agents", "repos", "hooks"})
 TOP_KEYS = frozenset({*(k.name for k in TOP.keys), *TABLES})

@@ -73,7 +73,8 @@ def _read(sup: Supervisor, roots: list[int], tasks: list[int]) -> tuple[Machine,
 
 
 async def sample_once(sup: Supervisor) -> None:
-    roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited}
+    # (Attempts on other machines have no local pid: their ids are negative.)
+    roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited and p.pid > 0}
     machine, trees = await asyncio.to_thread(_read, sup, list(roots), list(roots.values()))
     now = sup.clock()
     for pid, usage in trees.items():
@@ -82,7 +83,11 @@ async def sample_once(sup: Supervisor) -> None:
             proc.descendants |= usage.members  # ended at settle if they outlive the attempt
     sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
-    sup.store.record_usage([(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots], now)
+    readings = [(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots]
+    # Agents on other machines are measured there (the Ray executor brings the readings).
+    remote: dict[int, TreeUsage] = dict(getattr(sup.executor, "remote_usage", {}))
+    readings += [(task_id, _usage(u)) for task_id, u in remote.items() if task_id in sup.procs]
+    sup.store.record_usage(readings, now)
     agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
     raw = suggest_cap(
         machine,

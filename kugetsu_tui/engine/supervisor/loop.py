@@ -50,6 +50,15 @@ class RunSummary:
         return 1 if any(o in BAD_OUTCOMES for o in self.outcomes.values()) else 0
 
 
+def executor_for(home: Home, config: Config) -> Executor:
+    """The executor `[executor] kind` names: this machine, or a Ray cluster."""
+    if config.executor_kind == "ray":
+        from kugetsu_tui.engine.executor.ray import RayExecutor
+
+        return RayExecutor.for_config(home, config)
+    return LocalExecutor(home)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -71,7 +80,7 @@ class Supervisor:
         self.install_signals = install_signals
         self.on_events = on_events
         self.stop_agents = stop_agents  # on stop, end the agents (requeued) instead of leaving them
-        self.executor: Executor = executor or LocalExecutor(home)
+        self.executor: Executor = executor or executor_for(home, config)
         self.procs: dict[int, Proc] = {}
         self.starting: set[int] = set()  # admitted, worktree being made
         self.spawning: set[int] = set()  # of those starting: its process being made (start.spawn)
