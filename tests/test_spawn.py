@@ -12,7 +12,11 @@ import pytest
 from kugetsu_tui.engine import runner
 from kugetsu_tui.engine.runner import SpawnError, spawn
 
-REPORT = 'printf "%s %s %s|" "$(ps -o sid= -p $$)" "$(cat)" "$ONLY"; env | grep -c . ; echo err >&2'
+# Its session id (the sixth field of /proc/<pid>/stat), its stdin, a variable it was given,
+# then how many variables it has; and a line on stderr.
+REPORT = (
+    'set -- $(cat /proc/$$/stat); printf "%s %s %s|" "$6" "$(cat)" "$ONLY"; env | grep -c . ; echo err >&2'
+)
 
 
 def wait_exit(pid: int) -> int:
