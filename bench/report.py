@@ -189,22 +189,30 @@ def table(run: dict[str, Any]) -> str:
     if "dashboard" in figures:
         b = figures["dashboard"]
         scale = f"{b['queued']:,} queued, {b['live']} live, {b['failed']:,} failed"
-        paint = f"{b['first_paint_s']:.2f} s" if b["first_paint_s"] is not None else "not seen"
-        key = f"{b['key_ms']:.0f} ms" if b["key_ms"] is not None else "not seen"
-        lines.append(row([f"(5) dashboard, {scale}: time to first paint", paint, "", "", ""]))
-        lines.append(
-            row(
-                [
-                    f"    CPU of the dashboard over {b['idle_s']:.0f} s idle",
-                    f"{b['idle_cpu_percent']:.1f}% of a core",
-                    "",
-                    "",
-                    "< 3%",
-                ]
+        # Older raw files measured one mode (attached) with its figures at the top level.
+        modes = b.get("modes") or {"attached": {**b, "label": "attached to a headless supervisor"}}
+        lines.append(row([f"(5) dashboard, {scale}", "", "", "", ""]))
+        for d in modes.values():
+            paint = f"{d['first_paint_s']:.2f} s" if d["first_paint_s"] is not None else "not seen"
+            key = f"{d['key_ms']:.0f} ms" if d["key_ms"] is not None else "not seen"
+            cpu_rounds = d.get("idle_cpu_rounds") or [d["idle_cpu_percent"]]
+            spread = f"rounds {min(cpu_rounds):.1f}–{max(cpu_rounds):.1f}%" if len(cpu_rounds) > 1 else ""
+            lines.append(row([f"    {d['label']}: time to first paint", paint, "", "", ""]))
+            lines.append(
+                row(
+                    [
+                        f"    {d['label']}: CPU over {b['idle_s']:.0f} s idle (median)",
+                        f"{d['idle_cpu_percent']:.1f}% of a core",
+                        spread,
+                        "",
+                        "< 2%",
+                    ]
+                )
             )
-        )
-        lines.append(row(["    RSS of the dashboard", f"{b['rss_mib']:.0f} MiB", "", "", "< 120 MiB"]))
-        lines.append(row(["    key press (`?`) to the change on screen", key, "", "", ""]))
+            lines.append(row([f"    {d['label']}: RSS", f"{d['rss_mib']:.0f} MiB", "", "", "< 120 MiB"]))
+            lines.append(
+                row([f"    {d['label']}: key press (`?`) to the change on screen", key, "", "", "< 50 ms"])
+            )
     if "status_scale" in figures:
         s = figures["status_scale"]
         for key, command, target in (

@@ -61,10 +61,6 @@ def build_command(agent: AgentConfig, task: Task, cwd: Path, home: Home) -> Agen
             stdin = prompt_file
             command = tuple(part for part in command if part != "{prompt}")
     argv = substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
-    env = {
-        **agent.env,
-        "KUGETSU_TASK_ID": str(task.id),
-        "KUGETSU_ATTEMPT": str(task.attempts),
-        "KUGETSU_HOME": str(home.root),
-    }
+    # Not the home's path: an agent is given what it needs (see DESIGN.md, Processes).
+    env = {**agent.env, "KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
     return AgentCommand(tuple(argv), cwd, env, stdin, prompt_file, frozenset(agent.env))

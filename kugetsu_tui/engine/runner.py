@@ -23,6 +23,7 @@ import re
 import select
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,26 +95,127 @@ def spawn(
     if os.sep not in program and not on_path(program, env.get("PATH")):
         raise SpawnError(f"agent command {program!r} not found on PATH")
     mask = f"{process_umask():03o}"
+    args = [SH, "-c", WRAPPER, "kugetsu-agent", str(run_dir), str(cwd), str(attempt), mask, *argv]
     try:
-        pid = os.posix_spawn(
-            SH,
-            [SH, "-c", WRAPPER, "kugetsu-agent", str(run_dir), str(cwd), str(attempt), mask, *argv],
-            dict(env),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, str(stdin or os.devnull), os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,
-        )
+        pid = _posix_spawn(args, env, str(stdin or os.devnull))
     except OSError as err:
         raise SpawnError(f"cannot start {program!r}: {err.strerror}") from None
+    except ValueError:
+        raise SpawnError(f"cannot start {program!r}: an argument holds a NUL byte") from None
     # When posix_spawn returns the child has started, so its start time (in the kernel's
     # clock ticks since boot, as /proc/<pid>/stat says it) is at most this. Reading /proc
     # instead would wait for the new process to finish exec: under load, longer than the
     # spawn itself.
     started = float(math.floor(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS))
     return Spawned(pid, started)
+
+
+def _posix_spawn(args: list[str], env: Mapping[str, str], stdin: str) -> int:
+    """posix_spawn args[0] with args in a new session; fd 0 from stdin, 1 and 2 to /dev/null.
+
+    libc's own posix_spawn where it can be reached: it is called without the GIL, so a
+    spawn made from a thread lets the event loop go on while the new process is made (the
+    caller waits until the child has exec'd: 0.15 ms idle, milliseconds under load).
+    Python 3.11's os.posix_spawn holds the GIL for all of that."""
+    libc = _libc_spawn()
+    if libc is None:
+        return os.posix_spawn(
+            args[0],
+            args,
+            dict(env),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+    return libc.spawn(args, env, stdin)
+
+
+_LIBC: list[_LibcSpawn | None] = []
+
+
+def _libc_spawn() -> _LibcSpawn | None:
+    if not _LIBC:
+        try:
+            _LIBC.append(_LibcSpawn() if sys.platform == "linux" else None)
+        except (OSError, AttributeError):  # not glibc/musl, or no posix_spawn there
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
+class _LibcSpawn:
+    """libc's posix_spawn through ctypes, with the file actions and flags spawn() needs."""
+
+    SETSID = 0x80  # POSIX_SPAWN_SETSID in glibc (>= 2.26) and musl
+    # sizeof(posix_spawn_file_actions_t) is 80 and sizeof(posix_spawnattr_t) 336 on glibc
+    # x86_64; room to spare for any libc.
+    ACTIONS_SIZE = 512
+    ATTR_SIZE = 1024
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self.ctypes = ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        p, i, s = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+        self.posix_spawn = libc.posix_spawn
+        self.posix_spawn.argtypes = [p, s, p, p, p, p]
+        self.posix_spawn.restype = i
+        self.actions_init = libc.posix_spawn_file_actions_init
+        self.actions_destroy = libc.posix_spawn_file_actions_destroy
+        self.add_open = libc.posix_spawn_file_actions_addopen
+        self.add_open.argtypes = [p, i, s, i, ctypes.c_uint]
+        self.add_dup2 = libc.posix_spawn_file_actions_adddup2
+        self.add_dup2.argtypes = [p, i, i]
+        self.attr_init = libc.posix_spawnattr_init
+        self.attr_destroy = libc.posix_spawnattr_destroy
+        self.set_flags = libc.posix_spawnattr_setflags
+        self.set_flags.argtypes = [p, ctypes.c_short]
+        for call in (self.actions_init, self.actions_destroy, self.attr_init, self.attr_destroy):
+            call.argtypes = [p]
+        for call in (self.actions_init, self.actions_destroy, self.add_open, self.add_dup2):
+            call.restype = i
+        for call in (self.attr_init, self.attr_destroy, self.set_flags):
+            call.restype = i
+
+    def spawn(self, args: Sequence[str], env: Mapping[str, str], stdin: str) -> int:
+        ctypes = self.ctypes
+        argv = [_c_string(a) for a in args]
+        envp = [_c_string(k) + b"=" + _c_string(v) for k, v in env.items()]
+        argv_array = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
+        env_array = (ctypes.c_char_p * (len(envp) + 1))(*envp, None)
+        actions = ctypes.create_string_buffer(self.ACTIONS_SIZE)
+        attr = ctypes.create_string_buffer(self.ATTR_SIZE)
+        pid = ctypes.c_int(0)
+        _check(self.actions_init(actions))
+        try:
+            _check(self.attr_init(attr))
+            try:
+                _check(self.add_open(actions, 0, _c_string(stdin), os.O_RDONLY, 0))
+                _check(self.add_open(actions, 1, os.fsencode(os.devnull), os.O_WRONLY, 0))
+                _check(self.add_dup2(actions, 1, 2))
+                _check(self.set_flags(attr, self.SETSID))
+                _check(self.posix_spawn(ctypes.byref(pid), argv[0], actions, attr, argv_array, env_array))
+            finally:
+                self.attr_destroy(attr)
+        finally:
+            self.actions_destroy(actions)
+        return int(pid.value)
+
+
+def _c_string(text: str) -> bytes:
+    data = os.fsencode(text)
+    if b"\0" in data:
+        raise ValueError("embedded null byte")  # as os.posix_spawn says it
+    return data
+
+
+def _check(code: int) -> None:
+    """libc's posix_spawn family returns an error number instead of setting errno."""
+    if code != 0:
+        raise OSError(code, os.strerror(code))
 
 
 _UMASK: list[int] = []

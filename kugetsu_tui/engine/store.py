@@ -161,6 +161,7 @@ EVENT_PROMPT_CHARS = 200
 
 
 _STATE_AT = _TASK_COLUMNS.index("state")
+_ATTEMPTS_AT = _TASK_COLUMNS.index("attempts")
 _PROMPT_AT = _TASK_COLUMNS.index("prompt")
 _USAGE_AT = _TASK_COLUMNS.index("reported_usage")
 _BOOL_AT = tuple(_TASK_COLUMNS.index(c) for c in ("no_worktree", "held", "after_any"))
@@ -173,8 +174,16 @@ _DEPS_UNMET = (
 )
 
 
-def _task_from_row(row: Sequence[Any]) -> Task:
+_COLUMN_AT = {name: i for i, name in enumerate(_TASK_COLUMNS)}
+
+
+def _task_from_row(row: Sequence[Any], changes: Mapping[str, Any] | None = None) -> Task:
+    """The task a row holds, with `changes` (column -> value) made: built once, not
+    built and then copied (a copy of a task costs as much as the rest of a transition)."""
     values = list(row)
+    if changes:
+        for name, value in changes.items():
+            values[_COLUMN_AT[name]] = value
     if isinstance(values[_PROMPT_AT], bytes):
         values[_PROMPT_AT] = values[_PROMPT_AT].decode("utf-8", "surrogateescape")
     values[_STATE_AT] = State(values[_STATE_AT])
@@ -707,7 +716,7 @@ class Store:
             if not constrained:
                 sql += " LIMIT ?"
                 params = (now, free)
-            picked: list[Task] = []
+            picked: list[Sequence[Any]] = []
             for row in db.execute(sql, params):  # lazily: stops reading once the slots are filled
                 task = _task_from_row(row)
                 if task.agent in cooling:
@@ -718,24 +727,27 @@ class Store:
                     continue
                 by_agent[task.agent] = by_agent.get(task.agent, 0) + 1
                 by_repo[task.repo or ""] = by_repo.get(task.repo or "", 0) + 1
-                picked.append(task)
+                picked.append(row)
                 if len(picked) >= free:
                     break
             admitted = []
-            for task in picked:
-                check_transition(task.id, task.state, State.STARTING)
-                task = task.replace(
-                    state=State.STARTING,
-                    attempts=task.attempts + 1,
-                    started_at=now,
-                    ended_at=None,
-                    exit_code=None,
-                    reason=None,
-                    not_before=None,
-                    pid=None,
-                    pid_started=None,
-                    updated_at=now,
+            for row in picked:
+                task = _task_from_row(
+                    row,
+                    {
+                        "state": State.STARTING,
+                        "attempts": row[_ATTEMPTS_AT] + 1,
+                        "started_at": now,
+                        "ended_at": None,
+                        "exit_code": None,
+                        "reason": None,
+                        "not_before": None,
+                        "pid": None,
+                        "pid_started": None,
+                        "updated_at": now,
+                    },
                 )
+                check_transition(task.id, State(row[_STATE_AT]), State.STARTING)
                 db.execute(
                     "UPDATE tasks SET state = 'starting', attempts = ?, started_at = ?,"
                     " ended_at = NULL, exit_code = NULL, reason = NULL, not_before = NULL,"
@@ -769,13 +781,13 @@ class Store:
             row = db.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
             if row is None:
                 return None
-            task = _task_from_row(row)
-            if expect is not None and task.state not in expect:
+            state = State(row[_STATE_AT])
+            if expect is not None and state not in expect:
                 return None
-            if new_state != task.state:
-                check_transition(task_id, task.state, new_state)
-            task = task.replace(state=new_state, updated_at=now, **changes)
+            if new_state != state:
+                check_transition(task_id, state, new_state)
             values = {"state": str(new_state), "updated_at": now, **changes}
+            task = _task_from_row(row, values)
             if "prompt" in values:
                 values["prompt"] = _stored_prompt(values["prompt"])
             assignments = ", ".join(f"{k} = ?" for k in values)

@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -83,6 +84,8 @@ class Supervisor:
         self.executor: Executor = executor or executor_for(home, config)
         self.procs: dict[int, Proc] = {}
         self.starting: set[int] = set()  # admitted, worktree being made
+        self.spawning: set[int] = set()  # of those starting: its process being made (start.spawn)
+        self._spawner: ThreadPoolExecutor | None = None
         self.cancel_on_start: set[int] = set()
         self.setups: dict[int, int] = {}  # task -> process group of its running worktree setup
         self.leftovers: list[Leftovers] = []  # settled attempts whose strays are yet to be ended
@@ -92,6 +95,7 @@ class Supervisor:
         # must not be lost, kept in order to be made first thing once there is room.
         self.disk_full: str | None = None
         self.deferred: list[Callable[[], object]] = []
+        self.running_marks: list[Callable[[], object]] = []  # spawned attempts' RUNNING, to write
         self.summary = RunSummary()
         self.stopping = False
         self.event_loop: asyncio.AbstractEventLoop | None = None
@@ -121,6 +125,12 @@ class Supervisor:
         self._store: Store | None = None
         self._last_event = 0
         self._services: list[asyncio.Task[None]] = []
+
+    def spawner(self) -> ThreadPoolExecutor:
+        """The threads agents are spawned from (one per slot, up to four)."""
+        if self._spawner is None:
+            self._spawner = ThreadPoolExecutor(min(max(self.cap, 1), 4), thread_name_prefix="kugetsu-spawn")
+        return self._spawner
 
     @property
     def store(self) -> Store:
@@ -170,7 +180,7 @@ class Supervisor:
     async def _supervise(self) -> None:
         while True:
             self.tick()
-            if self.stopping and self.stop_agents and self.procs:
+            if self.stopping and self.stop_agents and (self.procs or self.spawning):
                 for proc in self.procs.values():
                     if proc.ending is None:
                         end(self, proc, Ending.STOP, self.clock())
@@ -190,6 +200,9 @@ class Supervisor:
         # What cannot be written now is taken over by the next supervisor's reconcile.
         with self.unless_disk_full():
             self.flush_deferred()
+            with self.store.batch():
+                self.write_running_marks()
+            self.running_marks.clear()
             self.store.record(
                 self.clock(),
                 EventType.SUPERVISOR_STOPPED,
@@ -206,6 +219,9 @@ class Supervisor:
             self.executor.unwatch(proc.pid)
         for sig in (*signals, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
+        if self._spawner is not None:
+            self._spawner.shutdown()
+            self._spawner = None
         if self._store is not None:
             self._store.close()
 
@@ -228,6 +244,7 @@ class Supervisor:
             not self.procs
             and not self.starting
             and not self.deferred
+            and not self.running_marks
             and not self.store.has_runnable(self.suspended)
         )
 
@@ -270,18 +287,20 @@ class Supervisor:
         self.emit_events()
 
     def _settle_and_admit(self, now: float) -> None:
-        # Settling, expiry and admission share one transaction: one commit a tick rather
-        # than one per change. Admission stays one atomic step inside it, and nothing is
-        # spawned before it is committed.
+        # The running marks, settling, expiry and admission share one transaction: one
+        # commit a tick rather than one per change. Admission stays one atomic step
+        # inside it, and nothing is spawned before it is committed.
         watched = dict(self.procs)
         try:
             with self.store.batch():
+                self.write_running_marks()
                 settle.settle_exited(self, now)
                 deadlines.enforce_deadlines(self, now)
                 settle.end_cooldowns(self, now)
                 for task in self.store.fail_dependants(now):
                     settle.clean_worktree(self, task)
                 admitted = [] if self.stopping or self.disk_full else start.admit(self, now)
+            self.running_marks.clear()
         except Exception:
             # Rolled back (a full disk): attempts settled here are watched again, to be
             # settled once the store takes it. Nothing is forgotten.
@@ -331,6 +350,13 @@ class Supervisor:
                     raise
                 self.out_of_space(err)
         self.deferred.append(write)
+
+    def write_running_marks(self) -> None:
+        """Mark the attempts spawned since the last tick running, before any of them can be
+        settled (their events come in that order). Inside a batch: the caller forgets them
+        once it has committed."""
+        for mark in self.running_marks:
+            mark()
 
     def flush_deferred(self) -> None:
         while self.deferred:

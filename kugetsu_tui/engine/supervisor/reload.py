@@ -4,6 +4,8 @@ the last good config in force, with the error published."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,9 @@ async def watch_config(sup: Supervisor) -> None:
     path = sup.config.path
     if path is None or not path.parent.is_dir():
         return
+    # Imported beside the loop, not in it: it takes tens of milliseconds, as the first
+    # agents run.
+    await asyncio.to_thread(importlib.import_module, "watchfiles")
     from watchfiles import awatch
 
     name = path.name

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import agents, runner, worktree
-from kugetsu_tui.engine.executor import Launch, SpawnError
+from kugetsu_tui.engine.commands import build_command
+from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
 from kugetsu_tui.engine.home import private_dir
-from kugetsu_tui.engine.model import EventType, State, Task
+from kugetsu_tui.engine.model import Ending, EventType, State, Task
 from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import advisor, settle
-from kugetsu_tui.engine.supervisor.attempt import watch, watched
+from kugetsu_tui.engine.supervisor.attempt import end, watch, watched
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -120,7 +121,8 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
             where,
         )
     finally:
-        sup.starting.discard(task.id)
+        if task.id not in sup.spawning:  # (else spawn took it over)
+            sup.starting.discard(task.id)
         sup.wake()
 
 
@@ -177,14 +179,23 @@ def _kill_setup(sup: Supervisor, task_id: int, group: int) -> None:
 
 
 def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
+    """Start the task's attempt from a spawn thread: the loop goes on meanwhile (making a
+    process waits until it has exec'd, long under load). Until it is watched the task is
+    starting (and spawning); a cancel that arrives meanwhile ends it once it is."""
     now = sup.clock()
     if task.id in sup.cancel_on_start or task.cancel_requested_at is not None:
         sup.cancel_on_start.discard(task.id)
         sup.write_or_defer(partial(settle.cancelled, sup, task.id, now))
         return
+    sup.starting.add(task.id)
+    sup.spawning.add(task.id)
+    sup.in_background(_spawn_off_loop(sup, task, cwd, now))
+
+
+async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) -> None:
+    assert sup.event_loop is not None
     try:
-        launch = _launch(sup, task, cwd)
-        spawned = sup.executor.spawn(launch)
+        launch, spawned = await sup.event_loop.run_in_executor(sup.spawner(), _make_attempt, sup, task, cwd)
     except SpawnError as err:
         spawn_failed(sup, task, str(err))
         return
@@ -197,10 +208,18 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
         why = "out of disk space before it could start"
         sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
         return
+    finally:
+        sup.spawning.discard(task.id)
+        sup.starting.discard(task.id)
+        cancelled = task.id in sup.cancel_on_start  # while it was being spawned
+        sup.cancel_on_start.discard(task.id)
+        sup.wake()
     proc = watched(with_timeout(sup, task), spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
-    # While the disk is full this waits in memory; the attempt is watched all the same.
-    sup.write_or_defer(
+    # Written by the next tick, in its one transaction with the settlements and admissions
+    # (a wake-up away); until then, and while the disk is full, it waits in memory. The
+    # attempt is watched all the same.
+    sup.running_marks.append(
         partial(
             sup.store.transition,
             task.id,
@@ -214,6 +233,14 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
         )
     )
     watch(sup, proc)
+    if cancelled:
+        end(sup, proc, Ending.CANCEL, sup.clock())
+
+
+def _make_attempt(sup: Supervisor, task: Task, cwd: Path) -> tuple[Launch, Spawned]:
+    """In the spawn thread: the run folder, the prompt file and the process."""
+    launch = _launch(sup, task, cwd)
+    return launch, sup.executor.spawn(launch)
 
 
 def with_timeout(sup: Supervisor, task: Task) -> Task:
@@ -225,22 +252,26 @@ def with_timeout(sup: Supervisor, task: Task) -> Task:
 
 
 def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
-    """The attempt as the agent's config says to run it; SpawnError for an unknown agent."""
+    """The attempt as the agent's config says to run it (build_command, the rule the detail
+    view shows too); SpawnError for an unknown agent."""
     agent = sup.config.agents.get(task.agent)
     if agent is None:
         raise SpawnError(f"unknown agent {task.agent!r}")
     run_dir = private_dir(sup.home.run_dir(task.id))
-    command, prompt_arg, stdin = agent.command, task.prompt, None
-    if agent.prompt_via != "argv":
-        # Prompts too large for argv, or with a NUL byte, go through a private file.
-        prompt_file = runner.write_private(run_dir / "prompt", task.prompt)
-        prompt_arg = str(prompt_file)
-        if agent.prompt_via == "stdin":
-            stdin = prompt_file
-            command = tuple(part for part in command if part != "{prompt}")
-    argv = runner.substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
-    env = sup.env | dict(agent.env) | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
-    return Launch(task.id, task.attempts, argv, cwd, run_dir, env, stdin, admitted_at=task.started_at)
+    command = build_command(agent, task, cwd, sup.home)
+    if command.prompt_file is not None:
+        runner.write_private(command.prompt_file, task.prompt)
+    env = sup.env | dict(command.env)
+    return Launch(
+        task.id,
+        task.attempts,
+        list(command.argv),
+        cwd,
+        run_dir,
+        env,
+        command.stdin,
+        admitted_at=task.started_at,
+    )
 
 
 def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
