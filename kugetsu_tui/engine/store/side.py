@@ -1,0 +1,98 @@
+"""The store's side tables: requests from other processes to the supervisor, the facts it
+publishes (meta), and usage samples of running agents."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from kugetsu_tui.engine.model import (
+    Request,
+    RequestAction,
+)
+
+
+class Side:
+    """Requests, meta and usage rows of Store (mixed into it)."""
+
+    db: sqlite3.Connection
+
+    if TYPE_CHECKING:
+
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def record_usage(self, readings: Sequence[tuple[int, dict[str, Any]]], now: float) -> None:
+        """Store the latest usage of many live tasks in one transaction (no event rows:
+        a measurement is not a change of state)."""
+        if not readings:
+            return
+        with self._write() as db:
+            for task_id, usage in readings:
+                db.execute(
+                    "UPDATE tasks SET cpu_seconds = ?, rss = ?, cpu_percent = ?, procs = ?,"
+                    " peak_rss = max(coalesce(peak_rss, 0), ?), updated_at = ? WHERE id = ?",
+                    (
+                        usage["cpu_seconds"],
+                        usage["rss"],
+                        usage["cpu_percent"],
+                        usage["procs"],
+                        usage["rss"],
+                        now,
+                        task_id,
+                    ),
+                )
+
+    def usage_history(self, agent: str, limit: int = 50) -> list[tuple[float, float]]:
+        """(peak RSS, CPU cores used on average) of this agent's recent finished attempts."""
+        rows = self.db.execute(
+            "SELECT peak_rss, cpu_seconds, ended_at - started_at FROM tasks"
+            " WHERE agent = ? AND state IN ('succeeded', 'failed') AND peak_rss IS NOT NULL"
+            " AND ended_at > started_at ORDER BY ended_at DESC LIMIT ?",
+            (agent, limit),
+        ).fetchall()
+        return [(float(peak), float(cpu or 0.0) / float(wall)) for peak, cpu, wall in rows]
+
+    def set_meta(self, values: dict[str, Any], now: float) -> None:
+        with self._write() as db:
+            for key, value in values.items():
+                db.execute(
+                    "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
+                    " updated_at = excluded.updated_at",
+                    (key, json.dumps(value), now),
+                )
+
+    def meta(self) -> dict[str, tuple[Any, float]]:
+        """Every published fact with the time it was last written."""
+        return {
+            k: (json.loads(v), ts) for k, v, ts in self.db.execute("SELECT key, value, updated_at FROM meta")
+        }
+
+    def add_request(self, action: RequestAction, task_id: int | None, arg: str | None, now: float) -> int:
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO requests (ts, action, task_id, arg) VALUES (?, ?, ?, ?)",
+                (now, str(action), task_id, arg),
+            )
+            return int(cur.lastrowid or 0)
+
+    def pending_requests(self) -> list[Request]:
+        return [
+            Request(i, RequestAction(a), t, arg)
+            for i, a, t, arg in self.db.execute(
+                "SELECT id, action, task_id, arg FROM requests WHERE done_at IS NULL ORDER BY id"
+            )
+        ]
+
+    def finish_request(self, request_id: int, result: str, now: float) -> None:
+        with self._write() as db:
+            db.execute("UPDATE requests SET done_at = ?, result = ? WHERE id = ?", (now, result, request_id))
+
+    def request_result(self, request_id: int) -> str | None:
+        row = self.db.execute(
+            "SELECT result FROM requests WHERE id = ? AND done_at IS NOT NULL", (request_id,)
+        ).fetchone()
+        return row[0] if row else None
