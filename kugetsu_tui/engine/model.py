@@ -91,6 +91,7 @@ class EventType(StrEnum):
     TASK_RELEASED = "task_released"
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
+    TASK_NEEDS_INPUT = "task_needs_input"
     CAP_CHANGED = "cap_changed"
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"
@@ -189,6 +190,7 @@ class Task:
     # cancel lands leaves it to the next one, which finishes it instead of requeueing.
     cancel_requested_at: float | None = None
     parent: int | None = None  # the task whose agent added this one (KUGETSU_TASK_ID), if any
+    needs_input: str | None = None  # a live task waits for a person: why (notify, or its screen)
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Measured usage for status --json, or None when nothing was measured."""

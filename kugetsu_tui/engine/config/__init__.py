@@ -95,6 +95,7 @@ class AgentConfig:
     cooldown: float = _AGENT["cooldown"]
     cooldown_max: float = _AGENT["cooldown_max"]
     prompt_via: PromptVia = _AGENT["prompt_via"]
+    terminal: bool = _AGENT["terminal"]  # in a tmux pane a person can attach to
 
 
 @dataclass(frozen=True, slots=True)

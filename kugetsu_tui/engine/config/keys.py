@@ -43,6 +43,19 @@ QUEUED_MAX = Whole(1, 10**9)
 EVENT_NAMES = frozenset(str(e) for e in EventType)
 
 
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """true or false."""
+
+    expected = "true or false"
+    limits = ""
+
+    def __call__(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+
+
 # --- the keys ------------------------------------------------------------------------
 
 
@@ -297,6 +310,13 @@ AGENT = Table(
             '"argv" ({prompt} in the command), "stdin" (the prompt on the agent\'s stdin), or "file" '
             "({prompt} becomes the path of a private file holding it). Use stdin or file for prompts "
             "larger than the command-line limit or holding a NUL byte.",
+        ),
+        Key(
+            "terminal",
+            Flag(),
+            False,
+            "Run the agent in a pseudo-terminal (a tmux session; needs tmux) that `kugetsu attach ID` "
+            "steps into and `kugetsu send ID TEXT` types into; its output still goes to its log.",
         ),
     ),
     "Agents: a table here overrides a built-in one (" + ", ".join(BUILTIN_AGENTS) + ") or adds a new "

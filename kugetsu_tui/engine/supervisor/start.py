@@ -232,7 +232,17 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
             command = tuple(part for part in command if part != "{prompt}")
     argv = runner.substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
     env = sup.env | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
-    return Launch(task.id, task.attempts, argv, cwd, run_dir, env, stdin, admitted_at=task.started_at)
+    return Launch(
+        task.id,
+        task.attempts,
+        argv,
+        cwd,
+        run_dir,
+        env,
+        stdin,
+        admitted_at=task.started_at,
+        terminal=agent.terminal,
+    )
 
 
 def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
