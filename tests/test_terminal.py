@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -163,3 +164,29 @@ def test_a_terminal_agent_without_tmux_fails_saying_so(kg: Kugetsu, tmp_path: Pa
     task_id = kg.add("ok", "--agent", "tty", "--max-attempts", "1")
     task = kg.wait_state(task_id, "failed")
     assert "tmux" in task["reason"] and "\n" not in task["reason"]
+
+
+async def test_the_dashboard_marks_a_task_that_needs_input_and_notifies_once(tmp_path: Path) -> None:
+    from kugetsu_tui import cli
+    from kugetsu_tui.engine.model import State
+    from tests.helpers.tui import DashboardHarness, wait_for
+
+    harness = DashboardHarness(tmp_path)
+    try:
+        task = harness.add("a task that will ask")
+        app = harness.app()
+        async with app.run_test(size=(120, 35)) as pilot:
+            active = app.dashboard.active
+            await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
+            await wait_for(pilot, lambda: active.row_count == 1, "the Active row")
+            home = str(harness.home.root)
+            assert cli.main(["--home", home, "notify", "--task", str(task), "waiting for approval"]) == 0
+            await wait_for(pilot, lambda: "! input" in str(active.get_row_at(0)), "the marked row")
+            assert "1 need input" in str(active.border_title)
+            notes = [(n.title, n.message) for n in app._notifications]
+            assert notes == [(f"task {task} needs input", "waiting for approval")]
+            harness.store.set_needs_input(task, None, time.time())
+            await wait_for(pilot, lambda: "! input" not in str(active.get_row_at(0)), "the mark to go")
+            assert "need input" not in str(active.border_title)
+    finally:
+        harness.cleanup()
