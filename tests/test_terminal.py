@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -83,6 +84,47 @@ def test_a_terminal_agent_reads_its_answer_from_the_terminal_not_dev_null(kg: Ku
     task = kg.wait_state(task_id, "failed")
     assert task["exit_code"] == 1
     assert "answered 'no; rm -rf /'" in (kg.home / "runs" / str(task_id) / "log").read_text()
+    _nothing_left(kg)
+
+
+def test_attach_steps_into_the_terminal_where_a_person_answers(kg: Kugetsu, tmp_path: Path) -> None:
+    """A second tmux server stands in for the person's terminal: `kugetsu attach` runs in
+    it, and keys typed there reach the agent."""
+    _terminal_config(kg)
+    kg.start_supervisor()
+    task_id = kg.add("ask", "--agent", "tty")
+    _needs_input(kg, task_id)
+    tmux, outer = str(shutil.which("tmux")), str(tmp_path / "outer.sock")
+    env = {k: v for k, v in kg.env.items() if k not in ("TMUX", "TMUX_PANE")}
+    attach = [PY, "-m", "kugetsu_tui", "--home", str(kg.home), "attach", str(task_id)]
+    subprocess.run(
+        [tmux, "-S", outer, "new-session", "-d", "-x", "120", "-y", "40", "--", *attach], env=env, check=True
+    )
+    try:
+        inner = [tmux, "-S", str(kg.home / "tmux.sock"), "list-clients"]
+        wait_until(lambda: subprocess.run(inner, capture_output=True, text=True).stdout.strip(), "the attach")
+        assert kg.task(task_id)["needs_input"] is None, "attaching clears the flag"
+        subprocess.run([tmux, "-S", outer, "send-keys", "y", "Enter"], check=True)
+        kg.wait_state(task_id, "succeeded")
+        assert "answered 'y'" in (kg.home / "runs" / str(task_id) / "log").read_text()
+    finally:
+        subprocess.run([tmux, "-S", outer, "kill-server"], capture_output=True)
+    _nothing_left(kg)
+
+
+def test_a_paused_terminal_agent_stops_and_goes_on(kg: Kugetsu) -> None:
+    _terminal_config(kg)
+    kg.start_supervisor()
+    task_id = kg.add("ask", "--agent", "tty")
+    _needs_input(kg, task_id)
+    assert kg.main("pause", str(task_id))[0] == 0
+    kg.wait_state(task_id, "paused")
+    agent = wait_until(lambda: kg.agent_processes(), "the agent")[0]
+    wait_until(lambda: agent.status() == psutil.STATUS_STOPPED, "the agent to be stopped")
+    assert kg.main("resume", str(task_id))[0] == 0
+    kg.wait_state(task_id, "running")
+    assert kg.main("send", str(task_id), "y")[0] == 0
+    kg.wait_state(task_id, "succeeded")
     _nothing_left(kg)
 
 

@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,6 +111,51 @@ def spawn(
         raise SpawnError(f"cannot start a tmux session for a terminal agent: {why}")
     pid = int(first[0])
     return Spawned(pid, runner.start_time(pid))
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2 :].split()  # state, ppid, pgrp, session, ...
+
+
+def is_pane(pid: int) -> bool:
+    """Whether pid is a process a tmux server started (a terminal agent's wrapper)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return False
+    try:
+        with open(f"/proc/{int(fields[1])}/comm", "rb") as f:
+            return f.read().startswith(b"tmux")
+    except OSError:
+        return False
+
+
+def stop_all_but_leader(pgid: int) -> None:
+    """SIGSTOP every process of the group but its leader, the wrapper. tmux continues a
+    pane whose process stops, so the wrapper (which only waits) runs on while its agent and
+    the agent's children are stopped. A process forked while this runs is caught by the
+    next pass."""
+    stopped: set[int] = set()
+    for _ in range(3):
+        members = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in stopped or int(name) == pgid:
+                continue
+            fields = _stat_fields(int(name))
+            if fields is not None and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                members.append(int(name))
+        if not members:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                continue
+            stopped.add(pid)
 
 
 def is_live(home: Path, task_id: int) -> bool:

@@ -132,7 +132,10 @@ class LocalExecutor:
         return ended
 
     def pause(self, pid: int) -> bool:
-        runner.signal_group(pid, signal.SIGSTOP)
+        if terminal.is_pane(pid):
+            terminal.stop_all_but_leader(pid)  # tmux would continue a stopped pane at once
+        else:
+            runner.signal_group(pid, signal.SIGSTOP)
         if not runner.is_same_process(pid, None):
             # It exited just before the signal (its exit not yet seen): it is about to be
             # settled, not paused. Whatever it left in its group must go on, to be ended.
