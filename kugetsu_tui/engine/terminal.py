@@ -46,13 +46,19 @@ def tmux_program() -> str | None:
     return shutil.which("tmux")
 
 
+def _server_options(home: Path) -> list[str]:
+    # No person's ~/.tmux.conf: an option there (remain-on-exit, exit-empty off, a
+    # default-command) would change how an agent's pane runs and ends.
+    return ["-f", os.devnull, "-S", str(socket_path(home))]
+
+
 def _tmux(home: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     program = tmux_program()
     if program is None:
         raise SpawnError("terminal = true needs tmux, which is not installed (not found on PATH)")
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     return subprocess.run(
-        [program, "-S", str(socket_path(home)), *args],
+        [program, *_server_options(home), *args],
         capture_output=True,
         text=True,
         errors="replace",
@@ -192,14 +198,7 @@ def send(home: Path, task_id: int, text: str) -> bool:
 
 
 def attach_argv(home: Path, task_id: int) -> list[str]:
-    return [
-        tmux_program() or "tmux",
-        "-S",
-        str(socket_path(home)),
-        "attach",
-        "-t",
-        f"={session_name(task_id)}",
-    ]
+    return [tmux_program() or "tmux", *_server_options(home), "attach", "-t", f"={session_name(task_id)}"]
 
 
 def prompt_line(screen: str) -> str | None:
