@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.supervisor.advisor import SAMPLE_EVERY
 from tests.helpers.harness import FAKE_AGENT, PY, WAIT, Kugetsu, script, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="terminal agents need tmux")
@@ -54,6 +56,15 @@ def _log_with(kg: Kugetsu, task_id: int, text: str) -> str:
     log = kg.home / "runs" / str(task_id) / "log"
     found: str = wait_until(lambda: text in (t := log.read_text()) and t, f"{text!r} in the log")
     return found
+
+
+def _last_sample(kg: Kugetsu) -> float:
+    """When the supervisor last published what it sampled."""
+    store = Store(kg.home / "state.db")
+    try:
+        return max((ts for _, ts in store.meta().values()), default=0.0)
+    finally:
+        store.close()
 
 
 def _needs_input(kg: Kugetsu, task_id: int) -> str:
@@ -177,14 +188,23 @@ def test_a_killed_supervisor_is_succeeded_by_one_that_adopts_a_terminal_agent(kg
     _nothing_left(kg)
 
 
-def test_notify_from_inside_an_agent_raises_needs_input(kg: Kugetsu) -> None:
-    gate = kg.root / "gate"
+def test_notify_from_inside_an_agent_raises_needs_input_and_output_clears_it(kg: Kugetsu) -> None:
     kg.start_supervisor()
-    task_id = kg.add(script(["notify", kg.home, "waiting for approval"], ["wait-file", gate]))
+    answered, done = kg.root / "answered", kg.root / "done"
+    steps = (["notify", kg.home, "waiting for approval"], ["wait-file", answered], ["say", "going on"])
+    task_id = kg.add(script(*steps, ["wait-file", done]))
     assert _needs_input(kg, task_id) == "waiting for approval"
     needs = [e for e in kg.events(task_id) if e["type"] == "task_needs_input"]
     assert [(e["reason"], e["by"]) for e in needs] == [("waiting for approval", "notify")]
-    gate.touch()
+    # Output the agent wrote before the supervisor first saw the flag does not clear it:
+    # answer only after a whole sample began once the flag was up.
+    raised = time.time()
+    wait_until(lambda: _last_sample(kg) > raised + SAMPLE_EVERY, "a sample after the flag", WAIT * 2)
+    assert kg.task(task_id)["needs_input"] == "waiting for approval"
+    answered.touch()
+    wait_until(lambda: kg.task(task_id)["needs_input"] is None, "new output to clear the flag", WAIT * 2)
+    assert kg.task(task_id)["state"] == "running"
+    done.touch()
     assert kg.wait_state(task_id, "succeeded")["needs_input"] is None
 
 
