@@ -25,6 +25,7 @@ from kugetsu_tui.commands.logs import cmd_logs
 from kugetsu_tui.commands.queue import cmd_add, cmd_cap, task_action
 from kugetsu_tui.commands.run import cmd_demo, cmd_mcp, cmd_run, cmd_tui, cmd_web
 from kugetsu_tui.commands.status import STATUS_LIMIT, cmd_status
+from kugetsu_tui.commands.terminal import cmd_attach, cmd_notify, cmd_send
 from kugetsu_tui.engine.config.kinds import ATTEMPTS, CAP, PRIORITY, ROW_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.intake import parse_task_id
 from kugetsu_tui.engine.model import State
@@ -222,6 +223,18 @@ def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -
     events.add_argument("--task", type=task_id, metavar="ID", help="only this task's events")
     events.add_argument("--type", action="append", metavar="TYPE", help="only this event type (repeatable)")
     events.set_defaults(func=cmd_events)
+
+    attach = sub.add_parser("attach", parents=[common], help="step into a terminal agent (tmux)")
+    attach.add_argument("id", type=task_id, metavar="ID")
+    attach.set_defaults(func=cmd_attach)
+    send = sub.add_parser("send", parents=[common], help="type a line into a terminal agent")
+    send.add_argument("id", type=task_id, metavar="ID")
+    send.add_argument("text", metavar="TEXT")
+    send.set_defaults(func=cmd_send)
+    notify = sub.add_parser("notify", parents=[common], help="from inside an agent: it needs a person")
+    notify.add_argument("message", nargs="?", default="", metavar="MESSAGE")
+    notify.add_argument("--task", type=task_id, metavar="ID", help="the task (default: the calling agent's)")
+    notify.set_defaults(func=cmd_notify)
 
     mcp = sub.add_parser("mcp", parents=[common], help="serve planner agents over MCP (stdio)")
     mcp.set_defaults(func=cmd_mcp)

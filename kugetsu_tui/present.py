@@ -294,6 +294,7 @@ def _row(task: Task, now: float, position: int | None, reason: str | None) -> di
     row["position"] = position
     row["wait_reason"] = reason
     row["usage"] = task.usage(now)
+    row["needs_input"] = task.needs_input if task.is_live else None  # waits for a person: why
     return row
 
 

@@ -25,6 +25,9 @@ Modes:
     check NAME FILE         append "yes" or "no" to FILE: does NAME exist in the working directory
     write NAME TEXT         write TEXT to NAME in the working directory
     git-commit MESSAGE      commit everything in the working directory
+    ask                     ask "Proceed? [y/N] " on the terminal, read a line; print the
+                            answer, exit 0 if it is y, 1 otherwise
+    notify HOME TEXT        run the real `kugetsu --home HOME notify TEXT` from inside the agent
     dump-argv FILE          write this process's argv (after the script name) as JSON
     add-task HOME FILE PROMPT  run the real `kugetsu --home HOME add` with this agent's
                             environment (a task added from inside a task) for PROMPT, no
@@ -168,6 +171,15 @@ def run(words: list[str]) -> int:
             )
             with open(args[1], "a") as out:
                 out.write(added.stdout or f"error {added.returncode}: {added.stderr}")
+        elif mode == "ask":
+            sys.stdout.write("Proceed? [y/N] ")
+            sys.stdout.flush()
+            answer = sys.stdin.readline().strip()
+            print(f"fake-agent: answered {answer!r}", flush=True)
+            return 0 if answer == "y" else 1
+        elif mode == "notify":
+            cli = [sys.executable, "-m", "kugetsu_tui", "--home", args[0], "notify", args[1]]
+            subprocess.run(cli, check=True, stdout=subprocess.DEVNULL)
         elif mode == "dump-argv":
             with open(args[0], "w", encoding="utf-8") as f:
                 json.dump(sys.argv[1:], f)

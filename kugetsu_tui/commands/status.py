@@ -133,6 +133,8 @@ def _status_row(r: dict[str, Any], width: int, now: float, nodes: bool = False) 
         detail = f"{detail[:40]:<40}  {one_line(r['wait_reason'] or '')}"
     elif state.is_live and r["started_at"]:
         when = elapsed(now - _ts(r["started_at"]))
+        if r.get("needs_input"):
+            detail = f"[needs input: {one_line(r['needs_input'])[:60]}] {detail}"
     elif r["ended_at"]:
         when = time.strftime("%H:%M", time.localtime(_ts(r["ended_at"])))
         if state is not State.SUCCEEDED and r["reason"]:

@@ -96,6 +96,7 @@ class EventType(StrEnum):
     TASK_STALLED = "task_stalled"
     TASK_MERGED = "task_merged"
     TASK_DISCARDED = "task_discarded"
+    TASK_NEEDS_INPUT = "task_needs_input"
     CAP_CHANGED = "cap_changed"
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"
@@ -233,6 +234,7 @@ class Task:
     deletions: int | None = None
     commits: int | None = None
     review: str = "unreviewed"  # a Review: what a person did with its work (not a queue state)
+    needs_input: str | None = None  # a live task waits for a person: why (notify, or its screen)
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Usage for status --json: measured (wall, CPU, RSS) and reported by the agent

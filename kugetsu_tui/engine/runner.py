@@ -50,6 +50,11 @@ printf '%s\n' "$code" 2>/dev/null > "$run/exit" ||
 exit "$code"
 """
 
+# A terminal agent's wrapper (engine/terminal.py): its output is the terminal, which tmux
+# mirrors into the log; the log is only checked to be writable.
+TERMINAL_WRAPPER = WRAPPER.replace('command exec >>"$run/log" 2>&1', 'command : >>"$run/log"')
+assert TERMINAL_WRAPPER != WRAPPER
+
 SH = shutil.which("sh") or "/bin/sh"
 # (program, PATH) -> where it was found. A PATH search stats every folder in PATH;
 # checking the one file found last time is a single access() per spawn.

@@ -105,6 +105,7 @@ class AgentConfig:
     stall_after: float | None = _AGENT["stall_after"]
     on_stall: str = _AGENT["on_stall"]
     args: tuple[str, ...] = ()  # folded into `command`, before its {prompt} element
+    terminal: bool = _AGENT["terminal"]  # in a tmux pane a person can attach to
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.

@@ -414,6 +414,13 @@ AGENT = Table(
             "({prompt} becomes the path of a private file holding it). Use stdin or file for prompts "
             "larger than the command-line limit or holding a NUL byte.",
         ),
+        Key(
+            "terminal",
+            Flag(),
+            False,
+            "Run the agent in a pseudo-terminal (a tmux session; needs tmux) that `kugetsu attach ID` "
+            "steps into and `kugetsu send ID TEXT` types into; its output still goes to its log.",
+        ),
     ),
     "Agents: a table here overrides a built-in one (" + ", ".join(BUILTIN_AGENTS) + ") or adds a new "
     "name, which needs only `command`.",

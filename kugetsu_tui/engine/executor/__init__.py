@@ -31,6 +31,7 @@ class Launch:
     env: Mapping[str, str]
     stdin: Path | None = None
     admitted_at: float | None = None  # tells this run of the task from its earlier ones
+    terminal: bool = False  # in a pseudo-terminal a person can attach to (engine/terminal.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
-from kugetsu_tui.engine import runner
+from kugetsu_tui.engine import runner, terminal
 from kugetsu_tui.engine.executor import Launch, Leftovers
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.runner import Spawned
@@ -26,17 +26,30 @@ class LocalExecutor:
         self._pidfds: dict[int, tuple[asyncio.AbstractEventLoop, int]] = {}
 
     def spawn(self, launch: Launch) -> Spawned:
+        env = {
+            **launch.env,
+            runner.MARKER: runner.run_marker(
+                self.home.root, launch.task_id, launch.attempt, launch.admitted_at
+            ),
+        }
+        if launch.terminal:
+            # The wrapper runs in a tmux pane: not our child, its status is in its exit file.
+            return terminal.spawn(
+                self.home.root,
+                launch.task_id,
+                launch.argv,
+                cwd=launch.cwd,
+                run_dir=launch.run_dir,
+                attempt=launch.attempt,
+                env=env,
+                stdin=launch.stdin,
+            )
         return runner.spawn(
             launch.argv,
             cwd=launch.cwd,
             run_dir=launch.run_dir,
             attempt=launch.attempt,
-            env={
-                **launch.env,
-                runner.MARKER: runner.run_marker(
-                    self.home.root, launch.task_id, launch.attempt, launch.admitted_at
-                ),
-            },
+            env=env,
             stdin=launch.stdin,
         )
 
@@ -63,9 +76,10 @@ class LocalExecutor:
 
     def exit_status(self, task_id: int, pid: int, *, child: bool) -> int | None:
         # Our own child is reaped now so no zombie is left; an adopted one's wrapper wrote a file.
-        if child:
-            return runner.reap(pid)
-        return runner.read_exit_file(self.home.run_dir(task_id))
+        code = runner.reap(pid) if child else None
+        if code is None:  # not our child after all: a terminal agent's wrapper is tmux's
+            code = runner.read_exit_file(self.home.run_dir(task_id))
+        return code
 
     def has_exited(self, pid: int) -> bool:
         watched = self._pidfds.get(pid)
@@ -118,7 +132,10 @@ class LocalExecutor:
         return ended
 
     def pause(self, pid: int) -> bool:
-        runner.signal_group(pid, signal.SIGSTOP)
+        if terminal.is_pane(pid):
+            terminal.stop_all_but_leader(pid)  # tmux would continue a stopped pane at once
+        else:
+            runner.signal_group(pid, signal.SIGSTOP)
         if not runner.is_same_process(pid, None):
             # It exited just before the signal (its exit not yet seen): it is about to be
             # settled, not paused. Whatever it left in its group must go on, to be ended.

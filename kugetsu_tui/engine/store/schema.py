@@ -19,9 +19,9 @@ from kugetsu_tui.engine.model import (
 )
 
 # 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent; 5: tasks.result,
-# tasks.reported_usage; 6: a task's base, changes and review. The schema's statements are
+# tasks.reported_usage; 6: a task's base, changes and review; 7: tasks.needs_input. The schema's statements are
 # idempotent and missing columns are added, so an older home is brought up to date by running them again.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     insertions   INTEGER,
     deletions    INTEGER,
     commits      INTEGER,
-    review       TEXT    NOT NULL DEFAULT 'unreviewed'
+    review       TEXT    NOT NULL DEFAULT 'unreviewed',
+    needs_input  TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -126,6 +127,7 @@ _ADDED_COLUMNS = (
     ("deletions", "INTEGER"),
     ("commits", "INTEGER"),
     ("review", "TEXT NOT NULL DEFAULT 'unreviewed'"),
+    ("needs_input", "TEXT"),
 )
 # Made after the columns above exist (an older database gets them first).
 _ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL"

@@ -271,6 +271,7 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
         env,
         command.stdin,
         admitted_at=task.started_at,
+        terminal=agent.terminal,
     )
 
 

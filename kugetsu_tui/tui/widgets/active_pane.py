@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
+
 from kugetsu_tui.engine.model import Task
+from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.present import elapsed
 from kugetsu_tui.tui import look
 from kugetsu_tui.tui.board import Board
@@ -16,6 +19,7 @@ from kugetsu_tui.tui.widgets.task_table import Cells, Column, TaskTable
 
 class ActivePane(TaskTable):
     _pane_height = 0
+    _asking: frozenset[int] = frozenset()  # tasks shown as needing input (notified once each)
 
     COLUMNS = (
         Column("id", "ID", 4),
@@ -34,6 +38,11 @@ class ActivePane(TaskTable):
 
     def show(self, board: Board) -> None:
         super().show(board)
+        asking = {t.id: t.needs_input for t in board.active if t.needs_input}
+        for task_id in sorted(asking.keys() - self._asking):
+            note = one_line(asking[task_id] or "")[:120]
+            self.app.notify(note, title=f"task {task_id} needs input", severity="warning", timeout=10)
+        self._asking = frozenset(asking)
         # As tall as its rows (plus title and header), so the panes below get the rest.
         height = len(board.active) + 2
         if height != self._pane_height:
@@ -41,7 +50,8 @@ class ActivePane(TaskTable):
             self.styles.height = height
 
     def title_for(self, board: Board, shown: int) -> str:
-        return f"Active {board.live}/{board.cap}"
+        waiting = sum(1 for t in board.active if t.needs_input)
+        return f"Active {board.live}/{board.cap}" + (f" · {waiting} need input" if waiting else "")
 
     def cells_for(self, task: Task, board: Board) -> Cells:
         since = task.started_at
@@ -50,7 +60,7 @@ class ActivePane(TaskTable):
             place = Path(task.repo).name + (f":{task.branch}" if task.branch else "")
         return {
             "id": look.right(str(task.id)),
-            "state": look.state_text(task.state),
+            "state": Text("! input", "bold yellow") if task.needs_input else look.state_text(task.state),
             "agent": look.plain(task.agent),
             "try": look.right(f"{task.attempts}/{task.max_attempts}"),
             "elapsed": look.right(elapsed(board.now - since if since else None)),
