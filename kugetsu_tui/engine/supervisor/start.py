@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for
 from kugetsu_tui.engine.executor import Launch, SpawnError
 from kugetsu_tui.engine.home import private_dir
 from kugetsu_tui.engine.model import EventType, State, Task
@@ -34,9 +35,16 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
     if blocked:
         return []
     cooling = {agent for agent, (until, _) in sup.cooldowns.items() if until > now}
+    room = None
+    if sup.config.memory_reserve > 0 and sup.memory is not None:
+        # Each admission counts what the ones before it will take (the advisor's figure for
+        # one more agent, else the costliest estimate), not only what is available now.
+        each = sup.suggestion.each_rss if sup.suggestion and sup.suggestion.each_rss else _costliest(sup)
+        room = admissions_that_fit(sup.memory[1], sup.config.memory_reserve, each)
     admitted = sup.store.admit(
         sup.cap,
         now,
+        room,
         agent_max=sup.config.agent_max_live,
         repo_max=sup.config.repo_max_live,
         cooling=cooling,
@@ -47,6 +55,10 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(sup.home.exit_path(task.id))
     return admitted
+
+
+def _costliest(sup: Supervisor) -> float:
+    return max(estimate_for(sup.config, name)[0] for name in sup.config.agents)
 
 
 def start(sup: Supervisor, admitted: list[Task]) -> None:
