@@ -13,6 +13,7 @@ import argparse
 import codecs
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -400,15 +401,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         import tempfile
 
-        from kugetsu_tui.demo import prepare
+        from kugetsu_tui.demo import kugetsu_command, prepare
         from kugetsu_tui.engine.config import load_config
         from kugetsu_tui.tui.app import run_dashboard
 
         root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
         sandbox = prepare(root, args.tasks)
         code = run_dashboard(sandbox, load_config(sandbox.config_path))
-        where, again = printable(str(root)), printable(str(sandbox.root))
-        print(f"kugetsu demo: the sandbox stays in {where}; look again with  kugetsu --home {again}")
+        where = printable(str(root))
+        again = printable(f"{kugetsu_command()} --home {shlex.quote(str(sandbox.root))}")
+        print(f"kugetsu demo: the sandbox stays in {where}; look again with  {again}")
         return code
     from kugetsu_tui.demo import run_demo
 

@@ -7,6 +7,9 @@ cancelled, all through the real engine.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +38,19 @@ PROMPTS = (
     (0, "bump the minimum Python to 3.11"),
     (0, "add a changelog entry for 0.2"),
 )
+
+
+def kugetsu_command() -> str:
+    """How to call the kugetsu in use from where the person stands: `kugetsu` when that
+    is the one on PATH, else its full path (or `python -m kugetsu_tui`)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "kugetsu":
+        running = Path(argv0).absolute()
+        on_path = shutil.which("kugetsu")
+        if on_path and Path(on_path).resolve() == running.resolve():
+            return "kugetsu"
+        return shlex.quote(str(running))
+    return f"{shlex.quote(sys.executable)} -m kugetsu_tui"
 
 
 def make_repo(where: Path) -> Path:
@@ -90,6 +106,7 @@ def run_demo(*, home: Path | None, headless: bool, tasks: int, as_json: bool) ->
         print(f"kugetsu demo: sandbox in {where} ({tasks} simulated tasks, cap {config.cap})", flush=True)
     code = run_headless(sandbox, config, forever=False, as_json=as_json)
     if not as_json:
-        print(f"kugetsu demo: done; look around with  kugetsu status --home {printable(str(sandbox.root))}")
+        again = f"{kugetsu_command()} status --home {shlex.quote(str(sandbox.root))}"
+        print(f"kugetsu demo: done; look around with  {printable(again)}")
     # The demo has failures on purpose; it went well if the run itself worked.
     return 0 if code in (0, 1) else code
