@@ -30,7 +30,7 @@ from kugetsu_tui.engine.logs import LogTail
 from kugetsu_tui.engine.model import ActionResult, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt
 from kugetsu_tui.engine.text import one_line, printable
-from kugetsu_tui.errors import UsageError
+from kugetsu_tui.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from kugetsu_tui.present import Selection
@@ -89,7 +89,19 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.home = Home(Path(args.home).expanduser() if args.home else default_home()).ensure()
         self.config_path = Path(args.config).expanduser() if args.config else self.home.config_path
-        self.config: Config = load_config(self.config_path)
+        self.config_broken: str | None = None
+        try:
+            self.config: Config = load_config(self.config_path)
+        except ConfigError as err:
+            if not _reads_only(args):
+                raise
+            # Reading must work while the file is broken: on the defaults, saying so (a
+            # running supervisor keeps the last good config and publishes what it uses).
+            self.config, self.config_broken = Config(path=self.config_path), str(err)
+            print(
+                f"kugetsu: note: {printable(str(err))}; showing the defaults until it is fixed",
+                file=sys.stderr,
+            )
         try:
             self.store = Store(self.home.db_path)
         except StoreCorrupt as err:
@@ -99,6 +111,15 @@ class Context:
                 "worktrees beside it (nothing was deleted); the next command starts with an empty queue"
             ) from None
         self.control = Control(self.home, self.store)
+
+
+def _reads_only(args: argparse.Namespace) -> bool:
+    """Commands that only read: they work while config.toml is broken."""
+    if args.func is cmd_cap:
+        return args.cap is None and not args.accept
+    return args.func in (cmd_status, cmd_events, cmd_tui, cmd_logs) or (
+        args.func is cmd_run and not args.headless
+    )
 
 
 def _print_outcomes(ctx: Context, outcomes: Sequence[ActionResult]) -> int:
@@ -185,6 +206,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     recent = None if args.all or args.state else 5  # a person sees the last few successes
     selection = Selection(states, ids, args.limit or STATUS_LIMIT, recent_succeeded=recent)
     report = status_report(ctx.store, ctx.home, ctx.config, now, selection)
+    report["config_error"] = report["config_error"] or ctx.config_broken
     counts = report["counts"]
     sup = report["supervisor_pid"]
     parts = [
@@ -229,6 +251,7 @@ def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
     out = sys.stdout
     with ctx.store.reading():
         summary, running = status_summary(ctx.store, ctx.home, ctx.config, now)
+        summary["config_error"] = summary.get("config_error") or ctx.config_broken
         out.write(json.dumps(summary, ensure_ascii=False)[:-1] + ', "tasks": [')
         shown = 0
         for row in status_rows(ctx.store, ctx.config, summary, now, selection, supervisor=running):
@@ -383,7 +406,7 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     from kugetsu_tui.tui.app import run_dashboard
 
     ctx.store.close()
-    return run_dashboard(ctx.home, ctx.config)
+    return run_dashboard(ctx.home, ctx.config, config_broken=ctx.config_broken)
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:

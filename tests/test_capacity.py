@@ -3,6 +3,7 @@ trees, the memory reserve and config hot reload through a real supervisor."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -315,8 +316,15 @@ def test_hot_reload_applies_a_new_cap_and_survives_garbage(kg: Kugetsu) -> None:
         assert store.meta()["cap"][0] == 5  # the last good config stays in force
     finally:
         store.close()
-    assert kg.cli("status").returncode == 2
+    # Reading works while the file is broken, and says it is broken.
+    for args in (("status",), ("status", "--json"), ("cap",), ("events",)):
+        done = kg.cli(*args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "config.toml" in done.stderr and "not valid TOML" in done.stderr, args
+    assert "config.toml" in (json.loads(kg.cli("status", "--json").stdout)["config_error"] or "")
+    assert kg.cli("cap", "4").returncode == 2  # a change is refused while the file is broken
     kg.config_path.write_text(good)
+    wait_until(lambda: any(e["type"] == "config_ok" for e in kg.events()), "the fixed file to be recorded")
     task = kg.add("ok")
     kg.wait_state(task, "succeeded")
 

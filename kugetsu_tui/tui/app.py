@@ -104,6 +104,7 @@ class KugetsuApp(App[int]):
         self.last_repo = ""  # the new-task form starts from the repo it was last given
         self.quitting = False
         self._supervisor_broke = False
+        self.config_broken: str | None = None  # config.toml could not be read: on defaults
 
     def get_default_screen(self) -> Screen[None]:
         return self.dashboard
@@ -130,6 +131,8 @@ class KugetsuApp(App[int]):
         supervisor = Supervisor(
             self.home, self.config, forever=True, install_signals=False, on_events=self._on_supervisor_events
         )
+        if self.config_broken:
+            supervisor.loaded_signature = None  # its first look at the file reports it broken
         self.supervisor = supervisor
         self.control.wake = supervisor.wake
         self._supervisor_task = asyncio.create_task(self._supervise(supervisor))
@@ -327,11 +330,12 @@ class KugetsuApp(App[int]):
         yield from ours
 
 
-def run_dashboard(home: Home, config: Config) -> int:
+def run_dashboard(home: Home, config: Config, *, config_broken: str | None = None) -> int:
     """Open the dashboard on `home` (the CLI's entry). Needs a terminal."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("the dashboard needs a terminal; use --headless to run without one")
     app = KugetsuApp(home, config)
+    app.config_broken = config_broken
     app.run()
     return app.return_code or 0
 
