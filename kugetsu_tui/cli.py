@@ -424,8 +424,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         import tempfile
 
-        from kugetsu_tui.demo import kugetsu_command, prepare
+        from kugetsu_tui.demo import prepare
         from kugetsu_tui.engine.config import load_config
+        from kugetsu_tui.present import kugetsu_command
         from kugetsu_tui.tui.app import run_dashboard
 
         root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))

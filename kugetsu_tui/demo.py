@@ -7,9 +7,7 @@ cancelled, all through the real engine.
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +21,7 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import printable
+from kugetsu_tui.present import kugetsu_command
 
 PROMPTS = (
     (0, "fix the flaky test in parser"),
@@ -38,19 +37,6 @@ PROMPTS = (
     (0, "bump the minimum Python to 3.11"),
     (0, "add a changelog entry for 0.2"),
 )
-
-
-def kugetsu_command() -> str:
-    """How to call the kugetsu in use from where the person stands: `kugetsu` when that
-    is the one on PATH, else its full path (or `python -m kugetsu_tui`)."""
-    argv0 = sys.argv[0] if sys.argv else ""
-    if os.path.basename(argv0) == "kugetsu":
-        running = Path(argv0).absolute()
-        on_path = shutil.which("kugetsu")
-        if on_path and Path(on_path).resolve() == running.resolve():
-            return "kugetsu"
-        return shlex.quote(str(running))
-    return f"{shlex.quote(sys.executable)} -m kugetsu_tui"
 
 
 def make_repo(where: Path) -> Path:

@@ -23,6 +23,7 @@ from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import ActionResult, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
+from kugetsu_tui.present import agent_to_offer
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
@@ -193,7 +194,7 @@ def new_task(app: KugetsuApp) -> None:
     app.push_screen(
         NewTaskScreen(
             agents=sorted(app.config.agents),
-            agent=app.config.default_agent,
+            agent=agent_to_offer(app.config, app.find_agent),
             repo=repo,
             intake=Intake(app.config, app.store),
         ),

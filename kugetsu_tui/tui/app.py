@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 import threading
 import time
@@ -41,7 +42,7 @@ from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
-from kugetsu_tui.present import supervisor_facts
+from kugetsu_tui.present import kugetsu_command, supervisor_facts
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
@@ -105,6 +106,8 @@ class KugetsuApp(App[int]):
         self.quitting = False
         self._supervisor_broke = False
         self.config_broken: str | None = None  # config.toml could not be read: on defaults
+        self.find_agent: Callable[[str], str | None] = shutil.which  # the empty state's look at PATH
+        self.kugetsu_command = kugetsu_command()  # how the person can call kugetsu from here
 
     def get_default_screen(self) -> Screen[None]:
         return self.dashboard

@@ -22,11 +22,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
-from kugetsu_tui.present import STATE_SYMBOL
+from kugetsu_tui.engine.model import State
+from kugetsu_tui.present import STATE_SYMBOL, agent_to_offer, agents_found
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.readings import MachineReading
 from kugetsu_tui.tui.widgets.active_pane import ActivePane
+from kugetsu_tui.tui.widgets.empty_state import EmptyState
 from kugetsu_tui.tui.widgets.failed_pane import FailedPane
 from kugetsu_tui.tui.widgets.log_pane import LogPane
 from kugetsu_tui.tui.widgets.machine_bar import MachineBar
@@ -74,6 +76,7 @@ class DashboardScreen(Screen[None]):
         self.queued = QueuedPane(id="queued")
         self.failed = FailedPane(log_path, id="failed")
         self.log_pane = LogPane(id="log")
+        self.empty_state = EmptyState(id="empty")
         self.filter_box = FilterInput(placeholder="filter by id, state, agent, branch or prompt", id="filter")
         self.last_table: TaskTable = self.active
         self.text_filter = ""
@@ -89,6 +92,7 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="tables"):
                 yield self.active
                 yield self.queued
+                yield self.empty_state
                 yield self.failed
             yield self.log_pane
         yield self.filter_box
@@ -122,10 +126,25 @@ class DashboardScreen(Screen[None]):
         if failed_key != self._failed_key:
             self._failed_key = failed_key
             self.failed.show(board)
+        self._show_empty_state(board)
         if self._settle_focus_until:
             self._settle_focus()
         self.sync_selection()
         self.log_pane.poll()
+
+    def _show_empty_state(self, board: Board) -> None:
+        """Help in place of an empty queue: nothing queued, nothing live."""
+        empty = board.live == 0 and not board.counts.get(State.QUEUED, 0)
+        self.empty_state.display = empty
+        if empty:
+            app = cast("KugetsuApp", self.app)
+            self.empty_state.show(
+                found=agents_found(app.config, app.find_agent),
+                default_agent=app.config.default_agent,
+                offered=agent_to_offer(app.config, app.find_agent),
+                command=app.kugetsu_command,
+                config_path=app.config_path,
+            )
 
     def show_readings(self, reading: MachineReading | None) -> None:
         if self._board is not None:
