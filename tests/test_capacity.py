@@ -3,6 +3,7 @@ trees, the memory reserve and config hot reload through a real supervisor."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -170,7 +171,7 @@ def _replay(loads: list[float], avail: list[float], every: float = 10.0) -> list
 
 
 def _steps(trace: list[tuple[float, int, int]]) -> list[tuple[float, int]]:
-    return [(t, b - a) for (_, _, a), (t, _, b) in zip(trace, trace[1:], strict=False) if b != a]
+    return [(t, b - a) for (_, _, a), (t, _, b) in itertools.pairwise(trace) if b != a]
 
 
 @pytest.mark.parametrize(
@@ -193,7 +194,7 @@ def test_suggestions_over_recorded_readings_do_not_flap(
     directions = {d for _, d in steps}
     assert len(directions) <= 1, (case, steps)  # never reverses: no flapping
     times = [t for t, _ in steps]
-    assert all(b - a >= 60.0 for a, b in zip(times, times[1:], strict=False)), (case, steps)
+    assert all(b - a >= 60.0 for a, b in itertools.pairwise(times)), (case, steps)
     if max_steps == 0:
         assert len(raws) > 1, case  # the raw suggestion did move: the smoothing held it
     else:
