@@ -13,7 +13,6 @@ import argparse
 import codecs
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -421,29 +420,12 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from kugetsu_tui.demo import run_dashboard_demo, run_demo
+
+    home = Path(args.home).expanduser() if args.home else None
     if not args.headless:
-        import tempfile
-
-        from kugetsu_tui.demo import prepare
-        from kugetsu_tui.engine.config import load_config
-        from kugetsu_tui.present import kugetsu_command
-        from kugetsu_tui.tui.app import run_dashboard
-
-        root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
-        sandbox = prepare(root, args.tasks)
-        code = run_dashboard(sandbox, load_config(sandbox.config_path))
-        where = printable(str(root))
-        again = printable(f"{kugetsu_command()} --home {shlex.quote(str(sandbox.root))}")
-        print(f"kugetsu demo: the sandbox stays in {where}; look again with  {again}")
-        return code
-    from kugetsu_tui.demo import run_demo
-
-    return run_demo(
-        home=Path(args.home).expanduser() if args.home else None,
-        headless=args.headless,
-        tasks=args.tasks,
-        as_json=args.json,
-    )
+        return run_dashboard_demo(home=home, tasks=args.tasks)
+    return run_demo(home=home, headless=args.headless, tasks=args.tasks, as_json=args.json)
 
 
 # --- the parser --------------------------------------------------------------------------
