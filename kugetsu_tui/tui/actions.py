@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
+from kugetsu_tui.engine.capacity import why_far_below
 from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import ActionResult, NewTask, State, Task
@@ -178,6 +179,22 @@ def accept_cap(app: KugetsuApp) -> None:
         app.notify("no suggested cap yet", severity="warning", timeout=3)
     elif suggested == app.current_cap():
         app.notify(f"the cap is already {suggested}", timeout=3)
+    elif (why := why_far_below(suggested, app.current_cap())) is not None:
+        # One key press must not take a cap of 50 to 1 unasked: say why, then ask.
+        reason = app.supervisor_state().cap_reason or "no reason given"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                set_cap(app, suggested)
+
+        app.push_screen(
+            ConfirmScreen(
+                f"Lower the cap from {app.current_cap()} to {suggested}?",
+                f"{why}.\n\nWhy {suggested}: {one_line(reason)}",
+                yes=f"Set cap {suggested}",
+            ),
+            answered,
+        )
     else:
         set_cap(app, suggested)
 
