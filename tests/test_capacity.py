@@ -376,3 +376,62 @@ def test_memory_pressure_pauses_the_newest_agent_and_resumes_it(kg: Kugetsu) -> 
     assert paused and "memory pressure" in paused[-1]["why"]
     kg.write_config(capacity={"memory_pressure": "pause_newest", "memory_reserve": "1MiB"})
     kg.wait_state(newer, "running")
+
+
+def test_pressure_relief_pauses_one_then_waits_to_see_and_never_the_last() -> None:
+    from kugetsu_tui.engine.capacity import PressureRelief
+
+    relief = PressureRelief(settle=20, respect=300)
+    running = [(1, 100.0), (2, 200.0), (3, 300.0)]
+    reserve = 4 * GIB
+
+    def step(now: float, available: float, paused_rss: dict[int, float]) -> tuple[str, int] | None:
+        decided = relief.decide(
+            now, available, reserve, [r for r in running if r[0] not in paused_rss], paused_rss
+        )
+        if decided and decided[0] == "pause":
+            relief.record_pause(decided[1], now)
+        elif decided:
+            relief.record_resume(decided[1])
+        return decided
+
+    assert step(0, 1 * GIB, {}) == ("pause", 3)  # the newest
+    for t in (2, 4, 10, 18):  # still short, but give the pause time to show
+        assert step(t, 1 * GIB, {3: 3 * GIB}) is None
+    assert step(20, 1 * GIB, {3: 3 * GIB}) == ("pause", 2)
+    assert step(45, 1 * GIB, {3: 3 * GIB, 2: 3 * GIB}) is None  # never the last one running
+    # Agent 1 finishes; nothing runs: one is resumed at once, whatever memory says.
+    running[:] = [r for r in running if r[0] != 1]
+    assert step(46, 1 * GIB, {3: 3 * GIB, 2: 3 * GIB}) == ("resume", 3)
+
+
+def test_pressure_relief_resumes_when_memory_plus_the_paused_ones_leave_the_reserve() -> None:
+    from kugetsu_tui.engine.capacity import PressureRelief
+
+    relief = PressureRelief(settle=20)
+    running = [(1, 100.0), (2, 200.0)]
+    reserve = 4 * GIB
+    assert relief.decide(0, 1 * GIB, reserve, running, {}) == ("pause", 2)
+    relief.record_pause(2, 0)
+    # 2.5 GiB available (no longer short) and 2 GiB held by the paused one: 4.5 >= 4.
+    assert relief.decide(5, 2.5 * GIB, reserve, running[:1], {2: 2 * GIB}) is None  # wait to see
+    assert relief.decide(25, 2.5 * GIB, reserve, running[:1], {2: 2 * GIB}) == ("resume", 2)
+    relief.record_resume(2)
+    assert relief.paused == []
+
+
+def test_a_persons_resume_wins_for_a_while() -> None:
+    from kugetsu_tui.engine.capacity import PressureRelief
+
+    relief = PressureRelief(settle=20, respect=300)
+    running = [(1, 100.0), (2, 200.0), (3, 300.0)]
+    reserve = 4 * GIB
+    assert relief.decide(0, 1 * GIB, reserve, running, {}) == ("pause", 3)
+    relief.record_pause(3, 0)
+    # A person resumes 3 (it runs again, no longer among the paused): 2 is paused instead.
+    assert relief.decide(30, 1 * GIB, reserve, running, {}) == ("pause", 2)
+    relief.record_pause(2, 30)
+    later = [r for r in running if r[0] != 2]
+    assert relief.decide(60, 1 * GIB, reserve, later, {2: GIB}) == ("pause", 1)  # not 3, the person's
+    relief.record_pause(1, 60)
+    assert relief.decide(400, 1 * GIB, reserve, [(3, 300.0)], {2: GIB, 1: GIB}) is None  # the last one runs

@@ -259,6 +259,68 @@ class Smoother:
         return self.current
 
 
+@dataclass
+class PressureRelief:
+    """memory_pressure = "pause_newest" as a policy over readings (it touches no process).
+
+    Under half the reserve it pauses the newest running agent: one, then it waits `settle`
+    seconds to see whether that was enough (stopping a process frees no memory at once, so
+    the next sample would still see pressure), and it never pauses the last one running.
+    It resumes the earliest it paused once available memory plus what the paused agents
+    hold is above the reserve (their memory is theirs already: running again takes no
+    more) and memory is not short now; at once when nothing runs any more, since then
+    nothing would ever free memory. A person's resume wins for `respect` seconds: that
+    agent is not paused again meanwhile."""
+
+    settle: float = 20.0
+    respect: float = 300.0
+    paused: list[int] = field(default_factory=list)  # paused for pressure, earliest first
+    _last_pause: float = -math.inf
+    _resumed_by_person: dict[int, float] = field(default_factory=dict)
+
+    def decide(
+        self,
+        now: float,
+        available: float,
+        reserve: float,
+        running: Sequence[tuple[int, float]],
+        paused_rss: dict[int, float],
+    ) -> tuple[str, int] | None:
+        """("pause", task id), ("resume", task id) or None.
+
+        running: (task id, started at) of each running agent; paused_rss: the memory each
+        agent this policy paused and that is still paused holds (0 when unknown)."""
+        running_ids = {task_id for task_id, _ in running}
+        for task_id in [t for t in self.paused if t not in paused_rss]:
+            self.paused.remove(task_id)  # settled, or resumed by a person
+            if task_id in running_ids:
+                self._resumed_by_person[task_id] = now
+        for task_id, since in list(self._resumed_by_person.items()):
+            if now - since >= self.respect:
+                del self._resumed_by_person[task_id]
+        if self.paused and not running:
+            return ("resume", self.paused[0])  # never all paused with nothing running
+        short = available < reserve / 2
+        if short:
+            candidates = [(started, t) for t, started in running if t not in self._resumed_by_person]
+            if len(running) > 1 and candidates and now - self._last_pause >= self.settle:
+                return ("pause", max(candidates)[1])
+            return None
+        held = sum(paused_rss.get(t, 0.0) for t in self.paused)
+        clear = available >= reserve  # no doubt left: resume without waiting
+        if self.paused and (clear or (available + held >= reserve and now - self._last_pause >= self.settle)):
+            return ("resume", self.paused[0])
+        return None
+
+    def record_pause(self, task_id: int, now: float) -> None:
+        self.paused.append(task_id)
+        self._last_pause = now
+
+    def record_resume(self, task_id: int) -> None:
+        if task_id in self.paused:
+            self.paused.remove(task_id)
+
+
 # --- readings (psutil) ----------------------------------------------------------------
 
 
