@@ -6,8 +6,9 @@ venv of its own, against a throwaway home. Exit 0 when every line worked, 1 othe
 
 The set-up block under "## Try it" runs line by line in one shell (so activating the venv
 holds for what follows), except that `kugetsu demo` runs headless at ten times speed: the
-dashboard needs a terminal. Then each line of the first block under "## Use" runs in that
-shell's environment and must exit 0, with these allowances: `kugetsu run --headless` may
+dashboard needs a terminal. Then each line of every block under "## Use" (in a transcript,
+the lines after `$ `) runs in that shell's environment and must exit 0, with these
+allowances: `kugetsu run --headless` may
 exit 1 (its tasks failed: no coding agent is installed here), and a line that serves or
 follows forever (`--forever`, `-f`) is given a few seconds and then interrupted. Any
 traceback fails the line.
@@ -46,6 +47,12 @@ def sh_blocks(readme: str) -> dict[str, list[list[str]]]:
         elif line.strip() == "```sh":
             block = []
     return found
+
+
+def commands(block: list[str]) -> list[str]:
+    """The lines to run: all of them, or in a transcript only those after `$ `."""
+    typed = [line[2:] for line in block if line.startswith("$ ")]
+    return typed or block
 
 
 def command_of(line: str) -> str:
@@ -103,7 +110,8 @@ def script_for(setup: list[str], use: list[str]) -> str:
 def main(argv: list[str]) -> int:
     blocks = sh_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     try:
-        setup, use = blocks["Try it"][0], blocks["Use"][0]
+        setup = blocks["Try it"][0]
+        use = [line for block in blocks["Use"] for line in commands(block)]
     except (KeyError, IndexError):
         print("readme_check: README.md has no ```sh block under '## Try it' or '## Use'", file=sys.stderr)
         return 1
