@@ -82,6 +82,12 @@ def test_profile_uses_measurements_as_soon_as_there_are_any() -> None:
     assert learn_profile([], [], est_rss=5e8, est_cpu=1.0) == AgentProfile(5e8, 1.0, False, est_rss=5e8)
     one = learn_profile([3.5 * GIB], [0.07], est_rss=1 * GIB, est_cpu=0.5)
     assert (one.rss, one.cpu, one.source) == (3.5 * GIB, 0.07, "measured over 1")
+    # Agents running now at 3.5 GiB against an estimate of 1 GiB: believed at once.
+    now = learn_profile([], [], 1 * GIB, 0.5, live_peaks=[3.4 * GIB, 3.5 * GIB], live_shares=[0.1, 0.05])
+    assert (now.rss, now.source, now.cpu_source) == (3.5 * GIB, "measured over 2", "measured over 2")
+    # Running ones still small (just started) do not talk the estimate down.
+    young = learn_profile([], [], 1 * GIB, 0.5, live_peaks=[100 * 2**20], live_shares=[0.3])
+    assert (young.rss, young.source) == (1 * GIB, "estimated")
     learned = learn_profile([1e9, 2e9, 4e9], [0.1, 0.2, 0.9], est_rss=5e8, est_cpu=1.0)
     assert (learned.rss, learned.cpu, learned.samples) == (2e9, 0.2, 3)
 
@@ -101,7 +107,7 @@ def test_memory_far_above_the_cpu_bound_is_not_the_limit() -> None:
     suggestion = suggest_cap(machine(cpus=2, avail=200), Limits(), light, 0)
     assert suggestion.cap == 4
     assert "memory: not the limit" in suggestion.reason and "→ 1000" not in suggestion.reason
-    assert "measured over 4" in suggestion.reason
+    assert "~0.2 GiB each" in suggestion.reason
 
 
 def test_the_profile_ignores_short_failed_attempts(tmp_path) -> None:
@@ -131,7 +137,7 @@ def test_the_profile_ignores_short_failed_attempts(tmp_path) -> None:
         profile = profile_in_play(store, Config(default_agent="claude"))
     finally:
         store.close()
-    assert profile.samples == 2 and profile.source == "measured over 2"
+    assert profile.samples == 2 and profile.source == "measured over 2" == profile.cpu_source
     assert profile.cpu == pytest.approx(0.07)
     assert profile.rss == 2 * GIB
 

@@ -72,12 +72,17 @@ class AgentProfile:
     rss: float  # bytes at its peak
     cpu: float  # cores it keeps busy on average
     measured: bool
-    samples: int = 0  # how many attempts the figures come from (0: estimated)
+    samples: int = 0  # how many attempts the memory figure comes from (0: estimated)
     est_rss: float = DEFAULT_EST_RSS  # what a reading of (near) zero falls back to
+    cpu_samples: int = 0  # how many attempts the CPU figure comes from (0: estimated)
 
     @property
     def source(self) -> str:
         return f"measured over {self.samples}" if self.measured else "estimated"
+
+    @property
+    def cpu_source(self) -> str:
+        return f"measured over {self.cpu_samples}" if self.cpu_samples else "estimated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +131,7 @@ def suggest_cap(
     by_cpu = max(math.floor(spare_cores / share), 1)
     cpu_reason = (
         f"cpu: {machine.cpus} cores, {spare_cores:.1f} not busy elsewhere, agents use "
-        f"~{share:.2f} core each ({profile.source}) → {by_cpu}"
+        f"~{share:.2f} core each ({profile.cpu_source}) → {by_cpu}"
     )
     if by_memory >= NOT_THE_LIMIT * min(by_cpu, limits.cap_max):
         memory_reason = (
@@ -180,30 +185,41 @@ def profile_in_play(store: Store, config: Config) -> AgentProfile:
         est_rss, est_cpu = estimate_for(config, name)
         profiles.append(
             learn_profile(
-                [peak for peak, _ in history] + [float(t.peak_rss or 0) for t in running],
-                [share for _, share in history] + [(t.cpu_percent or 0.0) / 100 for t in running],
+                [peak for peak, _ in history],
+                [share for _, share in history],
                 est_rss,
                 est_cpu,
+                [float(t.peak_rss or 0) for t in running],
+                [(t.cpu_percent or 0.0) / 100 for t in running],
             )
         )
     return max(profiles, key=lambda p: (p.rss, p.cpu))
 
 
 def learn_profile(
-    peaks: Sequence[float], shares: Sequence[float], est_rss: float, est_cpu: float
+    peaks: Sequence[float],
+    shares: Sequence[float],
+    est_rss: float,
+    est_cpu: float,
+    live_peaks: Sequence[float] = (),
+    live_shares: Sequence[float] = (),
 ) -> AgentProfile:
-    """Medians of what was measured, as soon as anything was; readings too small to be a
-    real agent (not sampled yet) are left out; the estimate until then."""
-    pairs = [(p, s) for p, s in zip(peaks, shares, strict=False) if p >= MIN_RSS]
-    if pairs:
-        return AgentProfile(
-            statistics.median(p for p, _ in pairs),
-            statistics.median(s for _, s in pairs),
-            True,
-            samples=len(pairs),
-            est_rss=est_rss,
-        )
-    return AgentProfile(est_rss, est_cpu, False, est_rss=est_rss)
+    """What one agent costs: the medians of its finished attempts (the estimate before any
+    finished), raised at once to the peak of the ones running now when those are heavier;
+    CPU from both. Readings too small to be a real agent (not sampled yet) are left out."""
+    finished = [(p, s) for p, s in zip(peaks, shares, strict=False) if p >= MIN_RSS]
+    live = [(p, s) for p, s in zip(live_peaks, live_shares, strict=False) if p >= MIN_RSS]
+    rss, rss_samples = (
+        (statistics.median(p for p, _ in finished), len(finished)) if finished else (est_rss, 0)
+    )
+    heaviest_now = max((p for p, _ in live), default=0.0)
+    if heaviest_now > rss:  # what runs now is heavier than the history: believe it
+        rss, rss_samples = heaviest_now, len(finished) + len(live)
+    cpu_readings = [s for _, s in finished] + [s for _, s in live]
+    cpu = statistics.median(cpu_readings) if cpu_readings else est_cpu
+    return AgentProfile(
+        rss, cpu, rss_samples > 0, samples=rss_samples, est_rss=est_rss, cpu_samples=len(cpu_readings)
+    )
 
 
 def admissions_that_fit(available: float, reserve: float, each_rss: float) -> int:
