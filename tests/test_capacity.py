@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import Kugetsu, wait_until
+from conftest import FAKE_AGENT, Kugetsu, script, wait_until
 
 from kugetsu_tui.engine.capacity import (
     GIB,
@@ -441,3 +441,29 @@ def test_a_persons_resume_wins_for_a_while() -> None:
     assert relief.decide(60, 1 * GIB, reserve, later, {2: GIB}) == ("pause", 1)  # not 3, the person's
     relief.record_pause(1, 60)
     assert relief.decide(400, 1 * GIB, reserve, [(3, 300.0)], {2: GIB, 1: GIB}) is None  # the last one runs
+
+
+def test_admissions_count_what_agents_just_started_will_take(kg: Kugetsu) -> None:
+    """An agent expected to take far more than the room above the reserve: the first one
+    starts, and the next wait until it settled (it never grows to its estimate), whatever the cap."""
+    kg.write_config(
+        capacity={"cap": 4, "memory_reserve": "1MiB"},
+        agents={"fake": {"command": [sys.executable, str(FAKE_AGENT), "{prompt}"], "est_rss": "1TiB"}},
+    )
+    ids = [kg.add(script(("sleep", 1.5))) for _ in range(3)]
+    kg.start_supervisor()
+
+    def waiting() -> bool:
+        tasks = kg.tasks()
+        if sum(t["state"] == "running" for t in tasks.values()) != 1:
+            return False
+        queued = [t for t in tasks.values() if t["state"] == "queued"]
+        reasons = [t["wait_reason"] or "" for t in queued]
+        return len(queued) == 2 and all("soon taken by agents just started" in r for r in reasons)
+
+    wait_until(waiting, "one agent to run and two to wait for its memory")
+    for task_id in ids:
+        kg.wait_state(task_id, "succeeded", timeout=60)
+    starts = sorted((kg.task(i)["started_at"], kg.task(i)["ended_at"]) for i in ids)
+    for (_, ended), (started, _) in itertools.pairwise(starts):
+        assert started >= ended  # one at a time, although the cap is 4
