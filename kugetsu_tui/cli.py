@@ -408,6 +408,14 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     return run_dashboard(ctx.home, ctx.config, config_broken=ctx.config_broken)
 
 
+def cmd_web(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.web import run_web, web_options
+
+    options = web_options(ctx.config, args.host, args.port, args.token_file)
+    ctx.store.close()
+    return run_web(ctx.home, ctx.config, ctx.config_path, options)
+
+
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(ctx, args)
@@ -506,6 +514,12 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
 
     tui = sub.add_parser("tui", parents=[common], help="the dashboard (also: kugetsu with no command)")
     tui.set_defaults(func=cmd_tui)
+
+    web = sub.add_parser("web", parents=[common], help="the dashboard in a browser, behind a token")
+    web.add_argument("--host", metavar="H", help="address to listen on (default 127.0.0.1)")
+    web.add_argument("--port", type=bounded(Whole(0, 65535)), metavar="P", help="port (default 8765)")
+    web.add_argument("--token-file", metavar="F", help="file holding the token (default: [web] token_file)")
+    web.set_defaults(func=cmd_web)
 
     run = sub.add_parser("run", parents=[common], help="supervise the queue")
     run.add_argument("--headless", action="store_true", help="no dashboard: print events (for CI)")

@@ -46,9 +46,7 @@ def test_the_example_file_is_what_the_tables_make() -> None:
 
 def test_every_key_of_every_table_is_in_the_example_under_its_table() -> None:
     headers = {
-        "[capacity]": SECTIONS["capacity"],
-        "[queue]": SECTIONS["queue"],
-        "[worktree]": SECTIONS["worktree"],
+        **{table.header: table for table in SECTIONS.values()},
         '[repos."~/src/app"]': REPO,
         "[agents.opencode]": AGENT,
         "[[hooks]]": HOOK,

@@ -47,6 +47,7 @@ from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
 from kugetsu_tui.tui.readings import MachineReading, MachineSampler, sample_machine
+from kugetsu_tui.tui.widgets.machine_bar import BROWSER_ENV
 
 REFRESH_EVERY = 0.5  # seconds between looks at the store
 SAMPLE_EVERY = 1.0  # seconds between readings of the machine
@@ -335,10 +336,13 @@ class KugetsuApp(App[int]):
 
 def run_dashboard(home: Home, config: Config, *, config_broken: str | None = None) -> int:
     """Open the dashboard on `home` (the CLI's entry). Needs a terminal."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and BROWSER_ENV not in os.environ:
         raise UsageError("the dashboard needs a terminal; use --headless to run without one")
     app = KugetsuApp(home, config)
     app.config_broken = config_broken
+    if BROWSER_ENV in os.environ:  # the driver is chosen: the agents must not inherit it
+        for name in ("TEXTUAL_DRIVER", "TEXTUAL_FPS", "TEXTUAL_COLOR_SYSTEM"):
+            os.environ.pop(name, None)
     app.run()
     return app.return_code or 0
 

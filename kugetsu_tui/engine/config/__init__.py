@@ -30,6 +30,7 @@ from kugetsu_tui.engine.config.keys import (
     TABLES,
     TOP,
     TOP_KEYS,
+    WEB,
     WORKTREE,
     Table,
 )
@@ -65,7 +66,7 @@ __all__ = [
     "save_setting",
 ]
 
-_TOP = TOP.defaults() | CAPACITY.defaults() | QUEUE.defaults() | WORKTREE.defaults()
+_TOP = TOP.defaults() | CAPACITY.defaults() | QUEUE.defaults() | WORKTREE.defaults() | WEB.defaults()
 _AGENT = AGENT.defaults()
 _HOOK = HOOK.defaults()
 DEFAULT_EST_RSS: float = _AGENT["est_rss"]
@@ -111,6 +112,8 @@ class Config:
     on_interrupt: str = _TOP["on_interrupt"]
     worktree_setup: tuple[str, ...] = _TOP["worktree_setup"]
     worktree_base: str | None = _TOP["worktree_base"]
+    web_token_file: str | None = _TOP["web_token_file"]
+    web_max_sessions: int = _TOP["web_max_sessions"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]

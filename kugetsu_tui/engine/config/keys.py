@@ -21,6 +21,7 @@ from kugetsu_tui.engine.config.kinds import (
     Name,
     Size,
     Strings,
+    Whole,
 )
 from kugetsu_tui.engine.model import EventType
 
@@ -173,6 +174,27 @@ WORKTREE = Table(
         ),
     ),
 )
+WEB = Table(
+    "[web]",
+    (
+        Key(
+            "token_file",
+            Name("a file path"),
+            None,
+            "`kugetsu web`: the file holding the access token (its first line). Unset: a random token "
+            "is made at each start. Needed to listen on anything but 127.0.0.1.",
+            attr="web_token_file",
+            example="~/.config/kugetsu/web-token",
+        ),
+        Key(
+            "max_sessions",
+            Whole(1, 64),
+            4,
+            "`kugetsu web`: at most this many browser sessions at once (each runs a dashboard process).",
+            attr="web_max_sessions",
+        ),
+    ),
+)
 REPO = Table(
     '[repos."PATH"]',
     (Key("max_live", CAP, None, "Live tasks of this repo at once.", example=1),),
@@ -267,6 +289,6 @@ HOOK = Table(
     "hook_failed and never holds up admission.",
     "a table",
 )
-SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE}
+SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE, "web": WEB}
 TABLES = frozenset({*SECTIONS, "agents", "repos", "hooks"})
 TOP_KEYS = frozenset({*(k.name for k in TOP.keys), *TABLES})

@@ -3,6 +3,7 @@ the supervisor's state and how many tasks are done."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from rich.text import Span, Text
@@ -14,6 +15,9 @@ from kugetsu_tui.present import STATE_SYMBOL
 from kugetsu_tui.tui import look
 from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.readings import MachineReading
+
+# Set by `kugetsu web` for each dashboard it serves: the browser's address.
+BROWSER_ENV = "KUGETSU_BROWSER"
 
 
 def machine_line(reading: MachineReading | None) -> Text:
@@ -72,11 +76,14 @@ class MachineBar(Static):
         super().__init__(id=id)
         self.reading: MachineReading | None = None
         self._shown: tuple[str, list[Span]] | None = None
+        self.browser = os.environ.get(BROWSER_ENV)
 
     def show(self, board: Board, reading: MachineReading | None) -> None:
         if reading is not None:
             self.reading = reading
         text = queue_line(board)
+        if self.browser is not None:
+            text.append(f"  ◉ browser {one_line(self.browser)}", "bold magenta")
         text.append("\n")
         text.append_text(machine_line(self.reading))
         for note in (board.supervisor.config_error, board.supervisor.admission_blocked):
