@@ -10,7 +10,8 @@ dashboard needs a terminal. Then each line of every block under "## Use" (in a t
 the lines after `$ `) runs in that shell's environment and must exit 0, with these
 allowances: `kugetsu run --headless` may
 exit 1 (its tasks failed: no coding agent is installed here), and a line that serves or
-follows forever (`--forever`, `-f`) is given a few seconds and then interrupted. Any
+follows forever (`--forever`, `-f`, `kugetsu web`) is given a few seconds and then
+interrupted (a server meant for every interface listens on loopback only here). Any
 traceback fails the line.
 """
 
@@ -95,8 +96,11 @@ def script_for(setup: list[str], use: list[str]) -> str:
         out.append(f"{command} || fail {shlex.quote(command)}")
     for line in use:
         command = command_of(line)
+        # The check listens on loopback only, like the tests: a line serving on every
+        # interface serves on 127.0.0.1 here.
+        command = command.replace("--host 0.0.0.0", "--host 127.0.0.1")
         words = command.split()
-        if "--forever" in words or "-f" in words:
+        if "--forever" in words or "-f" in words or words[:2] == ["kugetsu", "web"]:
             codes, seconds = "0 124", RUN_FOR
         elif words[:3] == ["kugetsu", "run", "--headless"]:
             codes, seconds = "0 1", LINE_TIMEOUT
