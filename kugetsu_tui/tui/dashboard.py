@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 WIDE = 150  # from this many columns on, the log sits beside the tables
 SETTLE_FOCUS = 5.0  # seconds after start in which the focus follows the first admissions
+PATH_LOOK_EVERY = 5.0  # seconds; the empty state's look at which agents are on PATH
 QUEUE_AGE_STEP = 20.0  # seconds; queued ages are coarse, so their cells change rarely
 # Keys by which a person moves the focus or the cursor; other keys (c, p, ?, …) act on
 # the selection and leave it where it is.
@@ -85,6 +86,7 @@ class DashboardScreen(Screen[None]):
         self._failed_key: object = None
         self._board: Board | None = None
         self._settle_focus_until = 0.0
+        self._path_key: object = None
 
     def compose(self) -> ComposeResult:
         yield self.machine_bar
@@ -138,13 +140,17 @@ class DashboardScreen(Screen[None]):
         self.empty_state.display = empty
         if empty:
             app = cast("KugetsuApp", self.app)
-            self.empty_state.show(
-                found=agents_found(app.config, app.find_agent),
-                default_agent=app.config.default_agent,
-                offered=agent_to_offer(app.config, app.find_agent),
-                command=app.kugetsu_command,
-                config_path=app.config_path,
-            )
+            # PATH is looked at again when the config changed, or every few seconds.
+            key = (id(app.config), int(time.monotonic() // PATH_LOOK_EVERY))
+            if key != self._path_key:
+                self._path_key = key
+                self.empty_state.show(
+                    found=agents_found(app.config, app.find_agent),
+                    default_agent=app.config.default_agent,
+                    offered=agent_to_offer(app.config, app.find_agent),
+                    command=app.kugetsu_command,
+                    config_path=app.config_path,
+                )
 
     def show_readings(self, reading: MachineReading | None) -> None:
         if self._board is not None:
