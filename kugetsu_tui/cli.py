@@ -13,6 +13,7 @@ import argparse
 import codecs
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.intake import Intake, parse_task_id
 from kugetsu_tui.engine.logs import LogTail
 from kugetsu_tui.engine.model import ActionResult, NewTask, State
-from kugetsu_tui.engine.store import Store, StoreCorrupt
+from kugetsu_tui.engine.store import Store, StoreCorrupt, disk_full
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import ConfigError, UsageError
 
@@ -603,6 +604,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.OperationalError) as err:
+        if not disk_full(err):
+            raise
+        # The write that failed was rolled back whole.
+        print(
+            f"kugetsu: error: out of disk space ({one_line(str(err))}); free some and try again",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def entry() -> None:

@@ -18,6 +18,7 @@ Modes:
     escape S                start one child sleeping S seconds in a session of its own (setsid)
     escape-stubborn S FILE  the same, but the child ignores SIGTERM, then records to FILE
     print-lines N           print N numbered lines to stdout (and one to stderr)
+    flood MIB               write MIB mebibytes to stdout; stop quietly at the first failed write
     say TEXT...             print TEXT to stdout
     record FILE             append one JSON line (task id, attempt, pid, cwd, time) to FILE
     wait-file PATH          wait until PATH exists
@@ -119,6 +120,13 @@ def run(words: list[str]) -> int:
                 out.write(f"line {i}\n")
             out.flush()
             print("fake-agent: to stderr", file=sys.stderr, flush=True)
+        elif mode == "flood":
+            chunk = b"x" * 65535 + b"\n"
+            try:
+                for _ in range(int(float(args[0]) * 16)):
+                    os.write(1, chunk)
+            except OSError:
+                pass  # the disk is full: go on as an agent that ignores its output's fate
         elif mode == "say":
             print(" ".join(args), flush=True)
         elif mode == "record":

@@ -20,7 +20,7 @@ from conftest import FAKE_AGENT, PY, Kugetsu, script, wait_until
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.store import SCHEMA_VERSION, Store
 from kugetsu_tui.present import Selection, status_report
 
 
@@ -287,4 +287,4 @@ def test_an_older_home_gets_the_new_index_when_opened(kg: Kugetsu) -> None:
     with closing(sqlite3.connect(kg.home / "state.db")) as db:
         names = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         version = db.execute("PRAGMA user_version").fetchone()[0]
-    assert "tasks_by_state" in names and version == 2
+    assert "tasks_by_state" in names and version == SCHEMA_VERSION

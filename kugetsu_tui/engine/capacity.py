@@ -348,6 +348,7 @@ class TreeUsage:
     cpu_seconds: float
     rss: int
     procs: int
+    members: frozenset[tuple[int, float]] = frozenset()  # (pid, create time) below the root
 
 
 @dataclass
@@ -387,6 +388,7 @@ class TreeMeter:
         cpu_seconds = 0.0
         rss = 0
         count = 0
+        members = []
         for pid in tree:
             try:
                 proc = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
@@ -398,12 +400,14 @@ class TreeMeter:
                 self._procs.pop(pid, None)
                 continue
             count += 1
+            if pid != root:  # who it started, to end what outlives it (create time: not a reused pid)
+                members.append((pid, proc.create_time()))
             cpu_seconds += times.user + times.system
             if cpu_percent is not None:
                 cpu_percent += percent
         if count == 0:
             return None
-        return TreeUsage(cpu_percent, cpu_seconds, rss, count)
+        return TreeUsage(cpu_percent, cpu_seconds, rss, count, frozenset(members))
 
 
 def read_machine() -> Machine:

@@ -147,6 +147,7 @@ class Control:
                 started_at=None,
                 ended_at=None,
                 held=False,
+                cancel_requested_at=None,
                 **changes,
             )
             message = "requeued" if done else "changed meanwhile; not requeued"

@@ -150,6 +150,9 @@ class Task:
     key: str | None = None  # idempotency key: one queued or live task per key
     base: str | None = None  # the branch or commit its worktree starts from (None: HEAD)
     after_any: bool = False  # run after its dependencies settle, whatever their outcome
+    # When a cancel of this live task was acknowledged: a supervisor that dies before the
+    # cancel lands leaves it to the next one, which finishes it instead of requeueing.
+    cancel_requested_at: float | None = None
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Measured usage for status --json, or None when nothing was measured."""

@@ -14,9 +14,13 @@ This module never decides what an exit means; the supervisor does.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import time
@@ -27,6 +31,8 @@ from pathlib import Path
 # $1 run dir, $2 working dir, $3 attempt number, $4 the agent's umask, then its argv.
 # The log is made 0600 and appended to; a log that cannot be opened ends it with 125.
 # The agent is the wrapper's foreground child; its status goes to exit (builtins only).
+# A file that cannot be written (a full disk leaves it empty) is said so in the log; an
+# exit file that exists at all says the agent ran to its end.
 # The umask is tight only while the wrapper makes its files, so the agent's are as usual.
 WRAPPER = r"""
 run=$1; dir=$2; attempt=$3; mask=$4; shift 4
@@ -38,7 +44,8 @@ cd -- "$dir" || exit 126
 "$@"
 code=$?
 umask 077
-printf '%s\n' "$code" > "$run/exit"
+printf '%s\n' "$code" 2>/dev/null > "$run/exit" ||
+  printf '\n--- kugetsu: the agent exited with %s; its exit file could not be written ---\n' "$code"
 exit "$code"
 """
 
@@ -193,6 +200,14 @@ def read_exit_file(run_dir: Path) -> int | None:
         return None
 
 
+def exit_file_time(run_dir: Path) -> float | None:
+    """When the wrapper wrote the exit file (the agent's end, wall clock), None if none."""
+    try:
+        return os.stat(run_dir / "exit").st_mtime
+    except OSError:
+        return None
+
+
 def signal_group(pgid: int, sig: signal.Signals) -> bool:
     """Send sig to the whole process group; False if the group no longer exists."""
     try:
@@ -257,6 +272,12 @@ def open_pidfd(pid: int) -> int | None:
         return None
 
 
+def pidfd_exited(pidfd: int) -> bool:
+    """True if the process behind pidfd has ended (its pidfd is readable); never waits."""
+    readable, _, _ = select.select([pidfd], [], [], 0)
+    return bool(readable)
+
+
 def log_tail(path: Path, size: int = 65536) -> str:
     """The last `size` bytes of a log as text ('' if there is none)."""
     try:
@@ -276,47 +297,151 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
+# Every process of an attempt inherits this marker: `<home id>:<task id>:<attempt>:<when
+# it was admitted>` (a requeued task counts its attempts from 1 again: the time tells its
+# runs apart). It finds what left the attempt's process group, and the wrapper of an
+# attempt whose pid was never stored, without telling an agent where the home is.
+MARKER = "KUGETSU_RUN"
+
+
+@functools.cache
+def home_id(home: Path) -> str:
+    """A name for the home that does not say where it is (a hash of its path)."""
+    return hashlib.sha256(os.fsencode(home)).hexdigest()[:16]
+
+
+def run_marker(home: Path, task_id: int, attempt: int, admitted_at: float | None) -> str:
+    admitted = "-" if admitted_at is None else f"{admitted_at:.6f}"
+    return f"{home_id(home)}:{task_id}:{attempt}:{admitted}"
+
+
+def _marker_of(env: Mapping[str, str]) -> list[str]:
+    return env.get(MARKER, "").split(":")
+
+
 def stray_processes(home: Path, task_id: int, pgid: int) -> list[int]:
-    """Processes of this task that left its process group (found by the KUGETSU_HOME and
-    KUGETSU_TASK_ID every agent inherits). Reads every process's environment: call it only
-    when ending a task, not on the hot path."""
+    """Processes of this task that left its process group (found by the marker every
+    agent inherits). Reads every process's environment: call it only when ending a task,
+    not on the hot path."""
     import psutil
 
     found = []
-    want = (str(home), str(task_id))
+    want = [home_id(home), str(task_id)]
     for proc in psutil.process_iter():
         try:
             if os.getpgid(proc.pid) == pgid:
                 continue  # the group signal reaches it
-            env = proc.environ()
+            marker = _marker_of(proc.environ())
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
-        if (env.get("KUGETSU_HOME"), env.get("KUGETSU_TASK_ID")) == want:
+        if marker[:2] == want:
             found.append(proc.pid)
     return found
 
 
-def find_wrapper(home: Path, task_id: int, attempt: int) -> Spawned | None:
+def leftover_processes(home: Path, attempts: Sequence[tuple[str, int, float | None]]) -> list[int]:
+    """What these ended attempts, each (its marker, wrapper pid, the wrapper's start time),
+    left alive: processes of the session its wrapper led, and processes with its marker.
+
+    One pass over the process table for them all (it reads every process's environment:
+    slow, for a thread). A session id is the pid of the wrapper that led it; while any
+    process of that session lives the id cannot be given to a new process, so a session
+    now led by a live process that is not the wrapper is a stranger's."""
+    me = os.getpid()
+    markers = {f"{MARKER}={marker}".encode() for marker, _, _ in attempts}
+    # A process older than every one of these attempts is none of theirs: its environment
+    # is not read (a read briefly holds up the process it reads).
+    starts = [started for _, _, started in attempts if started is not None]
+    oldest = min(starts) - CLOCK_TICKS if starts and len(starts) == len(attempts) else 0.0
+    sessions = set()
+    for _, pid, started in attempts:
+        leader = _alive_start(pid) if pid > 0 else -1.0
+        if pid > 0 and (leader is None or (started is not None and same_start(started, leader))):
+            sessions.add(pid)
+    found = []
+    for name in _proc_entries():
+        pid = int(name)
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+            fields = data[data.rindex(b")") + 2 :].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            if int(fields[3]) in sessions:
+                found.append(pid)
+                continue
+            if float(fields[19]) < oldest:
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if markers and MARKER.encode() in env and markers.intersection(env.split(b"\0")):
+            found.append(pid)
+    return found
+
+
+def _proc_entries() -> list[str]:
+    try:
+        return [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def find_wrapper(home: Path, task_id: int, attempt: int, admitted_at: float | None) -> Spawned | None:
     """The wrapper of this task's attempt if it still runs, found by the marker in its
     environment: for an agent started just before its supervisor was killed, before the
     pid could be stored. Reads every process's environment: call it only at start-up."""
     import psutil
 
-    want = (str(home), str(task_id), str(attempt))
+    want = run_marker(home, task_id, attempt, admitted_at).split(":")
     for proc in psutil.process_iter():
         try:
             # The wrapper leads a session of its own and is named by its $0.
             if os.getsid(proc.pid) != proc.pid or proc.cmdline()[3:4] != ["kugetsu-agent"]:
                 continue
-            env = proc.environ()
+            marker = _marker_of(proc.environ())
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
-        if (env.get("KUGETSU_HOME"), env.get("KUGETSU_TASK_ID"), env.get("KUGETSU_ATTEMPT")) != want:
+        if marker != want:
             continue
         started = _alive_start(proc.pid)
         if started is not None:
             return Spawned(proc.pid, started)
     return None
+
+
+SETUP_FILE = "setup-pid"  # in the run folder while a worktree setup runs: "pid start-time"
+
+
+def note_setup(run_dir: Path, pid: int) -> None:
+    """Record a running worktree setup (the leader of its own process group), so that a
+    supervisor started after this one died can end it."""
+    write_private(run_dir / SETUP_FILE, f"{pid} {start_time(pid) or ''}\n")
+
+
+def setup_ended(run_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(run_dir / SETUP_FILE)
+
+
+def end_orphaned_setup(run_dir: Path) -> int | None:
+    """SIGKILL the process group of a setup recorded by note_setup whose supervisor died;
+    its pid if there was one to end. A pid now led by another process is left alone."""
+    try:
+        pid_text, _, started_text = (run_dir / SETUP_FILE).read_text().partition(" ")
+        pid, started = int(pid_text), float(started_text) if started_text.strip() else None
+    except (OSError, ValueError):
+        return None
+    setup_ended(run_dir)
+    leader = start_time(pid)
+    if pid <= 1 or (leader is not None and (started is None or leader != started)):
+        return None  # the setup's pid now names another process: not ours to signal
+    # Its leader gone, a group of that id can still be only the setup's: a pid is not given
+    # out again while a process group of that id has members.
+    return pid if signal_group(pid, signal.SIGKILL) else None
 
 
 def cap_log(path: Path, max_bytes: int) -> bool:

@@ -8,6 +8,7 @@ processes on its own, independent of the supervisor's flock.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import json
 import os
@@ -34,8 +35,9 @@ from kugetsu_tui.engine.model import (
     readable,
 )
 
-# 2: tasks_by_state (the schema's statements are idempotent, so an older home just runs them again).
-SCHEMA_VERSION = 2
+# 2: tasks_by_state; 3: tasks.cancel_requested_at (the schema's statements are idempotent and
+# missing columns are added, so an older home is brought up to date by running them again).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -70,7 +72,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     procs        INTEGER,
     key          TEXT,
     base         TEXT,
-    after_any    INTEGER NOT NULL DEFAULT 0
+    after_any    INTEGER NOT NULL DEFAULT 0,
+    cancel_requested_at REAL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -114,6 +117,8 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
 """
+# Columns added after version 1, as ALTER TABLE adds them to a database made before.
+_ADDED_COLUMNS = (("cancel_requested_at", "REAL"),)
 
 _TASK_COLUMNS = tuple(f.name for f in fields(Task))
 _TASK_SELECT = "SELECT " + ", ".join(_TASK_COLUMNS) + " FROM tasks"
@@ -191,6 +196,7 @@ class Store:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
+                    _add_missing_columns(self.db)
                     self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as err:
             self.db.close()
@@ -229,11 +235,13 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
             self.db.execute("COMMIT")
+        except BaseException:
+            # (SQLite may have rolled back already, e.g. on a full disk; a failed COMMIT
+            # leaves the transaction open.)
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -804,6 +812,21 @@ class Store:
         return row[0] if row else None
 
 
+def disk_full(err: BaseException) -> bool:
+    """Is err a write that failed for want of space (SQLite's SQLITE_FULL, ENOSPC, EDQUOT)?"""
+    if isinstance(err, sqlite3.OperationalError):
+        return "disk is full" in str(err) or getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Upgrade a database made by an older version: add the task columns it lacks."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
 def _sql_value(value: Any) -> Any:
     if isinstance(value, State):
         return str(value)
@@ -812,4 +835,4 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
-__all__ = ["QUEUE_ORDER", "IllegalTransition", "Store", "StoreCorrupt", "event_data"]
+__all__ = ["QUEUE_ORDER", "IllegalTransition", "Store", "StoreCorrupt", "disk_full", "event_data"]

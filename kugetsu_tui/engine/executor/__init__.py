@@ -16,7 +16,7 @@ from typing import Protocol
 
 from kugetsu_tui.engine.runner import Spawned, SpawnError
 
-__all__ = ["Executor", "Launch", "SpawnError", "Spawned"]
+__all__ = ["Executor", "Launch", "Leftovers", "SpawnError", "Spawned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,19 @@ class Launch:
     run_dir: Path  # the attempt writes its log and exit status here
     env: Mapping[str, str]
     stdin: Path | None = None
+    admitted_at: float | None = None  # tells this run of the task from its earlier ones
+
+
+@dataclass(frozen=True, slots=True)
+class Leftovers:
+    """A settled attempt, as needed to find what it started that may still be alive."""
+
+    task_id: int
+    attempt: int
+    admitted_at: float | None  # as Launch.admitted_at
+    pid: int  # the id spawn() gave it (0: never known)
+    started: float | None  # its start time, as Spawned.started
+    descendants: frozenset[tuple[int, float]]  # (pid, create time) seen in its tree as it ran
 
 
 class Executor(Protocol):
@@ -47,6 +60,13 @@ class Executor(Protocol):
         """The ended attempt's exit code (-N: killed by signal N), None if unknown. child:
         started by this supervisor; else adopted, and only its exit file can tell."""
 
+    def has_exited(self, pid: int) -> bool:
+        """True once the attempt's process has ended, even if on_exit has not been called
+        yet (the loop was stopped, or has not yet got to it). Learns, never waits."""
+
+    def ended_at(self, task_id: int) -> float | None:
+        """When the ended attempt's process ended (wall clock), None if that is unknown."""
+
     def still_running(self, pid: int) -> bool:
         """True while anything of the attempt still runs (its agent, or what it started)."""
 
@@ -58,6 +78,11 @@ class Executor(Protocol):
 
     def kill_strays(self, task_id: int, pid: int) -> None:
         """End what the attempt started outside its own group, once the group has ended."""
+
+    def end_leftovers(self, settled: Sequence[Leftovers]) -> int:
+        """End whatever these settled attempts started that is still alive, however it
+        got away (its own session, a cleared environment); how many were ended. Slow (it
+        looks at every process): called in a thread, for many attempts at once."""
 
     def pause(self, pid: int) -> bool:
         """Stop the attempt's processes; False (and nothing left stopped) if it had ended."""
@@ -71,5 +96,5 @@ class Executor(Protocol):
     def pid_reused(self, pid: int, started: float | None) -> bool:
         """True if pid now names a stranger's process: never signal anything of it."""
 
-    def find(self, task_id: int, attempt: int) -> Spawned | None:
+    def find(self, task_id: int, attempt: int, admitted_at: float | None) -> Spawned | None:
         """Re-find a running attempt whose id was never stored (its supervisor died first)."""

@@ -2,7 +2,8 @@
 sh wrapper that writes its exit status (engine/runner.py does the work).
 
 Exits are learned from a pidfd read by the event loop; processes that left the group
-(setsid) are still the task's, found by the marker every agent inherits.
+(setsid) are still the task's, found by the marker every agent inherits; what outlives a
+settled attempt is found by its session, its marker and the descendants seen as it ran.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kugetsu_tui.engine import runner
-from kugetsu_tui.engine.executor import Launch
+from kugetsu_tui.engine.executor import Launch, Leftovers
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.runner import Spawned
 
@@ -30,7 +31,12 @@ class LocalExecutor:
             cwd=launch.cwd,
             run_dir=launch.run_dir,
             attempt=launch.attempt,
-            env=launch.env,
+            env={
+                **launch.env,
+                runner.MARKER: runner.run_marker(
+                    self.home.root, launch.task_id, launch.attempt, launch.admitted_at
+                ),
+            },
             stdin=launch.stdin,
         )
 
@@ -61,6 +67,16 @@ class LocalExecutor:
             return runner.reap(pid)
         return runner.read_exit_file(self.home.run_dir(task_id))
 
+    def has_exited(self, pid: int) -> bool:
+        watched = self._pidfds.get(pid)
+        if watched is None:
+            return not runner.is_same_process(pid, None)
+        return runner.pidfd_exited(watched[1])
+
+    def ended_at(self, task_id: int) -> float | None:
+        # The wrapper writes the exit file as the agent ends: its time is the agent's end.
+        return runner.exit_file_time(self.home.run_dir(task_id))
+
     def still_running(self, pid: int) -> bool:
         return runner.group_alive(pid)
 
@@ -76,6 +92,30 @@ class LocalExecutor:
     def kill_strays(self, task_id: int, pid: int) -> None:
         # Only the strays: the group itself has ended, and its id may already be another's.
         self._signal_strays(task_id, pid, signal.SIGKILL)
+
+    def end_leftovers(self, settled: Sequence[Leftovers]) -> int:
+        import psutil
+
+        ended = 0
+        attempts = [
+            (runner.run_marker(self.home.root, s.task_id, s.attempt, s.admitted_at), s.pid, s.started)
+            for s in settled
+        ]
+        for pid in runner.leftover_processes(self.home.root, attempts):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                ended += 1
+        # Descendants seen while the attempt ran, that escaped both (setsid and env -i):
+        # the very same process (pid and create time), never a pid given to another since.
+        for pid, created in {d for s in settled for d in s.descendants}:
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                    proc.kill()
+                    ended += 1
+            except psutil.Error:
+                continue
+        return ended
 
     def pause(self, pid: int) -> bool:
         runner.signal_group(pid, signal.SIGSTOP)
@@ -96,8 +136,8 @@ class LocalExecutor:
         now_started = runner.start_time(pid)
         return now_started is not None and started is not None and not runner.same_start(started, now_started)
 
-    def find(self, task_id: int, attempt: int) -> Spawned | None:
-        return runner.find_wrapper(self.home.root, task_id, attempt)
+    def find(self, task_id: int, attempt: int, admitted_at: float | None) -> Spawned | None:
+        return runner.find_wrapper(self.home.root, task_id, attempt, admitted_at)
 
     def _signal_strays(self, task_id: int, pid: int, sig: signal.Signals) -> None:
         """Descendants that left the attempt's process group (setsid) are still its own:

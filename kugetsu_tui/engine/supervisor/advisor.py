@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine import runner
@@ -23,6 +24,7 @@ from kugetsu_tui.engine.capacity import (
     suggest_cap,
 )
 from kugetsu_tui.engine.model import EventType, State, iso
+from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import reload, requests
 
 if TYPE_CHECKING:
@@ -48,14 +50,18 @@ def memory_block(sup: Supervisor) -> str | None:
 
 async def sample_forever(sup: Supervisor) -> None:
     while True:
-        if reload.config_signature(sup) != sup.loaded_signature:
-            reload.reload_config(sup)  # a change the file watcher missed (e.g. before it was ready)
-        try:
-            await sample_once(sup)
-        except Exception as err:  # a failed reading must never stop supervision
-            sup.store.record(
-                sup.clock(), EventType.SUPERVISOR_WARNING, None, {"error": f"sampling failed: {err!r}"}
-            )
+        with sup.unless_disk_full():  # (a measurement not written is not worth keeping)
+            if reload.config_signature(sup) != sup.loaded_signature:
+                reload.reload_config(sup)  # a change the file watcher missed (e.g. before it was ready)
+            try:
+                await sample_once(sup)
+            except Exception as err:  # a failed reading must never stop supervision
+                if disk_full(err):
+                    raise
+                note = {"error": f"sampling failed: {err!r}"}
+                sup.write_or_defer(
+                    partial(sup.store.record, sup.clock(), EventType.SUPERVISOR_WARNING, None, note)
+                )
         await asyncio.sleep(SAMPLE_EVERY)
 
 
@@ -70,6 +76,10 @@ async def sample_once(sup: Supervisor) -> None:
     roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited}
     machine, trees = await asyncio.to_thread(_read, sup, list(roots), list(roots.values()))
     now = sup.clock()
+    for pid, usage in trees.items():
+        proc = sup.procs.get(roots.get(pid, -1))
+        if proc is not None and proc.pid == pid:
+            proc.descendants |= usage.members  # ended at settle if they outlive the attempt
     sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
     sup.store.record_usage([(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots], now)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.model import Ending, EventType, State
-from kugetsu_tui.engine.supervisor.attempt import end
+from kugetsu_tui.engine.supervisor.attempt import end, poll_exit
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -30,6 +30,8 @@ def end_overdue_attempts(sup: Supervisor, now: float) -> None:
                 sup.executor.kill(proc.task_id, proc.pid)
             continue
         if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
+            if poll_exit(sup, proc):
+                continue  # it ended on its own: settled by when it ended, not ended here
             end(sup, proc, Ending.TIMEOUT, now)
         elif proc.kill_at is not None and now >= proc.kill_at:
             sup.executor.kill(proc.task_id, proc.pid)

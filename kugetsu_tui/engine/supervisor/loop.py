@@ -13,24 +13,28 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion, TreeMeter
 from kugetsu_tui.engine.config import Config
-from kugetsu_tui.engine.executor import Executor
+from kugetsu_tui.engine.executor import Executor, Leftovers
 from kugetsu_tui.engine.executor.local import LocalExecutor
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.hooks import Hooks
-from kugetsu_tui.engine.model import ActionResult, Ending, Event, EventType
-from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.model import ActionResult, Ending, Event, EventType, iso
+from kugetsu_tui.engine.store import Store, disk_full
 from kugetsu_tui.engine.supervisor import advisor, deadlines, recovery, reload, requests, settle, start
 from kugetsu_tui.engine.supervisor.attempt import Proc, end
 
 Clock = Callable[[], float]
 IDLE_POLL = 0.5  # how often an idle loop looks for work added by other processes
 SETTLE_POLL = 0.05  # while an ended agent's stray children are still being stopped
+
+AGENT_ENV_WITHHELD = frozenset({"KUGETSU_HOME"})
 
 BAD_OUTCOMES = frozenset({EventType.TASK_ERROR, EventType.TASK_CANCELLED, EventType.TASK_EXPIRED})
 GOOD_OUTCOMES = frozenset({EventType.TASK_COMPLETED})
@@ -71,10 +75,19 @@ class Supervisor:
         self.starting: set[int] = set()  # admitted, worktree being made
         self.cancel_on_start: set[int] = set()
         self.setups: dict[int, int] = {}  # task -> process group of its running worktree setup
+        self.leftovers: list[Leftovers] = []  # settled attempts whose strays are yet to be ended
+        self.sweeping = False
+        self.next_sweep = 0.0  # monotonic time before which no new sweep starts
+        # While writes fail for want of space: why (admission waits), and the writes that
+        # must not be lost, kept in order to be made first thing once there is room.
+        self.disk_full: str | None = None
+        self.deferred: list[Callable[[], object]] = []
         self.summary = RunSummary()
         self.stopping = False
         self.event_loop: asyncio.AbstractEventLoop | None = None
-        self.env = dict(os.environ)
+        # What agents inherit: not where the home is (every task's prompt and log, the
+        # hot-reloaded config). They are told their task and attempt, and nothing more.
+        self.env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV_WITHHELD}
         self.data_version = -1  # the store's, when requests were last looked for
         self.next_expiry_check = 0.0
         self.background: set[asyncio.Task[None]] = set()
@@ -153,15 +166,22 @@ class Supervisor:
 
     async def _finish(self) -> None:
         self.hooks.flush_all()
-        # Let worktrees in the making (or being removed) and hooks finish: nothing half-done.
+        # Let worktrees in the making (or being removed), hooks and the ending of what
+        # settled attempts left behind finish: nothing half-done.
+        start.stop_setups(self)
+        settle.sweep_leftovers(self, now=True)
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
-        self.store.record(
-            self.clock(),
-            EventType.SUPERVISOR_STOPPED,
-            None,
-            {"pid": os.getpid(), "live_left_running": len(self.procs)},
-        )
+            settle.sweep_leftovers(self, now=True)
+        # What cannot be written now is taken over by the next supervisor's reconcile.
+        with self.unless_disk_full():
+            self.flush_deferred()
+            self.store.record(
+                self.clock(),
+                EventType.SUPERVISOR_STOPPED,
+                None,
+                {"pid": os.getpid(), "live_left_running": len(self.procs)},
+            )
         self.emit_events()
 
     async def _close(self, loop: asyncio.AbstractEventLoop, signals: tuple[signal.Signals, ...]) -> None:
@@ -190,7 +210,7 @@ class Supervisor:
         self._wake.clear()
 
     def drained(self) -> bool:
-        return not self.procs and not self.starting and not self.store.has_runnable()
+        return not self.procs and not self.starting and not self.deferred and not self.store.has_runnable()
 
     def next_wakeup(self) -> float:
         """Seconds until something is due: a deadline, a SIGKILL, a cooldown's end, a backoff."""
@@ -198,12 +218,14 @@ class Supervisor:
         times = [now + IDLE_POLL]
         for proc in self.procs.values():
             if proc.exited:
-                times.append(now + SETTLE_POLL)
+                times.append(now + (IDLE_POLL if self.disk_full else SETTLE_POLL))
             if proc.kill_at is not None:
                 times.append(proc.kill_at)
             if proc.deadline is not None and proc.ending is None:
                 times.append(proc.deadline)
         times.extend(until for until, _ in self.cooldowns.values() if until > now)
+        if self.leftovers and not self.sweeping:
+            times.append(now + max(self.next_sweep - time.monotonic(), 0.0))
         ready_at = self.store.next_ready_at(now)
         if ready_at is not None:
             times.append(ready_at)
@@ -219,19 +241,82 @@ class Supervisor:
 
     def tick(self) -> None:
         now = self.clock()
-        requests.carry_out_requests(self, now)
+        with self.unless_disk_full():
+            if self.disk_full is not None:
+                self.space_is_back(now)  # raises while the disk is still full
+            self.flush_deferred()
+            requests.carry_out_requests(self, now)
+            self._settle_and_admit(now)
+        settle.sweep_leftovers(self)
+        self.emit_events()
+
+    def _settle_and_admit(self, now: float) -> None:
         # Settling, expiry and admission share one transaction: one commit a tick rather
         # than one per change. Admission stays one atomic step inside it, and nothing is
         # spawned before it is committed.
-        with self.store.batch():
-            settle.settle_exited(self, now)
-            deadlines.enforce_deadlines(self, now)
-            settle.end_cooldowns(self, now)
-            for task in self.store.fail_dependants(now):
-                settle.clean_worktree(self, task)
-            admitted = [] if self.stopping else start.admit(self, now)
+        watched = dict(self.procs)
+        try:
+            with self.store.batch():
+                settle.settle_exited(self, now)
+                deadlines.enforce_deadlines(self, now)
+                settle.end_cooldowns(self, now)
+                for task in self.store.fail_dependants(now):
+                    settle.clean_worktree(self, task)
+                admitted = [] if self.stopping or self.disk_full else start.admit(self, now)
+        except Exception:
+            # Rolled back (a full disk): attempts settled here are watched again, to be
+            # settled once the store takes it. Nothing is forgotten.
+            for task_id, proc in watched.items():
+                self.procs.setdefault(task_id, proc)
+            raise
         start.start(self, admitted)
-        self.emit_events()
+
+    # --- a full disk ---------------------------------------------------------------------
+
+    @contextmanager
+    def unless_disk_full(self) -> Iterator[None]:
+        """Around work whose writes may fail for want of space: the supervisor goes on,
+        stops admitting, and says why once it can write again."""
+        try:
+            yield
+        except Exception as err:
+            if not disk_full(err):
+                raise
+            self.out_of_space(err)
+
+    def out_of_space(self, err: BaseException) -> None:
+        if self.disk_full is None:
+            self.disk_full = f"out of disk space ({err}) at {iso(self.clock())}"
+            self.admission_blocked = f"{self.disk_full}: nothing is admitted until there is room"
+            if self.on_events is not None:  # it cannot be stored: shown as it happens
+                data = {"error": f"{self.disk_full}; admission stopped until there is room"}
+                self.on_events([Event(0, self.clock(), str(EventType.SUPERVISOR_WARNING), None, data)])
+
+    def space_is_back(self, now: float) -> None:
+        """Try a write; if it lands the disk has room again and admission resumes."""
+        note = f"{self.disk_full}; there is room again and admission resumed"
+        self.store.record(now, EventType.SUPERVISOR_WARNING, None, {"error": note})
+        self.disk_full = None
+        self.admission_blocked = None
+        advisor.publish(self, now)
+
+    def write_or_defer(self, write: Callable[[], object]) -> None:
+        """A store write that must not be lost: made now or, while the disk is full, kept
+        to be made (in order) first thing in a tick once there is room."""
+        if not self.deferred:
+            try:
+                write()
+                return
+            except Exception as err:
+                if not disk_full(err):
+                    raise
+                self.out_of_space(err)
+        self.deferred.append(write)
+
+    def flush_deferred(self) -> None:
+        while self.deferred:
+            self.deferred[0]()
+            self.deferred.pop(0)
 
     def emit_events(self) -> None:
         """Hand the events written since the last call to the summary, hooks and on_events."""
@@ -250,7 +335,7 @@ class Supervisor:
             self.on_events(events)
 
     def _hook_failed(self, data: dict[str, Any]) -> None:
-        self.store.record(self.clock(), EventType.HOOK_FAILED, None, data)
+        self.write_or_defer(partial(self.store.record, self.clock(), EventType.HOOK_FAILED, None, data))
 
     # --- actions, for code that holds the supervisor itself ------------------------------
 

@@ -40,7 +40,8 @@ async def watch_config(sup: Supervisor) -> None:
         step=50,
         recursive=False,
     ):
-        reload_config(sup)
+        with sup.unless_disk_full():
+            reload_config(sup)
 
 
 def reload_config(sup: Supervisor) -> None:

@@ -64,14 +64,17 @@ def cancel(sup: Supervisor, task_id: int, now: float) -> ActionResult:
         done = sup.store.cancel_queued(task_id, now)
         return _ok("cancelled", task_id) if done else _refused(f"task {task_id} changed meanwhile", task_id)
     proc = sup.procs.get(task_id)
-    if task_id in sup.starting and proc is None:
-        start.cancel_while_starting(sup, task_id)
-        return _ok("cancelling", task_id)
-    if proc is None:
+    if proc is None and task_id not in sup.starting:
         return _refused(
             f"task {task_id} is {task.state}; only queued or live tasks can be cancelled", task_id
         )
-    end(sup, proc, Ending.CANCEL, now)
+    # Stored before the cancel is acknowledged: should this supervisor die before the
+    # attempt has ended, the next one finishes the cancel instead of running it again.
+    sup.store.update(task_id, now, cancel_requested_at=now)
+    if proc is None:
+        start.cancel_while_starting(sup, task_id)
+    else:
+        end(sup, proc, Ending.CANCEL, now)
     return _ok("cancelling", task_id)
 
 

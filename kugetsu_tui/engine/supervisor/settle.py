@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import runner, worktree
 from kugetsu_tui.engine.config import format_duration
+from kugetsu_tui.engine.executor import Leftovers
 from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
@@ -18,6 +21,13 @@ from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+
+SWEEP_EVERY = 0.5  # seconds between looks for what settled attempts left running
+
+UNKNOWN_EXIT = (
+    "exit status unknown: the agent ran to its end, but its exit file is empty or unreadable (a full disk?)"
+)
 
 
 def settle_exited(sup: Supervisor, now: float) -> None:
@@ -37,21 +47,18 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     task_id, status = proc.task_id, proc.status
     # The sampling timer caps logs that grow; this catches what an agent wrote since.
     runner.cap_log(sup.home.log_path(task_id), int(sup.config.max_log))
+    if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
+        # Its exit was learned only past its deadline (it ended while no supervisor ran,
+        # or while this one was stopped): judged by when it ended, not when that was seen.
+        ended = sup.executor.ended_at(task_id)
+        if ended is not None and ended >= proc.deadline:
+            proc.ending = Ending.TIMEOUT
     if proc.ending is not None:
         sup.executor.kill_strays(task_id, proc.pid)  # its grace ran out with its group's
     if proc.ending is Ending.STOP:
         task = interrupted(sup, task_id, now, "stopped with the supervisor (--stop-agents)", refund=True)
     elif proc.ending is Ending.CANCEL:
-        task = sup.store.transition(
-            task_id,
-            State.CANCELLED,
-            now=now,
-            expect=set(LIVE_STATES),
-            event=EventType.TASK_CANCELLED,
-            ended_at=now,
-            exit_code=status,
-            reason="cancelled",
-        )
+        task = cancelled(sup, task_id, now, status)
     elif proc.ending is Ending.TIMEOUT:
         timeout = format_duration(proc.timeout) if proc.timeout else "?"
         task = fail(sup, task_id, now, status, f"timed out after {timeout}")
@@ -67,23 +74,72 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
             exit_code=0,
             reason=None,
         )
+    elif status is None and sup.executor.ended_at(task_id) is not None:
+        # Its wrapper saw it end but could not write how (a full disk leaves the exit
+        # file empty): the agent ran to its end, so it is not run again.
+        task = fail(sup, task_id, now, None, UNKNOWN_EXIT, retry=False)
     elif status is None:
         task = interrupted(sup, task_id, now, "agent vanished without an exit status")
     else:
         task = rate_limited(sup, proc, now, status) or fail(
             sup, task_id, now, status, describe_status(status)
         )
+    # Whatever it started that outlives it is ended (in a sweep beside the loop, by the
+    # executor), whether it succeeded or not.
+    sup.leftovers.append(
+        Leftovers(
+            task_id, proc.attempt, proc.admitted_at, proc.pid, proc.started, frozenset(proc.descendants)
+        )
+    )
     if task is not None and task.state.is_settled:
         clean_worktree(sup, task)
 
 
-def fail(sup: Supervisor, task_id: int, now: float, status: int | None, reason: str) -> Task | None:
+def sweep_leftovers(sup: Supervisor, *, now: bool = False) -> None:
+    """End what settled attempts left running: one look at the process table, in a thread,
+    for all the attempts settled since the last sweep (one at a time, at most every
+    SWEEP_EVERY seconds unless now: the look costs about as much as a dispatch)."""
+    if not sup.leftovers or sup.sweeping or (not now and time.monotonic() < sup.next_sweep):
+        return
+    batch, sup.leftovers = sup.leftovers, []
+    sup.sweeping = True
+    sup.next_sweep = time.monotonic() + SWEEP_EVERY
+
+    async def sweep() -> None:
+        try:
+            await asyncio.to_thread(sup.executor.end_leftovers, batch)
+        finally:
+            sup.sweeping = False
+            sup.wake()
+
+    sup.in_background(sweep())
+
+
+def cancelled(sup: Supervisor, task_id: int, now: float, status: int | None = None) -> Task | None:
+    """The attempt ended because a person cancelled it: settled as cancelled, never retried."""
+    return sup.store.transition(
+        task_id,
+        State.CANCELLED,
+        now=now,
+        expect=set(LIVE_STATES),
+        event=EventType.TASK_CANCELLED,
+        ended_at=now,
+        exit_code=status,
+        reason="cancelled",
+    )
+
+
+def fail(
+    sup: Supervisor, task_id: int, now: float, status: int | None, reason: str, *, retry: bool = True
+) -> Task | None:
     """A failed attempt: queued again after a backoff while attempts remain, else failed."""
     task = sup.store.get(task_id)
     if task is None:
         return None
+    if task.cancel_requested_at is not None:
+        return cancelled(sup, task_id, now, status)  # a cancel was acknowledged: never retried
     live = set(LIVE_STATES)
-    if should_retry(task):
+    if retry and should_retry(task):
         delay = retry_delay(sup.config.retry_backoff, task.attempts)
         return sup.store.transition(
             task_id,
@@ -120,6 +176,8 @@ def interrupted(
     task = sup.store.get(task_id)
     if task is None:
         return None
+    if task.cancel_requested_at is not None:
+        return cancelled(sup, task_id, now)  # a cancel was acknowledged: finish it
     attempts = task.attempts - 1 if refund else task.attempts
     if not refund and sup.config.on_interrupt == "fail":
         return sup.store.transition(
@@ -157,11 +215,10 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
     async def remove() -> None:
         kept = await asyncio.to_thread(worktree.remove_unless_kept, repo, where)
         if kept is None:
-            sup.store.update(task.id, sup.clock(), worktree=None)
+            sup.write_or_defer(partial(sup.store.update, task.id, sup.clock(), worktree=None))
         else:
-            sup.store.record(
-                sup.clock(), EventType.WORKTREE_KEPT, task.id, {"worktree": str(where), "reason": kept}
-            )
+            data = {"worktree": str(where), "reason": kept}
+            sup.write_or_defer(partial(sup.store.record, sup.clock(), EventType.WORKTREE_KEPT, task.id, data))
 
     sup.in_background(remove())
 
@@ -179,7 +236,7 @@ def rate_limited(sup: Supervisor, proc: Proc, now: float, status: int) -> Task |
     tail = runner.log_tail(sup.home.log_path(task_id)).lower()
     pattern = next((p for p in agent.rate_limit if p.lower() in tail), None)
     task = sup.store.get(task_id) if pattern is not None else None
-    if pattern is None or task is None:
+    if pattern is None or task is None or task.cancel_requested_at is not None:
         return None
     _, hits = sup.cooldowns.get(agent.name, (0.0, 0))
     hits += 1

@@ -17,11 +17,14 @@ from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
 from kugetsu_tui.engine.executor import Launch, SpawnError
 from kugetsu_tui.engine.home import private_dir
 from kugetsu_tui.engine.model import EventType, State, Task
+from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import advisor, settle
 from kugetsu_tui.engine.supervisor.attempt import watch, watched
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+SETUP_DONE = "setup-done"  # in the run folder once `[worktree] setup` succeeded in its worktree
 
 
 def admit(sup: Supervisor, now: float) -> list[Task]:
@@ -82,7 +85,9 @@ def _costliest(sup: Supervisor) -> float:
 def start(sup: Supervisor, admitted: list[Task]) -> None:
     """Spawn the admitted tasks (or first make their worktrees, in the background)."""
     for task in admitted:
-        if task.no_worktree or (task.worktree and Path(task.worktree).is_dir()):
+        if task.no_worktree or (
+            task.worktree and Path(task.worktree).is_dir() and not _setup_pending(sup, task.id)
+        ):
             spawn(sup, task, Path(task.worktree or task.repo or "."))
         else:
             sup.starting.add(task.id)
@@ -108,29 +113,88 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
         except (worktree.WorktreeError, OSError) as err:
             spawn_failed(sup, task, str(err))
             return
-        sup.store.update(task.id, sup.clock(), worktree=str(where), branch=branch)
-        setup = sup.config.worktree_setup
-        if fresh and setup:
-            log = private_dir(sup.home.run_dir(task.id)) / "log"
+        sup.write_or_defer(
+            partial(sup.store.update, task.id, sup.clock(), worktree=str(where), branch=branch)
+        )
+        run_dir = private_dir(sup.home.run_dir(task.id))
+        if fresh:  # a new worktree: whatever setup an earlier one had does not count
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run_dir / SETUP_DONE)
+        if _setup_pending(sup, task.id):
             failure = await asyncio.to_thread(
-                worktree.run_setup, setup, where, log, partial(sup.setups.__setitem__, task.id)
+                worktree.run_setup,
+                sup.config.worktree_setup,
+                where,
+                run_dir / "log",
+                partial(_setup_started, sup, task.id, run_dir),
             )
             sup.setups.pop(task.id, None)
-            if failure is not None and task.id not in sup.cancel_on_start:
+            runner.setup_ended(run_dir)
+            if failure is None:
+                with contextlib.suppress(OSError):  # (not written: it runs again next attempt)
+                    runner.write_private(run_dir / SETUP_DONE, f"{where}\n")
+            elif sup.stopping and task.id not in sup.cancel_on_start:
+                # Ended by stop_setups: the next supervisor runs it again, the attempt unspent.
+                why = "supervisor stopped during the worktree setup"
+                sup.write_or_defer(partial(settle.interrupted, sup, task.id, sup.clock(), why, refund=True))
+                return
+            elif task.id not in sup.cancel_on_start:
                 spawn_failed(sup, task, failure)
                 return
-        # (A task cancelled meanwhile is settled as cancelled by spawn, not started.)
-        spawn(sup, task.replace(worktree=str(where), branch=branch), where)
+        # A task cancelled meanwhile is settled as cancelled by spawn, not started: the
+        # stored intent is read again, for a cancel that reached the store by another way.
+        current = sup.store.get(task.id) or task
+        spawn(
+            sup,
+            task.replace(worktree=str(where), branch=branch, cancel_requested_at=current.cancel_requested_at),
+            where,
+        )
     finally:
         sup.starting.discard(task.id)
         sup.wake()
 
 
+def _setup_pending(sup: Supervisor, task_id: int) -> bool:
+    """A `[worktree] setup` is configured and has not yet succeeded in this task's worktree:
+    it runs before every attempt until it has succeeded once."""
+    return bool(sup.config.worktree_setup) and not (sup.home.run_dir(task_id) / SETUP_DONE).exists()
+
+
+def _setup_started(sup: Supervisor, task_id: int, run_dir: Path, group: int) -> None:
+    sup.setups[task_id] = group
+    with contextlib.suppress(OSError):  # (a full disk: then only this supervisor knows it)
+        runner.note_setup(run_dir, group)  # for the next supervisor, should this one die
+
+
+def end_orphaned_setup(sup: Supervisor, task_id: int) -> None:
+    """A setup left running by a supervisor that died: ended before its task is started
+    again (in the same folder), by its recorded process group."""
+    group = runner.end_orphaned_setup(sup.home.run_dir(task_id))
+    if group is not None:
+        sup.store.record(
+            sup.clock(),
+            EventType.SUPERVISOR_WARNING,
+            task_id,
+            {"error": f"ended the worktree setup (process group {group}) a stopped supervisor left running"},
+        )
+
+
 def cancel_while_starting(sup: Supervisor, task_id: int) -> None:
     """A cancel for a task whose worktree is being made: it is settled instead of spawned."""
     sup.cancel_on_start.add(task_id)
+    _end_setup(sup, task_id)  # its worktree setup, if running: ended now, not waited for
+
+
+def stop_setups(sup: Supervisor) -> None:
+    """The supervisor stops: the setups still running are ended rather than waited for.
+    Their tasks are queued again without spending the attempt; the setup runs again."""
+    for task_id in list(sup.setups):
+        _end_setup(sup, task_id)
+
+
+def _end_setup(sup: Supervisor, task_id: int) -> None:
     setup = sup.setups.get(task_id)
-    if setup is not None:  # its worktree setup is running: end it now, not after
+    if setup is not None:
         # The setup runs on this machine whatever the executor: a process group of ours.
         runner.signal_group(setup, signal.SIGTERM)
         assert sup.event_loop is not None
@@ -144,17 +208,9 @@ def _kill_setup(sup: Supervisor, task_id: int, group: int) -> None:
 
 def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     now = sup.clock()
-    if task.id in sup.cancel_on_start:
+    if task.id in sup.cancel_on_start or task.cancel_requested_at is not None:
         sup.cancel_on_start.discard(task.id)
-        sup.store.transition(
-            task.id,
-            State.CANCELLED,
-            now=now,
-            expect={State.STARTING},
-            event=EventType.TASK_CANCELLED,
-            ended_at=now,
-            reason="cancelled",
-        )
+        sup.write_or_defer(partial(settle.cancelled, sup, task.id, now))
         return
     try:
         launch = _launch(sup, task, cwd)
@@ -162,17 +218,30 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     except SpawnError as err:
         spawn_failed(sup, task, str(err))
         return
-    proc = watched(task, spawned.pid, child=True)
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        # Its prompt file could not be written: not the task's failure. Queued again,
+        # the attempt given back; admission waits until there is room.
+        sup.out_of_space(err)
+        why = "out of disk space before it could start"
+        sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
+        return
+    proc = watched(task, spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
-    sup.store.transition(
-        task.id,
-        State.RUNNING,
-        now=now,
-        expect={State.STARTING},
-        event=EventType.TASK_STARTED,
-        pid=spawned.pid,
-        pid_started=spawned.started,
-        extra={"argv0": launch.argv[0]},
+    # While the disk is full this waits in memory; the attempt is watched all the same.
+    sup.write_or_defer(
+        partial(
+            sup.store.transition,
+            task.id,
+            State.RUNNING,
+            now=now,
+            expect={State.STARTING},
+            event=EventType.TASK_STARTED,
+            pid=spawned.pid,
+            pid_started=spawned.started,
+            extra={"argv0": launch.argv[0]},
+        )
     )
     watch(sup, proc)
 
@@ -192,16 +261,16 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
             stdin = prompt_file
             command = tuple(part for part in command if part != "{prompt}")
     argv = runner.substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
-    env = sup.env | {
-        "KUGETSU_TASK_ID": str(task.id),
-        "KUGETSU_ATTEMPT": str(task.attempts),
-        "KUGETSU_HOME": str(sup.home.root),
-    }
-    return Launch(task.id, task.attempts, argv, cwd, run_dir, env, stdin)
+    env = sup.env | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
+    return Launch(task.id, task.attempts, argv, cwd, run_dir, env, stdin, admitted_at=task.started_at)
 
 
 def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
     now = sup.clock()
-    settled = settle.fail(sup, task.id, now, None, reason)
-    if settled is not None and settled.state.is_settled:
-        settle.clean_worktree(sup, settled)
+
+    def write() -> None:
+        settled = settle.fail(sup, task.id, now, None, reason)
+        if settled is not None and settled.state.is_settled:
+            settle.clean_worktree(sup, settled)
+
+    sup.write_or_defer(write)
