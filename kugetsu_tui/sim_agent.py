@@ -45,11 +45,12 @@ def commit_work(prompt: str, edit: bool) -> None:
 
 def rate_limited_before() -> bool:
     """Whether this task already hit the rate limit (a rate-limited attempt is not counted,
-    so the attempt number cannot tell); remembered in the task's run folder."""
-    home, task = os.environ.get("KUGETSU_HOME"), os.environ.get("KUGETSU_TASK_ID")
-    if not home or not task:
-        return True
-    marker = Path(home) / "runs" / task / "sim-rate-limited"
+    so the attempt number cannot tell); remembered beside the worktree's git metadata,
+    which its retries share and which no diff sees."""
+    found = subprocess.run(["git", "rev-parse", "--git-dir"], check=False, capture_output=True, text=True)
+    if found.returncode != 0:
+        return True  # nowhere to remember it: do not loop on rate limits
+    marker = Path(found.stdout.strip()) / "sim-rate-limited"
     if marker.exists():
         return True
     marker.touch()
