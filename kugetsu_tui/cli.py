@@ -27,7 +27,7 @@ from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
 from kugetsu_tui.engine.intake import Intake, parse_task_id
 from kugetsu_tui.engine.logs import LogTail
-from kugetsu_tui.engine.model import ActionResult, NewTask, State
+from kugetsu_tui.engine.model import ActionResult, AddRefused, NewTask, State
 from kugetsu_tui.engine.store import Store, StoreCorrupt, disk_full
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import ConfigError, UsageError
@@ -166,7 +166,11 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             "base": args.base,
         }
         new_tasks = [Intake(ctx.config, ctx.store).task(spec)]
-    ids = ctx.control.add(new_tasks)
+    try:
+        ids = ctx.control.add(new_tasks, max_queued=ctx.config.max_queued)
+    except AddRefused as err:
+        print(f"kugetsu: error: {err}", file=sys.stderr)
+        return 3  # not a mistake in the input: the same add may succeed later
     sys.stdout.write("".join(f"{i}\n" for i in ids))
     return 0
 
@@ -234,6 +238,8 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     if not shown:
         print('no tasks (add one: kugetsu add "...")')
         return 0
+    if args.tree:
+        return _print_tree(shown, report["more"], now)
     width = max(len(str(r["id"])) for r in shown)
     print(f"{'ID':>{width}}  {'STATE':<11} {'PRI':>3}  {'TRY':<5} {'AGENT':<9} {'WHEN':<8} PROMPT / WHY")
     for r in shown:
@@ -259,6 +265,20 @@ def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
             shown += 1
         more = matched(ctx.store, summary, selection) - shown
     out.write(f'], "more": {more}}}\n')
+    return 0
+
+
+def _print_tree(rows: list[dict[str, Any]], more: int, now: float) -> int:
+    """`status --tree`: who delegated what, each task indented under its parent."""
+    from kugetsu_tui.present import lineage
+
+    width = max(len(str(r["id"])) for r in rows)
+    for depth, r in lineage(rows):
+        line = _status_row(dict(r), width, now)
+        note = f"  (child of {r['parent']})" if depth == 0 and r["parent"] is not None else ""
+        print(f"{'  ' * depth}{'└ ' if depth else ''}{line}{note}")
+    if more:
+        print(f"… and {more} more (--limit N, --all, or --json --all for every task)")
     return 0
 
 
@@ -428,6 +448,13 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
+    from kugetsu_tui.mcp import serve  # the MCP SDK loads only for this command
+
+    ctx.store.close()
+    return serve(ctx.home, ctx.config_path)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from kugetsu_tui.demo import run_dashboard_demo, run_demo
 
@@ -501,6 +528,7 @@ def build_parser() -> Parser:
 def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     status = sub.add_parser("status", parents=[common], help="what runs, what waits and why")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    status.add_argument("--tree", action="store_true", help="each task under the task that added it")
     status.add_argument(
         "--all", action="store_true", help="every succeeded task too; with --json, every task (streamed)"
     )
@@ -565,6 +593,9 @@ def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -
     events.add_argument("--task", type=task_id, metavar="ID", help="only this task's events")
     events.add_argument("--type", action="append", metavar="TYPE", help="only this event type (repeatable)")
     events.set_defaults(func=cmd_events)
+
+    mcp = sub.add_parser("mcp", parents=[common], help="serve planner agents over MCP (stdio)")
+    mcp.set_defaults(func=cmd_mcp)
 
     demo = sub.add_parser("demo", parents=[common], help="a sandbox with simulated agents")
     demo.add_argument("--headless", action="store_true", help="no dashboard: print events")

@@ -189,7 +189,24 @@ def status_rows(
     supervisor: bool,
 ) -> Iterator[dict[str, Any]]:
     """The selected tasks as `status --json` rows, read lazily in display order (for a
-    report that streams, call inside `store.reading()`)."""
+    report that streams, call inside `store.reading()`), each with its `children`."""
+    rows = _rows(store, config, summary, now, selection, supervisor=supervisor)
+    while chunk := list(islice(rows, CHUNK)):
+        children = store.children([row["id"] for row in chunk])
+        for row in chunk:
+            row["children"] = children.get(row["id"], [])
+            yield row
+
+
+def _rows(
+    store: Store,
+    config: Config,
+    summary: Mapping[str, Any],
+    now: float,
+    selection: Selection,
+    *,
+    supervisor: bool,
+) -> Iterator[dict[str, Any]]:
     sections: list[tuple[frozenset[State], bool, int | None]] = [
         (selection.states & LIVE_STATES, True, None),
         (selection.states & {State.QUEUED}, False, None),
@@ -289,6 +306,28 @@ class _Explainer:
             constraints=replace(self.constraints, deps=self.store.dependencies(list(merged))),
         )
         return view.wait_reason
+
+
+def lineage(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:
+    """`status --json` rows as a tree, depth first: (depth, row) with each task's children
+    (its `children` ids, in id order) right after it. A task whose parent is not among the
+    rows is a root; roots keep the order they came in."""
+    by_id = {row["id"]: row for row in rows}
+    out: list[tuple[int, Mapping[str, Any]]] = []
+    seen: set[int] = set()
+    for root in rows:
+        if root.get("parent") in by_id:
+            continue
+        stack: list[tuple[int, Mapping[str, Any]]] = [(0, root)]
+        while stack:  # a stack, not recursion: a chain of delegations may be long
+            depth, row = stack.pop()
+            if row["id"] in seen:
+                continue
+            seen.add(row["id"])
+            out.append((depth, row))
+            kids = [by_id[c] for c in row.get("children") or () if c in by_id]
+            stack.extend((depth + 1, kid) for kid in reversed(kids))
+    return out
 
 
 # --- first run: what a newcomer can do from where they stand ----------------------------

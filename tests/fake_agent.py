@@ -26,6 +26,10 @@ Modes:
     write NAME TEXT         write TEXT to NAME in the working directory
     git-commit MESSAGE      commit everything in the working directory
     dump-argv FILE          write this process's argv (after the script name) as JSON
+    add-task HOME FILE PROMPT  run the real `kugetsu --home HOME add` with this agent's
+                            environment (a task added from inside a task) for PROMPT, no
+                            worktree, in the working directory; append what it printed (the
+                            new id) to FILE (agents are not told where the home is)
 
 With more than one argument, the arguments are taken as the script's words directly
 (`fake_agent.py dump-argv FILE ...` keeps the rest of argv intact for dump-argv).
@@ -144,6 +148,26 @@ def run(words: list[str]) -> int:
             ident = ["-c", "user.name=fake", "-c", "user.email=fake@localhost"]
             subprocess.run(["git", "add", "-A"], check=True, capture_output=True)
             subprocess.run(["git", *ident, "commit", "-q", "-m", args[0]], check=True, capture_output=True)
+        elif mode == "add-task":
+            added = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "kugetsu_tui",
+                    "--home",
+                    args[0],
+                    "add",
+                    "--no-worktree",
+                    "--repo",
+                    os.getcwd(),
+                    "--",
+                    args[2],
+                ],
+                capture_output=True,
+                text=True,
+            )
+            with open(args[1], "a") as out:
+                out.write(added.stdout or f"error {added.returncode}: {added.stderr}")
         elif mode == "dump-argv":
             with open(args[0], "w", encoding="utf-8") as f:
                 json.dump(sys.argv[1:], f)

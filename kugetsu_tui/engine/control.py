@@ -84,8 +84,16 @@ class Control:
 
     # --- actions --------------------------------------------------------------------
 
-    def add(self, new_tasks: Sequence[NewTask]) -> list[int]:
-        ids = self.store.add(new_tasks, self.clock())
+    def add(
+        self,
+        new_tasks: Sequence[NewTask],
+        *,
+        max_queued: int | None = None,
+        refuse_at_cap: int | None = None,
+    ) -> list[int]:
+        """Queue new tasks (all or none). Raises AddRefused, queuing nothing, beyond
+        `max_queued` ([queue] max_queued) or, with `refuse_at_cap`, when that many are live."""
+        ids = self.store.add(new_tasks, self.clock(), max_queued=max_queued, refuse_at_cap=refuse_at_cap)
         self.poke()
         return ids
 

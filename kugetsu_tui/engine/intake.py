@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from kugetsu_tui.engine import runner
 from kugetsu_tui.engine.config import AgentConfig, Config
 from kugetsu_tui.engine.config.kinds import ATTEMPTS, PRIORITY, TASK_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.model import NewTask
@@ -40,12 +41,20 @@ Spec = Mapping[str, object]
 class Intake:
     """Checks new tasks against one config and store.
 
-    Keep one Intake for a batch (a JSON-lines file): each repo path is resolved once."""
+    Keep one Intake for a batch (a JSON-lines file): each repo path is resolved once.
+    Tasks added from inside a running agent of this home record that task as their parent."""
 
-    def __init__(self, config: Config, store: Store, cwd: Callable[[], str] = os.getcwd) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        cwd: Callable[[], str] = os.getcwd,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
         self.config = config
         self.store = store
         self.cwd = cwd
+        self.parent = caller_task(store, environ)
         self._repos: dict[tuple[str, bool], str] = {}
 
     def task(self, spec: Spec, where: str = "", *, typed: bool = True) -> NewTask:
@@ -91,6 +100,7 @@ class Intake:
             base=base,
             after=after,
             after_any=_flag(spec, "after_any"),
+            parent=self.parent,
         )
 
     def _agent(self, value: object, prompt: str) -> str:
@@ -133,6 +143,17 @@ class Intake:
                 raise UsageError(f"after: no task {found} (expected an id listed by `kugetsu status`)")
             ids.append(found)
         return tuple(ids)
+
+
+def caller_task(store: Store, environ: Mapping[str, str] = os.environ) -> int | None:
+    """The task whose agent is running this process, if it is one of this store's: every
+    agent's processes inherit the run marker (a hash of the home, the task, the attempt),
+    which names the task without telling the agent where the home is."""
+    home, _, rest = environ.get(runner.MARKER, "").partition(":")
+    found = parse_task_id(rest.partition(":")[0])
+    if found is None or home != runner.home_id(store.path.parent):
+        return None
+    return found if store.get(found) is not None else None
 
 
 def parse_task_id(text: str) -> int | None:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from kugetsu_tui.errors import UsageError
+
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -153,6 +155,7 @@ class Task:
     # When a cancel of this live task was acknowledged: a supervisor that dies before the
     # cancel lands leaves it to the next one, which finishes it instead of requeueing.
     cancel_requested_at: float | None = None
+    parent: int | None = None  # the task whose agent added this one (KUGETSU_TASK_ID), if any
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Measured usage for status --json, or None when nothing was measured."""
@@ -199,6 +202,7 @@ class Task:
             "not_before": iso(self.not_before),
             "key": self.key,
             "base": self.base,
+            "parent": self.parent,
         }
 
     def replace(self, **changes: Any) -> Task:
@@ -220,6 +224,18 @@ class NewTask:
     base: str | None = None
     after: tuple[int, ...] = ()
     after_any: bool = False
+    parent: int | None = None
+
+
+class AddRefused(UsageError):
+    """A new task the queue will not take: `code` is "queue-full" ([queue] max_queued
+    reached) or "max-live-workers" (every slot taken, and the caller asked to fail closed
+    rather than queue). Nothing was queued. A UsageError, so every face reports it as one
+    line; the CLI gives it an exit code of its own (3): the same add may succeed later."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

@@ -306,8 +306,9 @@ MARKER = "KUGETSU_RUN"
 
 @functools.cache
 def home_id(home: Path) -> str:
-    """A name for the home that does not say where it is (a hash of its path)."""
-    return hashlib.sha256(os.fsencode(home)).hexdigest()[:16]
+    """A name for the home that does not say where it is (a hash of its resolved path, so
+    `--home ./h` and `--home /abs/h` name the same home)."""
+    return hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
 
 
 def run_marker(home: Path, task_id: int, attempt: int, admitted_at: float | None) -> str:

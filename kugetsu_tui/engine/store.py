@@ -23,6 +23,7 @@ from typing import Any
 from kugetsu_tui.engine import slots
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
+    AddRefused,
     Event,
     EventType,
     IllegalTransition,
@@ -35,9 +36,9 @@ from kugetsu_tui.engine.model import (
     readable,
 )
 
-# 2: tasks_by_state; 3: tasks.cancel_requested_at (the schema's statements are idempotent and
-# missing columns are added, so an older home is brought up to date by running them again).
-SCHEMA_VERSION = 3
+# 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent. The schema's statements are
+# idempotent and missing columns are added, so an older home is brought up to date by running them again.
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -73,7 +74,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     key          TEXT,
     base         TEXT,
     after_any    INTEGER NOT NULL DEFAULT 0,
-    cancel_requested_at REAL
+    cancel_requested_at REAL,
+    parent       INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -118,7 +120,9 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
 """
 # Columns added after version 1, as ALTER TABLE adds them to a database made before.
-_ADDED_COLUMNS = (("cancel_requested_at", "REAL"),)
+_ADDED_COLUMNS = (("cancel_requested_at", "REAL"), ("parent", "INTEGER"))
+# Made after the columns above exist (an older database gets them first).
+_ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL"
 
 _TASK_COLUMNS = tuple(f.name for f in fields(Task))
 _TASK_SELECT = "SELECT " + ", ".join(_TASK_COLUMNS) + " FROM tasks"
@@ -483,13 +487,34 @@ class Store:
 
     # --- writing ------------------------------------------------------------------
 
-    def add(self, new_tasks: Sequence[NewTask], now: float) -> list[int]:
+    def add(
+        self,
+        new_tasks: Sequence[NewTask],
+        now: float,
+        *,
+        max_queued: int | None = None,
+        refuse_at_cap: int | None = None,
+    ) -> list[int]:
         """Enqueue all of them in one transaction: all or none.
 
         A task with a `key` that a queued or live task already has is not added again:
-        its id is the existing task's (an idempotent enqueue, safe for callers that retry)."""
+        its id is the existing task's (an idempotent enqueue, safe for callers that retry).
+
+        Refused with AddRefused, queuing nothing, when the queue would hold more than
+        `max_queued` tasks, or (with `refuse_at_cap`) when that many tasks are live
+        already. Both are counted inside the transaction that inserts, so concurrent
+        adds cannot overshoot the bound between counting and inserting."""
         ids: list[int] = []
         with self._write() as db:
+            queued = live = 0
+            if max_queued is not None or refuse_at_cap is not None:
+                queued = int(db.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0])
+            if refuse_at_cap is not None:
+                live = int(db.execute(f"SELECT count(*) FROM tasks WHERE {_LIVE_SQL}", _LIVE).fetchone()[0])
+                if live >= refuse_at_cap:
+                    raise AddRefused(
+                        "max-live-workers", f"max-live-workers: {live}/{refuse_at_cap} live, {queued} queued"
+                    )
             for new in new_tasks:
                 if new.key is not None:
                     found = db.execute(
@@ -500,10 +525,17 @@ class Store:
                     if found:
                         ids.append(int(found[0]))
                         continue
+                if max_queued is not None and queued >= max_queued:
+                    raise AddRefused(
+                        "queue-full",
+                        f"queue-full: {queued} tasks queued, the most [queue] max_queued allows "
+                        "(expected fewer: wait for some to start, or raise max_queued)",
+                    )
+                queued += 1
                 cur = db.execute(
                     "INSERT INTO tasks (prompt, agent, repo, no_worktree, priority, max_attempts,"
-                    " timeout, state, created_at, queued_at, updated_at, key, base, after_any)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    " timeout, state, created_at, queued_at, updated_at, key, base, after_any, parent)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                     (
                         _stored_prompt(new.prompt),
                         new.agent,
@@ -518,6 +550,7 @@ class Store:
                         new.key,
                         new.base,
                         int(new.after_any),
+                        new.parent,
                     ),
                 )
                 task_id = int(cur.lastrowid or 0)
@@ -538,8 +571,22 @@ class Store:
                     data["after"] = list(new.after)
                 if new.key is not None:
                     data["key"] = new.key
+                if new.parent is not None:
+                    data["parent"] = new.parent
                 self._event(now, EventType.TASK_QUEUED, task_id, data)
         return ids
+
+    def children(self, task_ids: Collection[int] | None = None) -> dict[int, list[int]]:
+        """Each task's children (tasks added from inside its run), in id order."""
+        sql = "SELECT parent, id FROM tasks WHERE parent IS NOT NULL"
+        params: list[Any] = []
+        if task_ids is not None:
+            sql += " AND parent IN (" + ",".join("?" * len(task_ids)) + ")"
+            params.extend(task_ids)
+        found: dict[int, list[int]] = {}
+        for parent, child in self.db.execute(sql + " ORDER BY parent, id", params):
+            found.setdefault(parent, []).append(child)
+        return found
 
     def dependencies(self, task_ids: Collection[int] | None = None) -> dict[int, list[tuple[int, State]]]:
         """Each task's dependencies with their current states."""
@@ -825,6 +872,7 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
     for name, kind in _ADDED_COLUMNS:
         if name not in have:
             db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+    db.execute(_ADDED_INDEXES)
 
 
 def _sql_value(value: Any) -> Any:

@@ -206,7 +206,13 @@ def new_task(app: KugetsuApp) -> None:
         if new is None:
             return
         app.last_repo = new.repo or ""
-        app.act("add", lambda: [ActionResult(True, "queued", i) for i in app.control.add([new])])
+        app.act(
+            "add",
+            lambda: [
+                ActionResult(True, "queued", i)
+                for i in app.control.add([new], max_queued=app.config.max_queued)
+            ],
+        )
 
     app.push_screen(
         NewTaskScreen(

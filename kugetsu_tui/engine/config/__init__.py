@@ -22,6 +22,7 @@ from kugetsu_tui.engine.config.keys import (
     CAPACITY,
     EVENT_NAMES,
     HOOK,
+    MCP,
     PLACEHOLDERS,
     PRESSURE_MODES,
     QUEUE,
@@ -66,7 +67,14 @@ __all__ = [
     "save_setting",
 ]
 
-_TOP = TOP.defaults() | CAPACITY.defaults() | QUEUE.defaults() | WORKTREE.defaults() | WEB.defaults()
+_TOP = (
+    TOP.defaults()
+    | CAPACITY.defaults()
+    | QUEUE.defaults()
+    | WORKTREE.defaults()
+    | MCP.defaults()
+    | WEB.defaults()
+)
 _AGENT = AGENT.defaults()
 _HOOK = HOOK.defaults()
 DEFAULT_EST_RSS: float = _AGENT["est_rss"]
@@ -110,6 +118,8 @@ class Config:
     kill_grace: float = _TOP["kill_grace"]
     max_log: float = _TOP["max_log"]
     on_interrupt: str = _TOP["on_interrupt"]
+    max_queued: int | None = _TOP["max_queued"]  # None: no bound on the queue
+    mcp_on_full: str = _TOP["mcp_on_full"]  # "queue" or "reject" an MCP add when every slot is taken
     worktree_setup: tuple[str, ...] = _TOP["worktree_setup"]
     worktree_base: str | None = _TOP["worktree_base"]
     web_token_file: str | None = _TOP["web_token_file"]

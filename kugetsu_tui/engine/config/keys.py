@@ -36,6 +36,8 @@ BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
 }
 CAP_MODES = ("fixed", "suggest", "auto")
 PRESSURE_MODES = ("off", "pause_newest")
+ON_FULL = ("queue", "reject")
+QUEUED_MAX = Whole(1, 10**9)
 EVENT_NAMES = frozenset(str(e) for e in EventType)
 
 
@@ -150,6 +152,27 @@ QUEUE = Table(
             "requeue",
             'An agent that vanished without an exit status (the machine rebooted): "requeue" it as a '
             'new attempt, or "fail" it.',
+        ),
+        Key(
+            "max_queued",
+            QUEUED_MAX,
+            None,
+            "At most this many tasks queued at once, for every face: beyond it `kugetsu add` exits 3 "
+            "and an MCP add_task fails with queue-full, adding nothing. Unset: no bound.",
+            example=1000,
+        ),
+    ),
+)
+MCP = Table(
+    "[mcp]",
+    (
+        Key(
+            "on_full",
+            Choice(ON_FULL),
+            "queue",
+            '`kugetsu mcp`\'s add_task when every slot is taken: "queue" it (and say where), or '
+            '"reject" it with the error max-live-workers, queuing nothing.',
+            attr="mcp_on_full",
         ),
     ),
 )
@@ -289,6 +312,6 @@ HOOK = Table(
     "hook_failed and never holds up admission.",
     "a table",
 )
-SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE, "web": WEB}
+SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE, "mcp": MCP, "web": WEB}
 TABLES = frozenset({*SECTIONS, "agents", "repos", "hooks"})
 TOP_KEYS = frozenset({*(k.name for k in TOP.keys), *TABLES})
