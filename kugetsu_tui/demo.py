@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import tomli_w
@@ -48,6 +49,9 @@ WAVE = (
 AFTER = {9: (0, 2)}  # position in the wave -> positions it waits for
 ENDLESS_FOR = 6.0  # seconds (scaled by KUGETSU_DEMO_SPEED) an endless task runs before the cancel
 LOW_WATER = 2  # with the dashboard: a new wave once no more than this many are queued or live
+
+HeadlessRun = Callable[..., int]  # headless.run_headless, given by the entry point
+DashboardRun = Callable[..., int]  # tui.app.run_dashboard, likewise: one face does not import another
 
 
 def demo_speed() -> float:
@@ -159,10 +163,8 @@ def sandbox_root(home: Path | None) -> Path:
     return home or Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
 
 
-def run_dashboard_demo(*, home: Path | None, tasks: int) -> int:
+def run_dashboard_demo(*, home: Path | None, tasks: int, run_dashboard: DashboardRun) -> int:
     """The demo in the dashboard: the tour keeps going until the person quits."""
-    from kugetsu_tui.tui.app import run_dashboard
-
     root = sandbox_root(home)
     sandbox = prepare(root, tasks)
     tour = Tour(sandbox, root / "repo", waves=True)
@@ -176,9 +178,10 @@ def run_dashboard_demo(*, home: Path | None, tasks: int) -> int:
     return code
 
 
-def run_demo(*, home: Path | None, headless: bool, tasks: int, as_json: bool) -> int:
-    from kugetsu_tui.headless import run_headless
-
+def run_demo(
+    *, home: Path | None, headless: bool, tasks: int, as_json: bool, run_headless: HeadlessRun
+) -> int:
+    """One wave, run to the end by `run_headless`."""
     root = sandbox_root(home)
     sandbox = prepare(root, tasks)
     config = load_config(sandbox.config_path)

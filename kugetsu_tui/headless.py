@@ -12,7 +12,7 @@ from typing import TextIO
 
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import Event
+from kugetsu_tui.engine.model import Event, EventType
 from kugetsu_tui.engine.text import one_line, printable
 
 
@@ -48,7 +48,7 @@ def run_headless(
         lines = [
             event.to_line() if as_json else event_line(event)
             for event in events
-            if as_json or event.type != "task_dequeued"
+            if as_json or event.type != EventType.TASK_DEQUEUED
         ]
         if lines:
             sys.stdout.write("\n".join(lines) + "\n")

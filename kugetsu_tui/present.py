@@ -6,16 +6,22 @@ Reads the store; never changes it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import LIVE_STATES, State, Task
+from kugetsu_tui.engine.model import LIVE_STATES, State, SupervisorFacts, Task, iso
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
+
+# Set by `kugetsu web` for each dashboard it serves: the browser's address. Both faces
+# name it, so it lives here, below them.
+BROWSER_ENV = "KUGETSU_BROWSER"
 
 # A symbol per state, so the state reads without colour too.
 STATE_SYMBOL: dict[State, str] = {
@@ -46,15 +52,14 @@ def elapsed(seconds: float | None) -> str:
 META_FRESH = 10.0  # seconds: a supervisor publishes every few seconds
 
 
-def supervisor_facts(store: Store, home: Home, now: float) -> dict[str, Any]:
-    """What the running supervisor last published (cap, suggestion, machine), or {} if none
-    runs or it has gone quiet."""
+def supervisor_facts(store: Store, home: Home, now: float) -> SupervisorFacts | None:
+    """What the running supervisor last published (cap, suggestion, machine), or None if
+    none runs. Facts it has not refreshed lately are left out, but for the cap."""
     pid = home.supervisor_pid()
     if pid is None:
-        return {}
-    facts = {k: v for k, (v, ts) in store.meta().items() if now - ts < META_FRESH or k == "cap"}
-    facts["supervisor_pid"] = pid if pid > 0 else None
-    return facts
+        return None
+    fresh = {k: v for k, (v, ts) in store.meta().items() if now - ts < META_FRESH or k == "cap"}
+    return replace(SupervisorFacts.from_meta(fresh), supervisor_pid=pid if pid > 0 else None)
 
 
 def advise_now(store: Store, config: Config) -> dict[str, Any]:
@@ -101,9 +106,9 @@ def constraints(
     )
 
 
-def cooldowns_from_facts(facts: Mapping[str, Any]) -> dict[str, float]:
-    """agent -> until (epoch seconds), from what a supervisor published."""
-    return {agent: _ts(until) for agent, until in (facts.get("cooldowns") or {}).items()}
+def _cooldowns(summary: Mapping[str, Any]) -> dict[str, float]:
+    """agent -> until (epoch seconds), from a status summary."""
+    return {agent: _ts(until) for agent, until in summary["cooldowns"].items()}
 
 
 def _ts(iso_text: str) -> float:
@@ -132,26 +137,25 @@ def status_summary(store: Store, home: Home, config: Config, now: float) -> tupl
     """Everything `kugetsu status --json` prints but the tasks: cap, live, counts (from
     SQL, never from the rows), the advisor's suggestion and what the supervisor published;
     and whether a supervisor runs (its pid may not be known yet)."""
-    facts = supervisor_facts(store, home, now)
-    running = "supervisor_pid" in facts
-    cap = int(facts.get("cap", config.cap)) if running else config.cap
-    if "suggested_cap" not in facts or facts.get("suggested_cap") is None:
-        facts.update(advise_now(store, config))
+    published = supervisor_facts(store, home, now)
+    facts = published or SupervisorFacts()
+    cap = facts.cap if published is not None and facts.cap is not None else config.cap
+    advice = {"suggested_cap": facts.suggested_cap, "cap_reason": facts.cap_reason, "machine": facts.machine}
+    if facts.suggested_cap is None:
+        advice = advise_now(store, config)
     counts = store.counts()
     summary = {
         "cap": cap,
         "live": sum(counts[s] for s in LIVE_STATES),
         "cap_mode": config.cap_mode,
-        "suggested_cap": facts.get("suggested_cap"),
-        "cap_reason": facts.get("cap_reason"),
-        "machine": facts.get("machine"),
-        "admission_blocked": facts.get("admission_blocked"),
-        "config_error": facts.get("config_error"),
-        "cooldowns": facts.get("cooldowns") or {},
-        "supervisor_pid": facts.get("supervisor_pid"),
+        **advice,
+        "admission_blocked": facts.admission_blocked,
+        "config_error": facts.config_error,
+        "cooldowns": {agent: iso(until) for agent, until in facts.cooldowns.items()},
+        "supervisor_pid": facts.supervisor_pid,
         "counts": {str(s): counts[s] for s in State},
     }
-    return summary, running
+    return summary, published is not None
 
 
 def status_report(
@@ -162,7 +166,9 @@ def status_report(
     `more`, how many matched but were left out by the limit. Reads only what it lists."""
     with store.reading():
         report, running = status_summary(store, home, config, now)
-        report["tasks"] = list(status_rows(store, config, report, now, selection, supervisor=running))
+        report["tasks"] = list(
+            status_rows(store, config, report, now, selection, supervisor=running, home=home)
+        )
         report["more"] = matched(store, report, selection) - len(report["tasks"])
     return report
 
@@ -187,14 +193,18 @@ def status_rows(
     selection: Selection,
     *,
     supervisor: bool,
+    home: Home | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The selected tasks as `status --json` rows, read lazily in display order (for a
-    report that streams, call inside `store.reading()`), each with its `children`."""
+    report that streams, call inside `store.reading()`), each with its `children` and,
+    given the home, the Ray node it ran on (`node`, None when on this machine)."""
     rows = _rows(store, config, summary, now, selection, supervisor=supervisor)
     while chunk := list(islice(rows, CHUNK)):
         children = store.children([row["id"] for row in chunk])
         for row in chunk:
             row["children"] = children.get(row["id"], [])
+            if home is not None:
+                row["node"] = None if row["state"] == str(State.QUEUED) else node_of(home.run_dir(row["id"]))
             yield row
 
 
@@ -232,6 +242,22 @@ def _rows(
             yield row
             if left is not None:
                 left -= 1
+
+
+def node_of(run_dir: Path) -> dict[str, str] | None:
+    """The Ray node the task's last attempt ran on (its executor writes it), or None."""
+    try:
+        found = json.loads((run_dir / "node").read_bytes())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def node_label(node: Mapping[str, Any] | None) -> str:
+    """A node as a column shows it: its host and the start of its Ray node id."""
+    if not node:
+        return ""
+    return f"{node.get('host', '?')}/{str(node.get('node_id', ''))[:6]}"
 
 
 def _row(task: Task, now: float, position: int | None, reason: str | None) -> dict[str, Any]:
@@ -283,7 +309,7 @@ class _Explainer:
             live,
             deps={},
             blocked=summary["admission_blocked"],
-            cooling=cooldowns_from_facts(summary),
+            cooling=_cooldowns(summary),
         )
         self.first: list[Task] = []
         free = self.cap - self.live

@@ -42,7 +42,7 @@ from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import UsageError
-from kugetsu_tui.tui.widgets.machine_bar import BROWSER_ENV
+from kugetsu_tui.present import BROWSER_ENV
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -22,6 +22,8 @@ from pathlib import Path
 
 
 def wait_for(barrier: str) -> None:
+    """Say this worker is ready (see tests.helpers.harness.open_barrier), then wait."""
+    Path(f"{barrier}.ready-{os.getpid()}").touch()
     while not os.path.exists(barrier):
         time.sleep(0.001)
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Kugetsu
+
+from tests.helpers.harness import Kugetsu
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-from conftest import FAKE_AGENT, Kugetsu, script, wait_until
 
 from kugetsu_tui.engine.capacity import (
     GIB,
@@ -23,6 +22,7 @@ from kugetsu_tui.engine.capacity import (
     suggest_cap,
 )
 from kugetsu_tui.engine.store import Store
+from tests.helpers.harness import FAKE_AGENT, Kugetsu, script, wait_until
 
 EST = AgentProfile(rss=1.0 * GIB, cpu=0.5, measured=False)
 
@@ -250,7 +250,7 @@ def _sample_until_ready(meter: TreeMeter, pid: int, procs: int, floor: int) -> t
         return None
 
     wait_until(grown, "the tree to allocate its memory")
-    time.sleep(0.3)
+    time.sleep(0.3)  # not a barrier: RSS settles a moment after the pages are touched
     usage = meter.sample([pid])[pid]
     return usage.rss, usage.procs
 
@@ -296,7 +296,7 @@ def test_memory_reserve_blocks_admission_until_lowered_by_hot_reload(kg: Kugetsu
         return task["state"] == "queued" and "memory reserve" in (task["wait_reason"] or "")
 
     wait_until(blocked, "the wait reason to name the memory reserve")
-    time.sleep(0.5)
+    time.sleep(0.5)  # not a barrier: a window in which the task must not start
     assert kg.task(first)["state"] == "queued"
     assert kg.task(first)["attempts"] == 0  # failing closed spends nothing
     kg.write_config(capacity={"memory_reserve": "1MiB"})

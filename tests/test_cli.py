@@ -8,7 +8,7 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import Kugetsu, script
+from tests.helpers.harness import Kugetsu, script
 
 TASK_KEYS = {
     "id",

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kugetsu, wait_until
 
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.config.keys import AGENT, HOOK, REPO, SECTIONS, TOP, Key, Table
 from kugetsu_tui.engine.config.kinds import Cores, Duration, Size, Whole
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import ConfigError
+from tests.helpers.harness import Kugetsu, wait_until
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "kugetsu.example.toml"
 HUGE = 99999999999999999999  # past SQLite's 64-bit INTEGER

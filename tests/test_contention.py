@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from conftest import PY, Kugetsu, ended, wait_until
 
 from kugetsu_tui import cli
+from tests.helpers.harness import PY, Kugetsu, ended, open_barrier, wait_until
 
 ROUNDS = 20
 
@@ -126,6 +126,7 @@ def main(*args):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(["--home", home, *args])
     return code, out.getvalue(), err.getvalue()
+open(f"{barrier}.ready-{os.getpid()}", "w").close()
 while not os.path.exists(barrier):
     time.sleep(0.002)
 added, cancels = [], []
@@ -162,8 +163,7 @@ def test_16_processes_adding_and_cancelling_at_once(kg: Kugetsu) -> None:
     results = []
     with LiveSampler(str(path)) as sampler:
         try:
-            time.sleep(0.5)  # setup: let them all start and wait at the barrier
-            barrier.touch()
+            open_barrier(barrier, len(workers))
             for proc in workers:
                 out, err = proc.communicate(timeout=120)
                 assert proc.returncode == 0, err

@@ -7,13 +7,13 @@ import tomllib
 from pathlib import Path
 
 import psutil
-from conftest import Kugetsu, script, wait_until
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
+from tests.helpers.harness import Kugetsu, script, wait_until
 
 
 def _statuses(procs: list[psutil.Process]) -> set[str]:

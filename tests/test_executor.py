@@ -8,8 +8,6 @@ import ast
 import asyncio
 from pathlib import Path
 
-from conftest import Kugetsu, script
-
 from kugetsu_tui.engine import supervisor as supervisor_package
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
@@ -19,6 +17,7 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import Event, EventType
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
+from tests.helpers.harness import Kugetsu, script
 
 # What acts on a process directly: runner's process functions and the os calls beneath them.
 PROCESS_CALLS = {

@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import FAKE_AGENT, PY, Kugetsu, git, script, wait_until
+from tests.helpers.harness import FAKE_AGENT, PY, Kugetsu, git, script, wait_until
 
 
 def _records(path: Path) -> list[dict[str, object]]:

@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import PY, Kugetsu, git
-
 from kugetsu_tui.demo import LOW_WATER, WAVE, Tour, prepare
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.engine.store import Store
+from tests.helpers.harness import PY, Kugetsu, git
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

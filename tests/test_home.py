@@ -10,7 +10,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from conftest import PY, Kugetsu, git, script
+from tests.helpers.harness import PY, Kugetsu, git, script
 
 
 def _modes(home: Path) -> dict[str, int]:

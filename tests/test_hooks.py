@@ -7,7 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
-from conftest import PY, WAIT, Kugetsu, script, wait_until
+
+from tests.helpers.harness import PY, WAIT, Kugetsu, script, wait_until
 
 
 def _ts(event: dict[str, object]) -> float:

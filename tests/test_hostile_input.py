@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 import tomli_w
-from conftest import PY, Kugetsu
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from kugetsu_tui import cli
+from tests.helpers.harness import PY, Kugetsu
 
 MAX_ARG = 131072  # Linux MAX_ARG_STRLEN: one argv element, its NUL included
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import FAKE_AGENT, PY, Kugetsu, ended, script, wait_until
+
+from tests.helpers.harness import FAKE_AGENT, PY, Kugetsu, ended, script, wait_until
 
 
 def _task_processes(kg: Kugetsu, task_id: int) -> list[psutil.Process]:

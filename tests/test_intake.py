@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_repo
 from textual.app import App
 from textual.widgets import Input, Label, Select
 
@@ -16,6 +15,7 @@ from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+from tests.helpers.harness import make_repo
 
 CONFIG = """
 default_agent = "fake"

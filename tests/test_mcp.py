@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PY, Kugetsu, script, wait_until
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from kugetsu_tui.engine import runner
+from tests.helpers.harness import PY, Kugetsu, script, wait_until
 
 TOOL_NAMES = {"add_task", "get_task", "wait_tasks", "cancel_task", "task_log", "queue_status"}
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PY, Kugetsu, ended, script, wait_until
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.supervisor import Supervisor
+from tests.helpers.harness import PY, Kugetsu, ended, script, wait_until
 
 
 def records(path: Path) -> list[dict[str, object]]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import PY, Kugetsu, wait_until
 
 from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
+from tests.helpers.harness import PY, Kugetsu, open_barrier, wait_until
 
 WORKERS = str(Path(__file__).with_name("race_workers.py"))
 
@@ -49,8 +48,7 @@ def test_racing_admit_never_exceeds_the_cap(tmp_path: Path, limit: int) -> None:
     )
     barrier = tmp_path / "go"
     procs = [_start(["admit", str(db), str(barrier), str(cap), str(limit)]) for _ in range(n_workers)]
-    time.sleep(0.3)  # let them all open the store and wait at the barrier
-    barrier.touch()
+    open_barrier(barrier, n_workers)  # they all opened the store and wait
     results = _finish(procs)
 
     admitted = [task_id for r in results for task_id in r["admitted"]]  # type: ignore[attr-defined]
@@ -80,8 +78,7 @@ def test_eight_processes_adding_fifty_tasks_each(kg: Kugetsu) -> None:
     procs = [
         _start(["add", str(home), str(barrier), str(kg.work), "50", f"w{k}"], env=kg.env) for k in range(8)
     ]
-    time.sleep(0.3)
-    barrier.touch()
+    open_barrier(barrier, len(procs))
     results = _finish(procs)
 
     ids = [i for r in results for i in r["ids"]]  # type: ignore[attr-defined]
@@ -117,8 +114,7 @@ def test_supervisors_started_at_once(kg: Kugetsu, racers: int) -> None:
         for _ in range(racers)
     ]
     try:
-        time.sleep(0.3)
-        barrier.touch()
+        open_barrier(barrier, racers)
 
         def all_but_one_gave_up() -> list[subprocess.Popen[str]] | None:
             done = [p for p in procs if p.poll() is not None]

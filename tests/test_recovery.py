@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import PY, Kugetsu, script, wait_until
+from tests.helpers.harness import PY, Kugetsu, script, wait_until
 
 WORKERS = str(Path(__file__).with_name("race_workers.py"))
 

@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import PY, WAIT, Kugetsu, ended, script, wait_until
+
+from tests.helpers.harness import PY, WAIT, Kugetsu, ended, script, wait_until
 
 # A light agent for the many-task run: a shell that records its task id, then works a
 # moment. `$1` is the ledger; one printf with >> is one O_APPEND write.

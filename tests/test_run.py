@@ -9,11 +9,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from conftest import FAKE_AGENT, PY, Kugetsu, ended, make_repo, script, wait_until
-
 from kugetsu_tui.engine.model import Event, NewTask
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.headless import event_line
+from tests.helpers.harness import FAKE_AGENT, PY, Kugetsu, ended, make_repo, script, wait_until
 
 
 def _ts(iso: str) -> float:
@@ -164,7 +163,7 @@ def test_a_queued_task_expires_and_a_held_one_does_not(kg: Kugetsu) -> None:
     waiting = [kg.add(script(["record", starts])) for _ in range(2)]
     held = kg.add(script(["record", starts]))
     assert kg.main("hold", str(held))[0] == 0
-    time.sleep(0.4)  # setup: let them wait longer than expire_after before a supervisor looks
+    time.sleep(0.4)  # not a barrier: time passes beyond expire_after before a supervisor looks
 
     result = kg.run()
     assert result.returncode == 1, "an expired task makes the run fail"

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_AGENT, PY, Kugetsu, script, wait_until
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.store import SCHEMA_VERSION, Store
 from kugetsu_tui.present import Selection, status_report
+from tests.helpers.harness import FAKE_AGENT, PY, Kugetsu, script, wait_until
 
 
 def _json(kg: Kugetsu, *args: str) -> dict[str, Any]:

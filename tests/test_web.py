@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
-from conftest import Kugetsu, script, wait_until
+
+from tests.helpers.harness import Kugetsu, script, wait_until
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")

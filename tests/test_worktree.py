@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Kugetsu, git, script
+from tests.helpers.harness import Kugetsu, git, script
 
 
 def _branches(repo: Path) -> set[str]:

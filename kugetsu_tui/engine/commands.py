@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kugetsu_tui.engine.config import AgentConfig
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import Task
+from kugetsu_tui.engine.model import PromptVia, Task
 from kugetsu_tui.engine.runner import substitute
 
 
@@ -48,11 +48,11 @@ def working_dir(task: Task, home: Home) -> Path:
 def build_command(agent: AgentConfig, task: Task, cwd: Path, home: Home) -> AgentCommand:
     """The attempt `task.attempts` of `task` by `agent`, run in `cwd`."""
     command, prompt_arg, stdin, prompt_file = agent.command, task.prompt, None, None
-    if agent.prompt_via != "argv":
+    if agent.prompt_via != PromptVia.ARGV:
         # Prompts too large for argv, or with a NUL byte, go through a private file.
         prompt_file = home.run_dir(task.id) / "prompt"
         prompt_arg = str(prompt_file)
-        if agent.prompt_via == "stdin":
+        if agent.prompt_via == PromptVia.STDIN:
             stdin = prompt_file
             command = tuple(part for part in command if part != "{prompt}")
     argv = substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})

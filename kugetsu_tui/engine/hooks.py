@@ -54,7 +54,7 @@ EOF_GRACE = 0.2  # s to wait for the stderr pipe to close once everything of a h
 _scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kugetsu-hooks")
 
 
-def summary_text(counts: Counter[str]) -> str:
+def summary_text(counts: Counter[EventType]) -> str:
     return ", ".join(f"{n} {SUMMARY_WORDS.get(kind, kind)}" for kind, n in counts.most_common())
 
 
@@ -130,99 +130,122 @@ async def run_hook(command: Sequence[str], payload: bytes, timeout: float) -> st
         )
     except OSError as failure:
         return f"cannot start {command[0]!r}: {failure.strerror}"
-    assert proc.stdin is not None and proc.stderr is not None
-    stdin_pipe = proc.stdin
-    stdin, stderr = proc.stdin.fileno(), proc.stderr.fileno()
-    os.set_blocking(stdin, False)
-    os.set_blocking(stderr, False)
-    tail = _Tail()
-    exited, eof = asyncio.Event(), asyncio.Event()
-    unsent = memoryview(payload)
-    pidfd = os.pidfd_open(proc.pid)
-    # Which descriptors are still registered with the loop: each is removed once, before
-    # it is closed, so a reused descriptor number of someone else's is never touched.
-    watched = {stdin, stderr, pidfd}
-
-    def unwatch(fd: int) -> None:
-        if fd in watched:
-            watched.discard(fd)
-            if fd == stdin:
-                loop.remove_writer(fd)
-            else:
-                loop.remove_reader(fd)
-
-    def send() -> None:
-        nonlocal unsent
-        try:
-            unsent = unsent[os.write(stdin, unsent[: 1 << 16]) :]
-        except BlockingIOError:
-            return
-        except OSError:  # the hook closed its stdin (or exited): it does not want the rest
-            unsent = unsent[:0]
-        if not unsent:
-            unwatch(stdin)
-            stdin_pipe.close()  # EOF: the whole event was sent
-
-    def receive() -> None:
-        try:
-            chunk = os.read(stderr, 1 << 16)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        if chunk:
-            tail.add(chunk)
-        else:
-            unwatch(stderr)
-            eof.set()
-
-    def ended() -> None:
-        unwatch(pidfd)  # a pidfd stays readable: once is enough
-        exited.set()
-
-    loop.add_writer(stdin, send)
-    loop.add_reader(stderr, receive)
-    loop.add_reader(pidfd, ended)
-    seen: set[tuple[int, float]] = set()
-    timed_out = False
+    pipes = _Pipes(loop, proc, payload)
     try:
-        deadline = loop.time() + timeout
-        pause = FIRST_SAMPLE
-        while not exited.is_set():
-            left = deadline - loop.time()
-            if left <= 0:
-                timed_out = True
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(exited.wait(), min(left, pause))
-            if not exited.is_set():
-                seen |= await loop.run_in_executor(_scans, _descendants, proc.pid)
-                pause = min(pause * 2, MAX_SAMPLE)
-        # Whatever it left (or, at the timeout, all of it) is ended now, before reading on.
-        await loop.run_in_executor(_scans, _end_leftovers, proc.pid, marker, seen)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(exited.wait(), EOF_GRACE + 1.0)
-        with contextlib.suppress(TimeoutError):  # the pipe closes once its holders are gone
-            await asyncio.wait_for(eof.wait(), EOF_GRACE)
+        timed_out = await _wait(loop, pipes, marker, timeout)
     finally:
-        if not exited.is_set():  # cancelled (the loop is closing): the hook goes too
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        for fd in list(watched):
-            unwatch(fd)
-        os.close(pidfd)
-        for pipe in (proc.stdin, proc.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
-        code = proc.poll()  # collects it: exited (or was killed) by now
+        code = pipes.close()
     if timed_out:
         return f"timed out after {timeout:g}s (killed)"
     if code is None:
         return "did not end after SIGKILL"
     if code != 0:
-        line = tail.last_line()
+        line = pipes.tail.last_line()
         return f"exit code {code}" + (f": {line}" if line else "")
     return None
+
+
+async def _wait(loop: asyncio.AbstractEventLoop, pipes: _Pipes, marker: str, timeout: float) -> bool:
+    """Until the hook exits or `timeout` passes (True), noting its descendants as it
+    runs; then end whatever it left and let its stderr drain."""
+    pid = pipes.proc.pid
+    seen: set[tuple[int, float]] = set()
+    timed_out = False
+    deadline = loop.time() + timeout
+    pause = FIRST_SAMPLE
+    while not pipes.exited.is_set():
+        left = deadline - loop.time()
+        if left <= 0:
+            timed_out = True
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pipes.exited.wait(), min(left, pause))
+        if not pipes.exited.is_set():
+            seen |= await loop.run_in_executor(_scans, _descendants, pid)
+            pause = min(pause * 2, MAX_SAMPLE)
+    # Whatever it left (or, at the timeout, all of it) is ended now, before reading on.
+    await loop.run_in_executor(_scans, _end_leftovers, pid, marker, seen)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pipes.exited.wait(), EOF_GRACE + 1.0)
+    with contextlib.suppress(TimeoutError):  # the pipe closes once its holders are gone
+        await asyncio.wait_for(pipes.eof.wait(), EOF_GRACE)
+    return timed_out
+
+
+class _Pipes:
+    """A running hook's stdin, stderr and pidfd, watched on the loop: the event is written
+    to stdin, the tail of stderr kept, the exit noticed."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes], payload: bytes
+    ) -> None:
+        assert proc.stdin is not None and proc.stderr is not None
+        self.loop, self.proc = loop, proc
+        self.stdin_pipe = proc.stdin
+        self.stdin, self.stderr = proc.stdin.fileno(), proc.stderr.fileno()
+        os.set_blocking(self.stdin, False)
+        os.set_blocking(self.stderr, False)
+        self.tail = _Tail()
+        self.exited, self.eof = asyncio.Event(), asyncio.Event()
+        self.unsent = memoryview(payload)
+        self.pidfd = os.pidfd_open(proc.pid)
+        # Which descriptors are still registered with the loop: each is removed once, before
+        # it is closed, so a reused descriptor number of someone else's is never touched.
+        self.watched = {self.stdin, self.stderr, self.pidfd}
+        loop.add_writer(self.stdin, self.send)
+        loop.add_reader(self.stderr, self.receive)
+        loop.add_reader(self.pidfd, self.ended)
+
+    def unwatch(self, fd: int) -> None:
+        if fd in self.watched:
+            self.watched.discard(fd)
+            if fd == self.stdin:
+                self.loop.remove_writer(fd)
+            else:
+                self.loop.remove_reader(fd)
+
+    def send(self) -> None:
+        try:
+            self.unsent = self.unsent[os.write(self.stdin, self.unsent[: 1 << 16]) :]
+        except BlockingIOError:
+            return
+        except OSError:  # the hook closed its stdin (or exited): it does not want the rest
+            self.unsent = self.unsent[:0]
+        if not self.unsent:
+            self.unwatch(self.stdin)
+            self.stdin_pipe.close()  # EOF: the whole event was sent
+
+    def receive(self) -> None:
+        try:
+            chunk = os.read(self.stderr, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.tail.add(chunk)
+        else:
+            self.unwatch(self.stderr)
+            self.eof.set()
+
+    def ended(self) -> None:
+        self.unwatch(self.pidfd)  # a pidfd stays readable: once is enough
+        self.exited.set()
+
+    def close(self) -> int | None:
+        """Stop watching, close everything, collect the hook; its exit code (None if it
+        would not end)."""
+        if not self.exited.is_set():  # cancelled (the loop is closing): the hook goes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        for fd in list(self.watched):
+            self.unwatch(fd)
+        os.close(self.pidfd)
+        for pipe in (self.proc.stdin, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        return self.proc.poll()  # collects it: exited (or was killed) by now
 
 
 class Hooks:

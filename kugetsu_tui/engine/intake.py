@@ -17,7 +17,7 @@ from pathlib import Path
 from kugetsu_tui.engine import runner
 from kugetsu_tui.engine.config import AgentConfig, Config
 from kugetsu_tui.engine.config.kinds import ATTEMPTS, PRIORITY, TASK_ID, TIMEOUT, Whole
-from kugetsu_tui.engine.model import NewTask
+from kugetsu_tui.engine.model import NewTask, PromptVia
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import ConfigError, UsageError
 
@@ -109,7 +109,7 @@ class Intake:
             raise UsageError(f"agent: expected an agent name, got {name!r}")
         agent = self.config.agent(name)  # raises for an unknown agent
         _check_command(agent, self.config.path)
-        if agent.prompt_via == "argv":
+        if agent.prompt_via == PromptVia.ARGV:
             _fits_argv(prompt)
         return name
 

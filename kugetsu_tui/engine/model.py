@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -37,9 +38,11 @@ class State(StrEnum):
 
 
 LIVE_STATES = frozenset({State.STARTING, State.RUNNING, State.PAUSED})
-SETTLED_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.EXPIRED})
-# A settled task that a person may put back in the queue.
-REQUEUEABLE_STATES = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
+# The endings that are not a success: what the dashboard's failed pane lists, what a
+# person may put back in the queue, and what an `after_any` dependency accepts too.
+BAD_ENDINGS = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
+SETTLED_STATES = BAD_ENDINGS | {State.SUCCEEDED}
+REQUEUEABLE_STATES = BAD_ENDINGS
 
 # Every legal move. A live task goes back to QUEUED when an attempt fails and another
 # attempt remains (retry with backoff), or when its process vanished without an exit
@@ -99,6 +102,37 @@ class EventType(StrEnum):
     SUPERVISOR_WARNING = "supervisor_warning"
     SUPERVISOR_STARTED = "supervisor_started"
     SUPERVISOR_STOPPED = "supervisor_stopped"
+
+
+class PromptVia(StrEnum):
+    """How an agent is handed its prompt."""
+
+    ARGV = "argv"  # {prompt} in the command, as one argv element
+    STDIN = "stdin"  # on the agent's stdin
+    FILE = "file"  # {prompt} becomes the path of a private file holding it
+
+
+class CapMode(StrEnum):
+    """Who sets the cap: the config (fixed), a person taking the advisor's suggestion
+    (suggest), or the advisor itself (auto)."""
+
+    FIXED = "fixed"
+    SUGGEST = "suggest"
+    AUTO = "auto"
+
+
+class OnInterrupt(StrEnum):
+    """What becomes of an agent that vanished without an exit status."""
+
+    REQUEUE = "requeue"
+    FAIL = "fail"
+
+
+class MemoryPressure(StrEnum):
+    """What the supervisor does when available memory falls under half the reserve."""
+
+    OFF = "off"
+    PAUSE_NEWEST = "pause_newest"
 
 
 def readable(text: str) -> str:
@@ -242,9 +276,14 @@ class AddRefused(UsageError):
 class Event:
     id: int
     ts: float
-    type: str
+    type: EventType
     task_id: int | None
     data: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        # Rows read back from the store carry the type as text.
+        if not isinstance(self.type, EventType):
+            object.__setattr__(self, "type", EventType(self.type))
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "ts": iso(self.ts), "type": self.type, "task_id": self.task_id, **self.data}
@@ -297,3 +336,57 @@ class ActionResult:
         ok = text.startswith("ok: ")
         message = text.removeprefix("ok: ") if ok else text.removeprefix("error: ")
         return cls(ok, message, task_id, request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorFacts:
+    """What a running supervisor last published about itself (one meta row per field in
+    the store): written by the advisor, read by `status` and by attached dashboards."""
+
+    supervisor_pid: int | None = None  # None: one runs, its pid not known yet
+    cap: int | None = None
+    cap_mode: CapMode | None = None
+    suggested_cap: int | None = None
+    cap_reason: str | None = None
+    machine: dict[str, Any] | None = None  # capacity.Machine.to_json()
+    admission_blocked: str | None = None
+    config_error: str | None = None
+    cooldowns: Mapping[str, float] = field(default_factory=dict)  # agent -> until (epoch seconds)
+
+    def to_meta(self) -> dict[str, Any]:
+        """The facts as JSON values, one per meta row (times as ISO text)."""
+        return {
+            "supervisor_pid": self.supervisor_pid,
+            "cap": self.cap,
+            "cap_mode": None if self.cap_mode is None else str(self.cap_mode),
+            "suggested_cap": self.suggested_cap,
+            "cap_reason": self.cap_reason,
+            "machine": self.machine,
+            "admission_blocked": self.admission_blocked,
+            "config_error": self.config_error,
+            "cooldowns": {agent: iso(until) for agent, until in self.cooldowns.items()},
+        }
+
+    @classmethod
+    def from_meta(cls, values: Mapping[str, Any]) -> SupervisorFacts:
+        """From meta rows; any row may be missing (a reader drops the stale ones)."""
+
+        def whole(key: str) -> int | None:
+            value = values.get(key)
+            return None if value is None else int(value)
+
+        mode = values.get("cap_mode")
+        return cls(
+            supervisor_pid=whole("supervisor_pid"),
+            cap=whole("cap"),
+            cap_mode=CapMode(mode) if isinstance(mode, str) and mode in CapMode._value2member_map_ else None,
+            suggested_cap=whole("suggested_cap"),
+            cap_reason=values.get("cap_reason"),
+            machine=values.get("machine"),
+            admission_blocked=values.get("admission_blocked"),
+            config_error=values.get("config_error"),
+            cooldowns={
+                agent: datetime.fromisoformat(until).timestamp()
+                for agent, until in (values.get("cooldowns") or {}).items()
+            },
+        )

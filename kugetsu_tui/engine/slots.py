@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kugetsu_tui.engine.model import State, Task
+from kugetsu_tui.engine.model import BAD_ENDINGS, State, Task
 
 MAX_BACKOFF = 3600.0
 
@@ -50,11 +50,10 @@ class Constraints:
     repo_live: Mapping[str, int] = field(default_factory=dict)
 
 
-_BAD_ENDS = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
-
-
 def unmet_dependencies(task: Task, deps: Sequence[tuple[int, State]]) -> list[tuple[int, State]]:
-    return [(d, st) for d, st in deps if not (st is State.SUCCEEDED or (task.after_any and st in _BAD_ENDS))]
+    return [
+        (d, st) for d, st in deps if not (st is State.SUCCEEDED or (task.after_any and st in BAD_ENDINGS))
+    ]
 
 
 def explain_queue(
@@ -84,36 +83,47 @@ def explain_queue(
             continue
         n += 1
         position[task.id] = n
-        unmet = unmet_dependencies(task, c.deps.get(task.id, ()))
-        if task.not_before is not None and task.not_before > now:
-            reason[task.id] = (
-                f"backoff until {clock_text(task.not_before)} (attempt {task.attempts + 1} of {task.max_attempts})"
-            )
-        elif unmet:
-            names = ", ".join(f"{d} ({st})" for d, st in unmet)
-            reason[task.id] = f"waiting for task{'s' if len(unmet) > 1 else ''} {names}"
-        elif not supervisor:
-            reason[task.id] = "no supervisor running (start one: kugetsu run)"
-        elif c.blocked:
-            reason[task.id] = c.blocked
-        elif c.cooling.get(task.agent, 0) > now:
-            reason[task.id] = (
-                f"cooldown: {task.agent} until {clock_text(c.cooling[task.agent])} (rate limited)"
-            )
-        elif task.agent in c.agent_max and c.agent_live.get(task.agent, 0) >= c.agent_max[task.agent]:
-            reason[task.id] = (
-                f"agent {task.agent} at its limit ({c.agent_live.get(task.agent, 0)}/{c.agent_max[task.agent]} live)"
-            )
-        elif task.repo in c.repo_max and c.repo_live.get(task.repo or "", 0) >= c.repo_max[task.repo or ""]:
-            reason[task.id] = (
-                f"repo at its limit ({c.repo_live.get(task.repo or '', 0)}/{c.repo_max[task.repo or '']} live)"
-            )
+        why = held_back(task, c, now=now, supervisor=supervisor)
+        if why is not None:
+            reason[task.id] = why
         elif ready_ahead < free:
             reason[task.id] = "starting"
             ready_ahead += 1
         else:
             reason[task.id] = f"cap full ({live}/{cap} live)"
     return QueueView(position, reason)
+
+
+def held_back(task: Task, c: Constraints, *, now: float, supervisor: bool) -> str | None:
+    """What keeps a queued, unheld task from a free slot, the first reason in the order
+    admission checks them; None when only the cap can."""
+    if task.not_before is not None and task.not_before > now:
+        return f"backoff until {clock_text(task.not_before)} (attempt {task.attempts + 1} of {task.max_attempts})"
+    unmet = unmet_dependencies(task, c.deps.get(task.id, ()))
+    if unmet:
+        names = ", ".join(f"{d} ({st})" for d, st in unmet)
+        return f"waiting for task{'s' if len(unmet) > 1 else ''} {names}"
+    if not supervisor:
+        return "no supervisor running (start one: kugetsu run)"
+    if c.blocked:
+        return c.blocked
+    if c.cooling.get(task.agent, 0) > now:
+        return f"cooldown: {task.agent} until {clock_text(c.cooling[task.agent])} (rate limited)"
+    return _at_limit(task, c)
+
+
+def _at_limit(task: Task, c: Constraints) -> str | None:
+    """The task's agent or repo already has as many live tasks as it may."""
+    if task.agent in c.agent_max:
+        live, most = c.agent_live.get(task.agent, 0), c.agent_max[task.agent]
+        if live >= most:
+            return f"agent {task.agent} at its limit ({live}/{most} live)"
+    repo = task.repo or ""
+    if task.repo in c.repo_max:
+        live, most = c.repo_live.get(repo, 0), c.repo_max[repo]
+        if live >= most:
+            return f"repo at its limit ({live}/{most} live)"
+    return None
 
 
 def waiting_on_a_person(

@@ -22,6 +22,7 @@ from typing import Any
 
 from kugetsu_tui.engine import slots
 from kugetsu_tui.engine.model import (
+    BAD_ENDINGS,
     LIVE_STATES,
     AddRefused,
     Event,
@@ -137,7 +138,7 @@ EVENT_PROMPT_CHARS = 200
 _STATE_AT = _TASK_COLUMNS.index("state")
 _PROMPT_AT = _TASK_COLUMNS.index("prompt")
 _BOOL_AT = tuple(_TASK_COLUMNS.index(c) for c in ("no_worktree", "held", "after_any"))
-_BAD_ENDS = "('failed', 'cancelled', 'expired')"
+_BAD_ENDS = "(" + ", ".join(f"'{s}'" for s in sorted(BAD_ENDINGS)) + ")"
 # A queued task whose dependencies are not yet satisfied: some dependency has not
 # succeeded (or, with after_any, has not settled at all).
 _DEPS_UNMET = (

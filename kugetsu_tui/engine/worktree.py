@@ -93,6 +93,11 @@ def ensure(
         made = _git(["worktree", "add", "--quiet", str(where), existing], repo)
         if made.returncode == 0:
             return existing
+    return _add_with_new_branch(repo, where, branch, base)
+
+
+def _add_with_new_branch(repo: Path, where: Path, branch: str, base: str | None) -> str:
+    """`git worktree add -b`, under the first free name of `branch`, `branch-2`, …"""
     name = branch
     for n in range(1, 100):
         made = _git(["worktree", "add", "--quiet", "-b", name, str(where), base or "HEAD"], repo)

@@ -22,7 +22,7 @@ from textual.binding import Binding, BindingType
 from kugetsu_tui.engine.capacity import why_far_below
 from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, NewTask, State, Task
+from kugetsu_tui.engine.model import ActionResult, CapMode, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.present import agent_to_offer
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
@@ -151,7 +151,7 @@ def hold_release(app: KugetsuApp) -> None:
 
 
 def set_cap(app: KugetsuApp, cap: int) -> None:
-    if app.supervisor_state().cap_mode == "auto":
+    if app.supervisor_state().cap_mode == CapMode.AUTO:
         app.notify(
             "[capacity] mode is auto, so the advisor will keep setting the cap",
             severity="warning",

@@ -42,12 +42,11 @@ from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
-from kugetsu_tui.present import kugetsu_command, supervisor_facts
+from kugetsu_tui.present import BROWSER_ENV, kugetsu_command, supervisor_facts
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
 from kugetsu_tui.tui.readings import MachineReading, MachineSampler, sample_machine
-from kugetsu_tui.tui.widgets.machine_bar import BROWSER_ENV
 
 REFRESH_EVERY = 0.5  # seconds between looks at the store
 SAMPLE_EVERY = 1.0  # seconds between readings of the machine

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from kugetsu_tui.engine.config import Config
-from kugetsu_tui.engine.model import LIVE_STATES, State, Task
+from kugetsu_tui.engine.model import BAD_ENDINGS, LIVE_STATES, CapMode, State, SupervisorFacts, Task
 from kugetsu_tui.engine.slots import QueueView, explain_queue
 from kugetsu_tui.engine.store import Store
-from kugetsu_tui.present import constraints, cooldowns_from_facts
+from kugetsu_tui.present import constraints
 
 QUEUE_WINDOW = 300
 FAILED_WINDOW = 200
 # Writers stamp updated_at with their own clock reading, taken before they commit; read
 # back this far so that a commit that lands late with an older stamp is not missed.
 OVERLAP = 1.0
-BAD_STATES = frozenset({State.FAILED, State.CANCELLED, State.EXPIRED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +34,7 @@ class SupervisorState:
     here: bool = False
     pid: int | None = None
     cap: int | None = None
-    cap_mode: str | None = None
+    cap_mode: CapMode | None = None
     suggested_cap: int | None = None
     cap_reason: str | None = None
     admission_blocked: str | None = None
@@ -55,22 +53,20 @@ class SupervisorState:
         return "no supervisor"
 
     @classmethod
-    def from_facts(cls, facts: Mapping[str, Any]) -> SupervisorState:
+    def from_facts(cls, facts: SupervisorFacts | None) -> SupervisorState:
         """From what a supervisor in another process published (`present.supervisor_facts`)."""
-        if "supervisor_pid" not in facts:
+        if facts is None:
             return cls()
-        cap = facts.get("cap")
-        suggested = facts.get("suggested_cap")
         return cls(
             here=False,
-            pid=facts["supervisor_pid"] or -1,
-            cap=int(cap) if cap is not None else None,
-            cap_mode=facts.get("cap_mode"),
-            suggested_cap=int(suggested) if suggested is not None else None,
-            cap_reason=facts.get("cap_reason"),
-            admission_blocked=facts.get("admission_blocked"),
-            config_error=facts.get("config_error"),
-            cooldowns=cooldowns_from_facts(facts),
+            pid=facts.supervisor_pid or -1,
+            cap=facts.cap,
+            cap_mode=facts.cap_mode,
+            suggested_cap=facts.suggested_cap,
+            cap_reason=facts.cap_reason,
+            admission_blocked=facts.admission_blocked,
+            config_error=facts.config_error,
+            cooldowns=dict(facts.cooldowns),
         )
 
 
@@ -134,24 +130,9 @@ class BoardReader:
             self.versions = [v + 1 for v in self.versions]
             self.deps = self.store.dependencies([t.id for t in self.queued])
             return True
-        changed = self.store.changed_since(self._high_water - OVERLAP)
-        in_window = {t.id for t in self.queued}
-        queue_moved = False
-        active_moved = failed_moved = False
-        for task in changed:
-            self._high_water = max(self._high_water, task.updated_at)
-            active_moved |= task.state.is_live or task.id in self.active
-            failed_moved |= task.state in BAD_STATES or task.id in self.failed
-            if task.state.is_live:
-                self.active[task.id] = task
-            else:
-                self.active.pop(task.id, None)
-            if task.state in BAD_STATES:
-                self.failed[task.id] = task
-            else:
-                self.failed.pop(task.id, None)
-            if task.state is State.QUEUED or task.id in in_window:
-                queue_moved = True
+        active_moved, queue_moved, failed_moved = self._apply(
+            self.store.changed_since(self._high_water - OVERLAP)
+        )
         self._trim_failed()
         counts = self.store.counts()
         if queue_moved or counts[State.QUEUED] != self.counts[State.QUEUED]:
@@ -163,9 +144,29 @@ class BoardReader:
         self.deps = self.store.dependencies([t.id for t in self.queued])
         return True
 
+    def _apply(self, changed: list[Task]) -> tuple[bool, bool, bool]:
+        """Sort changed tasks into the active and failed maps; which panes (active, queued,
+        failed) they may have moved."""
+        in_window = {t.id for t in self.queued}
+        active_moved = queue_moved = failed_moved = False
+        for task in changed:
+            self._high_water = max(self._high_water or 0.0, task.updated_at)
+            active_moved |= task.state.is_live or task.id in self.active
+            failed_moved |= task.state in BAD_ENDINGS or task.id in self.failed
+            queue_moved |= task.state is State.QUEUED or task.id in in_window
+            if task.state.is_live:
+                self.active[task.id] = task
+            else:
+                self.active.pop(task.id, None)
+            if task.state in BAD_ENDINGS:
+                self.failed[task.id] = task
+            else:
+                self.failed.pop(task.id, None)
+        return active_moved, queue_moved, failed_moved
+
     def _load_all(self) -> None:
         self.active = {t.id: t for t in self.store.live()}
-        self.failed = {t.id: t for t in self.store.tasks(BAD_STATES)}
+        self.failed = {t.id: t for t in self.store.tasks(BAD_ENDINGS)}
         self._trim_failed()
         self.queued = self.store.queued(self.queue_window)
         self.counts = self.store.counts()

@@ -4,18 +4,18 @@ as a person meets them in the running app."""
 
 from __future__ import annotations
 
-from conftest import Harness, screen_lines, wait_for
 from textual.command import CommandPalette
 
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.actions import ACTIONS, BY_ID, Action
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
+from tests.helpers.tui import DashboardHarness, screen_lines, wait_for
 
 SIZE = (120, 40)
 
 
-async def test_every_action_is_bound_on_the_main_screen(harness: Harness) -> None:
+async def test_every_action_is_bound_on_the_main_screen(harness: DashboardHarness) -> None:
     harness.add("something to select")
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -32,7 +32,7 @@ async def test_every_action_is_bound_on_the_main_screen(harness: Harness) -> Non
                 assert bound[key].node is app.dashboard
 
 
-async def test_every_action_is_on_the_help_screen(harness: Harness) -> None:
+async def test_every_action_is_on_the_help_screen(harness: DashboardHarness) -> None:
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
@@ -45,7 +45,7 @@ async def test_every_action_is_on_the_help_screen(harness: Harness) -> None:
             assert action.shown_key in keys or action.shown_key in row.help, (action.id, line)
 
 
-async def test_every_action_is_in_the_command_palette(harness: Harness) -> None:
+async def test_every_action_is_in_the_command_palette(harness: DashboardHarness) -> None:
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
         for action in ACTIONS:
@@ -62,7 +62,7 @@ async def test_every_action_is_in_the_command_palette(harness: Harness) -> None:
             assert app.screen is app.dashboard
 
 
-async def test_every_action_that_confirms_asks_first_and_n_changes_nothing(harness: Harness) -> None:
+async def test_every_action_that_confirms_asks_first_and_n_changes_nothing(harness: DashboardHarness) -> None:
     task = harness.add("live, so every confirming action has something to ask about")
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -81,7 +81,7 @@ async def test_every_action_that_confirms_asks_first_and_n_changes_nothing(harne
         assert app.is_running
 
 
-async def test_a_palette_command_runs_its_action(harness: Harness) -> None:
+async def test_a_palette_command_runs_its_action(harness: DashboardHarness) -> None:
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p", *BY_ID["help"].title)

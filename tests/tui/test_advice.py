@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import Harness, screen_lines, wait_for
-
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.tui.board import SupervisorState
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
+from tests.helpers.tui import DashboardHarness as Harness
+from tests.helpers.tui import screen_lines, wait_for
 
 SIZE = (120, 35)
 REASON = "cpu: 2 cores, 0.5 not busy elsewhere, agents use ~0.50 core each (measured over 9) → 1"

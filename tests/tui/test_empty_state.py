@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Harness, screen_lines, snapshot_app, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.tui.board import SupervisorState
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+from tests.helpers.snapshots import snapshot_app
+from tests.helpers.tui import DashboardHarness as Harness
+from tests.helpers.tui import screen_lines, wait_for
 
 SIZE = (120, 35)
 ONLY_CLAUDE = {"claude": "/opt/agents/bin/claude"}

@@ -5,11 +5,10 @@ styles. Asserted on what the app renders (export_screenshot, the log pane's stri
 
 from __future__ import annotations
 
-from conftest import Harness, screen_lines, wait_for
-
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
+from tests.helpers.tui import DashboardHarness, screen_lines, wait_for
 
 SIZE = (150, 40)
 PROMPT = "hello\x1b]0;owned\x07\x1b[2Jbye\x1b[31mRED \u202eevil"
@@ -27,7 +26,9 @@ def assert_harmless(text: str) -> None:
         assert raw not in text, f"{raw!r} reached the screen"
 
 
-async def test_a_hostile_prompt_and_log_reach_the_screen_only_as_visible_text(harness: Harness) -> None:
+async def test_a_hostile_prompt_and_log_reach_the_screen_only_as_visible_text(
+    harness: DashboardHarness,
+) -> None:
     harness.configure(agents={"hostile": {"command": HOSTILE}}, default_agent="hostile")
     task = harness.add(PROMPT, agent="hostile")
     app = harness.app()
@@ -72,7 +73,7 @@ async def test_a_hostile_prompt_and_log_reach_the_screen_only_as_visible_text(ha
         assert_harmless(app.export_screenshot())
 
 
-async def test_the_failed_pane_shows_a_hostile_last_line_harmlessly(harness: Harness) -> None:
+async def test_the_failed_pane_shows_a_hostile_last_line_harmlessly(harness: DashboardHarness) -> None:
     failing = ["sh", "-c", r"printf 'boom\033]0;OWNED\007 \033[31mred\033[0m \342\200\256\n'; exit 3"]
     harness.configure(agents={"failing": {"command": failing}}, default_agent="failing")
     task = harness.add(PROMPT, agent="failing", max_attempts=1)

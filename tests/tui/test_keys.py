@@ -10,8 +10,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from conftest import Harness, screen_lines, wait_for
-
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.model import State
@@ -21,11 +19,12 @@ from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+from tests.helpers.tui import DashboardHarness, screen_lines, wait_for
 
 SIZE = (120, 35)
 
 
-async def test_pause_then_resume_the_selected_task(harness: Harness) -> None:
+async def test_pause_then_resume_the_selected_task(harness: DashboardHarness) -> None:
     task = harness.add("sleep on it")
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -39,7 +38,7 @@ async def test_pause_then_resume_the_selected_task(harness: Harness) -> None:
         assert "task_paused" in types and "task_resumed" in types
 
 
-async def test_cancel_asks_first_and_y_cancels(harness: Harness) -> None:
+async def test_cancel_asks_first_and_y_cancels(harness: DashboardHarness) -> None:
     task = harness.add("to be cancelled")
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -53,7 +52,7 @@ async def test_cancel_asks_first_and_y_cancels(harness: Harness) -> None:
         assert app.screen is app.dashboard
 
 
-async def test_confirm_dialog_backs_out_on_n_and_escape(harness: Harness) -> None:
+async def test_confirm_dialog_backs_out_on_n_and_escape(harness: DashboardHarness) -> None:
     task = harness.add("stays")
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -69,7 +68,9 @@ async def test_confirm_dialog_backs_out_on_n_and_escape(harness: Harness) -> Non
         assert harness.store.pending_requests() == []
 
 
-async def test_a_key_that_acts_leaves_the_focus_free_to_follow_the_first_admission(harness: Harness) -> None:
+async def test_a_key_that_acts_leaves_the_focus_free_to_follow_the_first_admission(
+    harness: DashboardHarness,
+) -> None:
     """At start the focus sits on the queue; pressing c (and backing out) is not moving, so
     when the task is admitted the focus still follows it into the Active pane."""
     task = harness.add("held until the dialog is closed")
@@ -87,7 +88,7 @@ async def test_a_key_that_acts_leaves_the_focus_free_to_follow_the_first_admissi
         assert app.focused is app.dashboard.active
 
 
-async def test_a_key_that_moves_pins_the_focus(harness: Harness) -> None:
+async def test_a_key_that_moves_pins_the_focus(harness: DashboardHarness) -> None:
     task = harness.add("held")
     other = harness.add("held too")
     Control(harness.home, harness.store).hold([task, other])
@@ -102,7 +103,7 @@ async def test_a_key_that_moves_pins_the_focus(harness: Harness) -> None:
 
 
 @contextlib.asynccontextmanager
-async def a_queued_task_selected(harness: Harness) -> AsyncIterator[tuple[KugetsuApp, Any, int]]:
+async def a_queued_task_selected(harness: DashboardHarness) -> AsyncIterator[tuple[KugetsuApp, Any, int]]:
     """One task runs (cap 1), one waits; the person tabs to the queue, on the waiting one."""
     harness.configure(cap=1)
     harness.add("runs")
@@ -117,13 +118,13 @@ async def a_queued_task_selected(harness: Harness) -> AsyncIterator[tuple[Kugets
         yield app, pilot, waiting
 
 
-async def test_cancel_a_queued_task(harness: Harness) -> None:
+async def test_cancel_a_queued_task(harness: DashboardHarness) -> None:
     async with a_queued_task_selected(harness) as (_, pilot, waiting):
         await pilot.press("c", "y")
         await wait_for(pilot, lambda: harness.state(waiting) is State.CANCELLED, "the cancel")
 
 
-async def test_hold_and_release_a_queued_task(harness: Harness) -> None:
+async def test_hold_and_release_a_queued_task(harness: DashboardHarness) -> None:
     async with a_queued_task_selected(harness) as (_, pilot, waiting):
         await pilot.press("h")
         await wait_for(pilot, lambda: harness.store.get(waiting).held, "hold")  # type: ignore[union-attr]
@@ -132,7 +133,7 @@ async def test_hold_and_release_a_queued_task(harness: Harness) -> None:
         assert harness.state(waiting) is State.QUEUED
 
 
-async def test_requeue_a_failed_task(harness: Harness) -> None:
+async def test_requeue_a_failed_task(harness: DashboardHarness) -> None:
     task = harness.add("fails at once", agent="failer", max_attempts=1)
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -149,7 +150,7 @@ async def test_requeue_a_failed_task(harness: Harness) -> None:
         )
 
 
-async def test_a_key_that_does_not_apply_says_why(harness: Harness) -> None:
+async def test_a_key_that_does_not_apply_says_why(harness: DashboardHarness) -> None:
     task = harness.add("running, so not requeueable")
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -162,7 +163,7 @@ async def test_a_key_that_does_not_apply_says_why(harness: Harness) -> None:
         assert harness.state(task) is State.RUNNING
 
 
-async def test_plus_and_minus_change_the_cap_in_config_and_supervisor(harness: Harness) -> None:
+async def test_plus_and_minus_change_the_cap_in_config_and_supervisor(harness: DashboardHarness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.supervisor is not None and app.supervisor.store, "supervisor")
@@ -177,7 +178,7 @@ async def test_plus_and_minus_change_the_cap_in_config_and_supervisor(harness: H
         assert load_config(harness.home.config_path).cap == 1
 
 
-async def test_a_accepts_the_suggested_cap(harness: Harness) -> None:
+async def test_a_accepts_the_suggested_cap(harness: DashboardHarness) -> None:
     facts = SupervisorState(cap=2, suggested_cap=5)
     app = harness.app(probe=lambda: facts)
     async with app.run_test(size=SIZE) as pilot:
@@ -186,7 +187,7 @@ async def test_a_accepts_the_suggested_cap(harness: Harness) -> None:
         assert load_config(harness.home.config_path).cap == 5
 
 
-async def test_new_task_form_queues_a_task(harness: Harness) -> None:
+async def test_new_task_form_queues_a_task(harness: DashboardHarness) -> None:
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
@@ -199,7 +200,9 @@ async def test_new_task_form_queues_a_task(harness: Harness) -> None:
         assert task.agent == harness.config.default_agent
 
 
-async def test_new_task_form_refuses_an_empty_prompt_and_escape_adds_nothing(harness: Harness) -> None:
+async def test_new_task_form_refuses_an_empty_prompt_and_escape_adds_nothing(
+    harness: DashboardHarness,
+) -> None:
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n", "enter")
@@ -210,7 +213,7 @@ async def test_new_task_form_refuses_an_empty_prompt_and_escape_adds_nothing(har
         assert harness.store.tasks() == []
 
 
-async def test_enter_opens_details_and_question_mark_help(harness: Harness) -> None:
+async def test_enter_opens_details_and_question_mark_help(harness: DashboardHarness) -> None:
     harness.add("inspect me")
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -224,7 +227,9 @@ async def test_enter_opens_details_and_question_mark_help(harness: Harness) -> N
         assert app.screen is app.dashboard
 
 
-async def test_details_show_the_command_the_supervisor_runs_for_a_prompt_on_stdin(harness: Harness) -> None:
+async def test_details_show_the_command_the_supervisor_runs_for_a_prompt_on_stdin(
+    harness: DashboardHarness,
+) -> None:
     harness.configure(agents={"piped": {"command": ["cat"], "prompt_via": "stdin"}}, default_agent="piped")
     task = harness.add("a prompt that goes to stdin", agent="piped")
     app = harness.app(supervise=False)
@@ -239,7 +244,7 @@ async def test_details_show_the_command_the_supervisor_runs_for_a_prompt_on_stdi
         assert "goes to stdin" not in shown  # the prompt travels on stdin, not in argv
 
 
-async def test_filter_narrows_every_pane_and_escape_clears_it(harness: Harness) -> None:
+async def test_filter_narrows_every_pane_and_escape_clears_it(harness: DashboardHarness) -> None:
     for prompt in ("alpha one", "beta two", "alpha three"):
         harness.add(prompt)
     app = harness.app(supervise=False)
@@ -258,7 +263,7 @@ async def test_filter_narrows_every_pane_and_escape_clears_it(harness: Harness) 
         assert app.dashboard.queued.row_count == 3
 
 
-async def test_log_pane_follows_the_selected_task(harness: Harness) -> None:
+async def test_log_pane_follows_the_selected_task(harness: DashboardHarness) -> None:
     task = harness.add("talks")
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:

@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-
-from conftest import Harness, wait_for
 
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
+from tests.helpers.harness import wait_until
+from tests.helpers.tui import DashboardHarness, wait_for
 
 SIZE = (100, 30)
 
@@ -24,7 +23,9 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def test_quit_with_live_agents_asks_and_leaves_them_for_the_next_supervisor(harness: Harness) -> None:
+async def test_quit_with_live_agents_asks_and_leaves_them_for_the_next_supervisor(
+    harness: DashboardHarness,
+) -> None:
     task = harness.add("outlives the dashboard")
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -53,7 +54,7 @@ async def test_quit_with_live_agents_asks_and_leaves_them_for_the_next_superviso
         assert harness.state(task) is State.RUNNING
 
 
-async def test_quit_without_live_agents_does_not_ask(harness: Harness) -> None:
+async def test_quit_without_live_agents_does_not_ask(harness: DashboardHarness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: harness.home.supervisor_pid() is not None, "the supervisor")
@@ -62,7 +63,9 @@ async def test_quit_without_live_agents_does_not_ask(harness: Harness) -> None:
     assert harness.home.supervisor_pid() is None
 
 
-async def test_attaches_to_a_headless_supervisor_and_takes_over_when_it_stops(harness: Harness) -> None:
+async def test_attaches_to_a_headless_supervisor_and_takes_over_when_it_stops(
+    harness: DashboardHarness,
+) -> None:
     task = harness.add("under a headless supervisor")
     headless = subprocess.Popen(
         [
@@ -79,10 +82,7 @@ async def test_attaches_to_a_headless_supervisor_and_takes_over_when_it_stops(ha
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while harness.home.supervisor_pid() != headless.pid:
-            assert time.monotonic() < deadline, "the headless supervisor did not start"
-            time.sleep(0.02)
+        wait_until(lambda: harness.home.supervisor_pid() == headless.pid, "the headless supervisor to start")
         app = harness.app()
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import Harness, wait_for
 from textual.widgets import Input
 
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+from tests.helpers.tui import DashboardHarness as Harness
+from tests.helpers.tui import wait_for
 
 SIZE = (120, 35)
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 
-from conftest import Harness, wait_for
-
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.model import NewTask, State
 from kugetsu_tui.tui.board import QUEUE_WINDOW, BoardReader, SupervisorState
+from tests.helpers.tui import DashboardHarness, wait_for
 
 SIZE = (120, 35)
 
 
-async def test_cursor_stays_on_its_task_while_rows_come_and_go(harness: Harness) -> None:
+async def test_cursor_stays_on_its_task_while_rows_come_and_go(harness: DashboardHarness) -> None:
     ids = [harness.add(f"task number {n}") for n in range(5)]
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -35,7 +34,7 @@ async def test_cursor_stays_on_its_task_while_rows_come_and_go(harness: Harness)
         assert queued.cursor_task_id == ids[2] and queued.cursor_row == 1
 
 
-async def test_a_long_queue_shows_a_window_and_counts_the_rest(harness: Harness) -> None:
+async def test_a_long_queue_shows_a_window_and_counts_the_rest(harness: DashboardHarness) -> None:
     total = 10_000
     new = [
         NewTask(prompt=f"task {n}", agent="sleeper", repo=str(harness.root), no_worktree=True)
@@ -58,7 +57,7 @@ async def test_a_long_queue_shows_a_window_and_counts_the_rest(harness: Harness)
         assert queued.row_count == QUEUE_WINDOW
 
 
-def test_board_reader_reads_only_what_changed(harness: Harness) -> None:
+def test_board_reader_reads_only_what_changed(harness: DashboardHarness) -> None:
     first = harness.add("one")
     reader = BoardReader(harness.store)
     assert reader.poll()
@@ -76,7 +75,7 @@ def test_board_reader_reads_only_what_changed(harness: Harness) -> None:
     assert board.view.wait_reason[first].startswith("no supervisor")
 
 
-def test_queued_tasks_show_dependency_limit_and_cooldown_reasons(harness: Harness) -> None:
+def test_queued_tasks_show_dependency_limit_and_cooldown_reasons(harness: DashboardHarness) -> None:
     config = harness.configure(
         agents={"sleeper": {"command": ["true"], "max_live": 1}, "failer": {"command": ["true"]}}
     )

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import snapshot_app
 from textual.pilot import Pilot
 from textual.widgets import Input
 
 from kugetsu_tui.tui.board import SupervisorState
+from tests.helpers.snapshots import snapshot_app
 
 LARGE = (160, 45)
 MEDIUM = (120, 35)

@@ -21,6 +21,7 @@ from kugetsu_tui.engine.config.keys import (
     CAP_MODES,
     CAPACITY,
     EVENT_NAMES,
+    EXECUTOR,
     HOOK,
     MCP,
     PLACEHOLDERS,
@@ -43,6 +44,7 @@ from kugetsu_tui.engine.config.kinds import (
     parse_duration,
     parse_size,
 )
+from kugetsu_tui.engine.model import CapMode, EventType, MemoryPressure, OnInterrupt, PromptVia
 from kugetsu_tui.errors import ConfigError
 
 __all__ = [
@@ -72,6 +74,7 @@ _TOP = (
     | CAPACITY.defaults()
     | QUEUE.defaults()
     | WORKTREE.defaults()
+    | EXECUTOR.defaults()
     | MCP.defaults()
     | WEB.defaults()
 )
@@ -91,14 +94,14 @@ class AgentConfig:
     rate_limit: tuple[str, ...] = _AGENT["rate_limit"]
     cooldown: float = _AGENT["cooldown"]
     cooldown_max: float = _AGENT["cooldown_max"]
-    prompt_via: str = _AGENT["prompt_via"]
+    prompt_via: PromptVia = _AGENT["prompt_via"]
 
 
 @dataclass(frozen=True, slots=True)
 class Hook:
     """A command run with an event's JSON on stdin (never on its command line)."""
 
-    on: tuple[str, ...]
+    on: tuple[EventType, ...]
     command: tuple[str, ...]
     timeout: float = _HOOK["timeout"]
     debounce: float = _HOOK["debounce"]  # > 0: one summary event for everything in that window
@@ -107,21 +110,23 @@ class Hook:
 @dataclass(frozen=True, slots=True)
 class Config:
     cap: int = _TOP["cap"]
-    cap_mode: str = _TOP["cap_mode"]
+    cap_mode: CapMode = _TOP["cap_mode"]
     cap_min: int = _TOP["cap_min"]
     cap_max: int = _TOP["cap_max"]
     memory_reserve: float = _TOP["memory_reserve"]
-    memory_pressure: str = _TOP["memory_pressure"]
+    memory_pressure: MemoryPressure = _TOP["memory_pressure"]
     max_attempts: int = _TOP["max_attempts"]
     retry_backoff: float = _TOP["retry_backoff"]
     expire_after: float = _TOP["expire_after"]
     kill_grace: float = _TOP["kill_grace"]
     max_log: float = _TOP["max_log"]
-    on_interrupt: str = _TOP["on_interrupt"]
+    on_interrupt: OnInterrupt = _TOP["on_interrupt"]
     max_queued: int | None = _TOP["max_queued"]  # None: no bound on the queue
     mcp_on_full: str = _TOP["mcp_on_full"]  # "queue" or "reject" an MCP add when every slot is taken
     worktree_setup: tuple[str, ...] = _TOP["worktree_setup"]
     worktree_base: str | None = _TOP["worktree_base"]
+    executor_kind: str = _TOP["executor_kind"]
+    executor_address: str = _TOP["executor_address"]
     web_token_file: str | None = _TOP["web_token_file"]
     web_max_sessions: int = _TOP["web_max_sessions"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
@@ -196,25 +201,9 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
     values = r.read({k: v for k, v in data.items() if k not in TABLES}, TOP, "")
     for name, table in SECTIONS.items():
         values |= r.read(data.get(name, {}), table, table.header)
-    agents = {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
-    raw_agents = data.get("agents", {})
-    if not isinstance(raw_agents, dict):
-        raise r.error("[agents]", f"expected a table, got {raw_agents!r}")
-    for name, spec in raw_agents.items():
-        base = {"command": agents[name].command} if name in agents else None
-        agents[name] = AgentConfig(name, **r.read(spec, AGENT, f"[agents.{name}]", base))
-    repos = data.get("repos", {})
-    if not isinstance(repos, dict):
-        raise r.error("[repos]", f"expected a table, got {repos!r}")
-    repo_max_live = {}
-    for repo, spec in repos.items():
-        limit = r.read(spec, REPO, f'[repos."{repo}"]')["max_live"]
-        if limit is not None:
-            repo_max_live[str(Path(repo).expanduser().resolve())] = limit
-    raw_hooks = data.get("hooks", [])
-    if not isinstance(raw_hooks, list):
-        raise r.error("[[hooks]]", f"expected an array of tables ([[hooks]]), got {raw_hooks!r}")
-    hooks = tuple(Hook(**r.read(spec, HOOK, f"[[hooks]] #{n}")) for n, spec in enumerate(raw_hooks, 1))
+    agents = _agents(r, data.get("agents", {}))
+    repo_max_live = _repo_limits(r, data.get("repos", {}))
+    hooks = _hooks(r, data.get("hooks", []))
     if values["default_agent"] not in agents:
         known = ", ".join(sorted(agents))
         raise r.error(
@@ -225,6 +214,35 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
             "[capacity] min", f"expected at most max ({values['cap_max']}), got {values['cap_min']}"
         )
     return Config(**values, repo_max_live=repo_max_live, hooks=hooks, agents=agents, path=path)
+
+
+def _agents(r: _Reader, raw: Any) -> dict[str, AgentConfig]:
+    """The built-in agents, overridden or joined by the file's [agents.NAME] tables."""
+    agents = {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
+    if not isinstance(raw, dict):
+        raise r.error("[agents]", f"expected a table, got {raw!r}")
+    for name, spec in raw.items():
+        base = {"command": agents[name].command} if name in agents else None
+        agents[name] = AgentConfig(name, **r.read(spec, AGENT, f"[agents.{name}]", base))
+    return agents
+
+
+def _repo_limits(r: _Reader, raw: Any) -> dict[str, int]:
+    """[repos."PATH"] max_live, by the repo's resolved path."""
+    if not isinstance(raw, dict):
+        raise r.error("[repos]", f"expected a table, got {raw!r}")
+    limits = {}
+    for repo, spec in raw.items():
+        limit = r.read(spec, REPO, f'[repos."{repo}"]')["max_live"]
+        if limit is not None:
+            limits[str(Path(repo).expanduser().resolve())] = limit
+    return limits
+
+
+def _hooks(r: _Reader, raw: Any) -> tuple[Hook, ...]:
+    if not isinstance(raw, list):
+        raise r.error("[[hooks]]", f"expected an array of tables ([[hooks]]), got {raw!r}")
+    return tuple(Hook(**r.read(spec, HOOK, f"[[hooks]] #{n}")) for n, spec in enumerate(raw, 1))
 
 
 def read_toml(path: Path) -> dict[str, Any]:

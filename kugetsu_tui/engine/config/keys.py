@@ -19,11 +19,12 @@ from kugetsu_tui.engine.config.kinds import (
     Events,
     Kind,
     Name,
+    OneOf,
     Size,
     Strings,
     Whole,
 )
-from kugetsu_tui.engine.model import EventType
+from kugetsu_tui.engine.model import CapMode, EventType, MemoryPressure, OnInterrupt, PromptVia
 
 PLACEHOLDERS = ("{prompt}", "{task_id}", "{worktree}")
 
@@ -34,8 +35,9 @@ BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
     "codex": ("codex", "exec", "{prompt}"),
     "aider": ("aider", "--yes", "--message", "{prompt}"),
 }
-CAP_MODES = ("fixed", "suggest", "auto")
-PRESSURE_MODES = ("off", "pause_newest")
+CAP_MODES = tuple(str(mode) for mode in CapMode)
+PRESSURE_MODES = tuple(str(mode) for mode in MemoryPressure)
+EXECUTOR_KINDS = ("local", "ray")
 ON_FULL = ("queue", "reject")
 QUEUED_MAX = Whole(1, 10**9)
 EVENT_NAMES = frozenset(str(e) for e in EventType)
@@ -89,8 +91,8 @@ CAPACITY = Table(
         ),
         Key(
             "mode",
-            Choice(CAP_MODES),
-            "fixed",
+            OneOf(CapMode),
+            CapMode.FIXED,
             '"fixed": use cap. "suggest": show the advisor\'s suggestion (kugetsu cap --accept, or the '
             'dashboard\'s `a` key, takes it). "auto": the advisor sets the cap, with a cap_changed event.',
             attr="cap_mode",
@@ -105,8 +107,8 @@ CAPACITY = Table(
         ),
         Key(
             "memory_pressure",
-            Choice(PRESSURE_MODES),
-            "off",
+            OneOf(MemoryPressure),
+            MemoryPressure.OFF,
             '"pause_newest": under half the reserve, pause the newest agent; resume it once memory is '
             'back above the reserve. "off": never pause for memory.',
         ),
@@ -148,8 +150,8 @@ QUEUE = Table(
         ),
         Key(
             "on_interrupt",
-            Choice(("requeue", "fail")),
-            "requeue",
+            OneOf(OnInterrupt),
+            OnInterrupt.REQUEUE,
             'An agent that vanished without an exit status (the machine rebooted): "requeue" it as a '
             'new attempt, or "fail" it.',
         ),
@@ -194,6 +196,27 @@ WORKTREE = Table(
             "The branch or commit a worktree starts from (`kugetsu add --base` per task). Unset: HEAD.",
             attr="worktree_base",
             example="main",
+        ),
+    ),
+)
+EXECUTOR = Table(
+    "[executor]",
+    (
+        Key(
+            "kind",
+            Choice(EXECUTOR_KINDS),
+            "local",
+            '"local": agents run on this machine. "ray": each attempt runs on a node of a Ray cluster '
+            "(pip install 'kugetsu-tui[ray]'); the queue and the cap stay here.",
+            attr="executor_kind",
+        ),
+        Key(
+            "address",
+            Name('a Ray address like "HEAD:6379", or "auto"'),
+            "auto",
+            'The Ray cluster for kind = "ray": the head\'s HOST:PORT, or "auto" (the cluster this '
+            "machine belongs to).",
+            attr="executor_address",
         ),
     ),
 )
@@ -269,8 +292,8 @@ AGENT = Table(
         Key("cooldown_max", Duration(), 1800.0, "The longest cooldown."),
         Key(
             "prompt_via",
-            Choice(("argv", "stdin", "file")),
-            "argv",
+            OneOf(PromptVia),
+            PromptVia.ARGV,
             '"argv" ({prompt} in the command), "stdin" (the prompt on the agent\'s stdin), or "file" '
             "({prompt} becomes the path of a private file holding it). Use stdin or file for prompts "
             "larger than the command-line limit or holding a NUL byte.",
@@ -285,7 +308,7 @@ HOOK = Table(
     (
         Key(
             "on",
-            Events('a list of event names like ["task_error"]', EVENT_NAMES),
+            Events('a list of event names like ["task_error"]', EventType),
             None,
             "The events that run it: " + ", ".join(str(e) for e in EventType) + ".",
             required=True,
@@ -312,6 +335,13 @@ HOOK = Table(
     "hook_failed and never holds up admission.",
     "a table",
 )
-SECTIONS = {"capacity": CAPACITY, "queue": QUEUE, "worktree": WORKTREE, "mcp": MCP, "web": WEB}
+SECTIONS = {
+    "capacity": CAPACITY,
+    "queue": QUEUE,
+    "worktree": WORKTREE,
+    "executor": EXECUTOR,
+    "mcp": MCP,
+    "web": WEB,
+}
 TABLES = frozenset({*SECTIONS, "agents", "repos", "hooks"})
 TOP_KEYS = frozenset({*(k.name for k in TOP.keys), *TABLES})

@@ -14,8 +14,9 @@ and SQLite (64-bit integers) or the event loop's timers would fail on it later.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 DURATION_HINT = 'a duration like "90s", "10m" or "24h"'
@@ -187,6 +188,24 @@ class Choice:
 
 
 @dataclass(frozen=True, slots=True)
+class OneOf:
+    """One value of an enum, read as its member."""
+
+    enum: type[StrEnum]
+    limits = ""
+
+    @property
+    def expected(self) -> str:
+        quoted = [f'"{member.value}"' for member in self.enum]
+        return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+    def __call__(self, value: Any) -> StrEnum:
+        if not isinstance(value, str) or value not in self.enum._value2member_map_:
+            raise ValueError(value)
+        return self.enum(value)
+
+
+@dataclass(frozen=True, slots=True)
 class Name:
     expected: str
     limits = ""
@@ -228,16 +247,19 @@ class Argv:
 
 @dataclass(frozen=True, slots=True)
 class Events:
+    """A list of event type names, read as members of `types`."""
+
     expected: str
-    names: Collection[str]
+    types: type[StrEnum]
     limits = ""
 
-    def __call__(self, value: Any) -> tuple[str, ...]:
+    def __call__(self, value: Any) -> tuple[StrEnum, ...]:
         events = Strings(self.expected)(value)
+        known = self.types._value2member_map_
         for name in events:
-            if name not in self.names:
-                raise Invalid(f"unknown event {name!r} (expected one of: {', '.join(sorted(self.names))})")
-        return events
+            if name not in known:
+                raise Invalid(f"unknown event {name!r} (expected one of: {', '.join(sorted(known))})")
+        return tuple(self.types(name) for name in events)
 
 
 CAP = Whole(1, 1024)  # the cap, its advisor's bounds, and max_live per agent or repo

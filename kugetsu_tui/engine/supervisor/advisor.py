@@ -23,7 +23,7 @@ from kugetsu_tui.engine.capacity import (
     read_machine,
     suggest_cap,
 )
-from kugetsu_tui.engine.model import EventType, State, iso
+from kugetsu_tui.engine.model import EventType, State, SupervisorFacts
 from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import reload, requests
 
@@ -73,7 +73,8 @@ def _read(sup: Supervisor, roots: list[int], tasks: list[int]) -> tuple[Machine,
 
 
 async def sample_once(sup: Supervisor) -> None:
-    roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited}
+    # (Attempts on other machines have no local pid: their ids are negative.)
+    roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited and p.pid > 0}
     machine, trees = await asyncio.to_thread(_read, sup, list(roots), list(roots.values()))
     now = sup.clock()
     for pid, usage in trees.items():
@@ -82,7 +83,11 @@ async def sample_once(sup: Supervisor) -> None:
             proc.descendants |= usage.members  # ended at settle if they outlive the attempt
     sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
-    sup.store.record_usage([(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots], now)
+    readings = [(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots]
+    # Agents on other machines are measured there (the Ray executor brings the readings).
+    remote: dict[int, TreeUsage] = dict(getattr(sup.executor, "remote_usage", {}))
+    readings += [(task_id, _usage(u)) for task_id, u in remote.items() if task_id in sup.procs]
+    sup.store.record_usage(readings, now)
     agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
     raw = suggest_cap(
         machine,
@@ -130,17 +135,15 @@ def relieve_memory_pressure(sup: Supervisor, machine: Machine, now: float) -> No
 
 def publish(sup: Supervisor, now: float) -> None:
     """What status and attached dashboards show about this supervisor."""
-    sup.store.set_meta(
-        {
-            "supervisor_pid": os.getpid(),
-            "cap": sup.cap,
-            "cap_mode": sup.config.cap_mode,
-            "suggested_cap": sup.suggestion.cap if sup.suggestion else None,
-            "cap_reason": sup.suggestion.reason if sup.suggestion else None,
-            "machine": sup.machine.to_json() if sup.machine else None,
-            "admission_blocked": sup.admission_blocked,
-            "config_error": sup.config_error,
-            "cooldowns": {a: iso(u) for a, (u, _) in sup.cooldowns.items() if u > now},
-        },
-        now,
+    facts = SupervisorFacts(
+        supervisor_pid=os.getpid(),
+        cap=sup.cap,
+        cap_mode=sup.config.cap_mode,
+        suggested_cap=sup.suggestion.cap if sup.suggestion else None,
+        cap_reason=sup.suggestion.reason if sup.suggestion else None,
+        machine=sup.machine.to_json() if sup.machine else None,
+        admission_blocked=sup.admission_blocked,
+        config_error=sup.config_error,
+        cooldowns={a: u for a, (u, _) in sup.cooldowns.items() if u > now},
     )
+    sup.store.set_meta(facts.to_meta(), now)

@@ -49,6 +49,15 @@ class RunSummary:
         return 1 if any(o in BAD_OUTCOMES for o in self.outcomes.values()) else 0
 
 
+def executor_for(home: Home, config: Config) -> Executor:
+    """The executor `[executor] kind` names: this machine, or a Ray cluster."""
+    if config.executor_kind == "ray":
+        from kugetsu_tui.engine.executor.ray import RayExecutor
+
+        return RayExecutor.for_config(home, config)
+    return LocalExecutor(home)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -70,7 +79,7 @@ class Supervisor:
         self.install_signals = install_signals
         self.on_events = on_events
         self.stop_agents = stop_agents  # on stop, end the agents (requeued) instead of leaving them
-        self.executor: Executor = executor or LocalExecutor(home)
+        self.executor: Executor = executor or executor_for(home, config)
         self.procs: dict[int, Proc] = {}
         self.starting: set[int] = set()  # admitted, worktree being made
         self.cancel_on_start: set[int] = set()
@@ -290,7 +299,7 @@ class Supervisor:
             self.admission_blocked = f"{self.disk_full}: nothing is admitted until there is room"
             if self.on_events is not None:  # it cannot be stored: shown as it happens
                 data = {"error": f"{self.disk_full}; admission stopped until there is room"}
-                self.on_events([Event(0, self.clock(), str(EventType.SUPERVISOR_WARNING), None, data)])
+                self.on_events([Event(0, self.clock(), EventType.SUPERVISOR_WARNING, None, data)])
 
     def space_is_back(self, now: float) -> None:
         """Try a write; if it lands the disk has room again and admission resumes."""

@@ -39,37 +39,49 @@ def detail_table(
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    held = " (held)" if task.held else ""
-    table.add_row("state", Text.assemble(look.state_text(task.state), held))
-    if wait_reason:
-        table.add_row("waits for", Text(printable(wait_reason)))
-    if task.reason:
-        table.add_row("reason", Text(printable(task.reason, lines=True)))
-    table.add_row("agent", Text(printable(task.agent)))
-    table.add_row(
-        "command", Text(printable(command.shell_line()) if command else "? (agent not in the config)")
-    )
-    table.add_row("repo", Text(printable(task.repo or "-")))
-    worktree = task.worktree or ("- (runs in the repo)" if task.no_worktree else "-")
-    table.add_row("worktree", Text(printable(worktree)))
-    table.add_row("branch", Text(printable(task.branch or "-")))
-    table.add_row("priority", Text(str(task.priority)))
-    table.add_row("attempts", Text(f"{task.attempts} of {task.max_attempts}"))
-    table.add_row("exit", Text(exit_text(task.exit_code)))
-    table.add_row("pid", Text(str(task.pid) if task.pid else "-"))
-    table.add_row("created", Text(look.stamp(task.created_at)))
-    table.add_row("queued", Text(look.stamp(task.queued_at)))
-    if task.not_before:
-        table.add_row("not before", Text(look.stamp(task.not_before)))
-    table.add_row("started", Text(look.stamp(task.started_at) if task.started_at else "-"))
-    table.add_row("ended", Text(look.stamp(task.ended_at) if task.ended_at else "-"))
-    if task.started_at:
-        end = task.ended_at if task.ended_at and task.ended_at >= task.started_at else now
-        table.add_row("ran for", Text(elapsed(end - task.started_at)))
-    table.add_row("timeout", Text(elapsed(task.timeout) if task.timeout else "none"))
+    for label, text in (*_what_rows(task, command, wait_reason), *_when_rows(task, now)):
+        table.add_row(label, text)
     table.add_row("usage", Text(usage_text(task)))
     table.add_row("log", Text(printable(str(log_path))))
     return table
+
+
+def _what_rows(task: Task, command: AgentCommand | None, wait_reason: str | None) -> list[tuple[str, Text]]:
+    """What the task is and where it runs (text from outside made printable)."""
+    held = " (held)" if task.held else ""
+    rows = [("state", Text.assemble(look.state_text(task.state), held))]
+    if wait_reason:
+        rows.append(("waits for", Text(printable(wait_reason))))
+    if task.reason:
+        rows.append(("reason", Text(printable(task.reason, lines=True))))
+    worktree = task.worktree or ("- (runs in the repo)" if task.no_worktree else "-")
+    shell_line = printable(command.shell_line()) if command else "? (agent not in the config)"
+    rows += [
+        ("agent", Text(printable(task.agent))),
+        ("command", Text(shell_line)),
+        ("repo", Text(printable(task.repo or "-"))),
+        ("worktree", Text(printable(worktree))),
+        ("branch", Text(printable(task.branch or "-"))),
+        ("priority", Text(str(task.priority))),
+        ("attempts", Text(f"{task.attempts} of {task.max_attempts}")),
+        ("exit", Text(exit_text(task.exit_code))),
+        ("pid", Text(str(task.pid) if task.pid else "-")),
+    ]
+    return rows
+
+
+def _when_rows(task: Task, now: float) -> list[tuple[str, Text]]:
+    """Its times, and how long the attempt ran (or runs)."""
+    rows = [("created", Text(look.stamp(task.created_at))), ("queued", Text(look.stamp(task.queued_at)))]
+    if task.not_before:
+        rows.append(("not before", Text(look.stamp(task.not_before))))
+    rows.append(("started", Text(look.stamp(task.started_at) if task.started_at else "-")))
+    rows.append(("ended", Text(look.stamp(task.ended_at) if task.ended_at else "-")))
+    if task.started_at:
+        end = task.ended_at if task.ended_at and task.ended_at >= task.started_at else now
+        rows.append(("ran for", Text(elapsed(end - task.started_at))))
+    rows.append(("timeout", Text(elapsed(task.timeout) if task.timeout else "none")))
+    return rows
 
 
 def usage_text(task: Task) -> str:

@@ -11,14 +11,14 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from kugetsu_tui.engine.model import State, Task
+from kugetsu_tui.engine.model import BAD_ENDINGS, State, Task
 from kugetsu_tui.present import STATE_SYMBOL
 from kugetsu_tui.tui import look
-from kugetsu_tui.tui.board import BAD_STATES, Board
+from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.widgets.task_table import Cells, Column, TaskTable
 
 KINDS: tuple[frozenset[State], ...] = (
-    BAD_STATES,
+    BAD_ENDINGS,
     frozenset({State.FAILED}),
     frozenset({State.CANCELLED}),
     frozenset({State.EXPIRED}),

@@ -11,13 +11,10 @@ from textual.widgets import Static
 
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.engine.text import one_line, printable
-from kugetsu_tui.present import STATE_SYMBOL
+from kugetsu_tui.present import BROWSER_ENV, STATE_SYMBOL
 from kugetsu_tui.tui import look
 from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.readings import MachineReading
-
-# Set by `kugetsu web` for each dashboard it serves: the browser's address.
-BROWSER_ENV = "KUGETSU_BROWSER"
 
 
 def machine_line(reading: MachineReading | None) -> Text:

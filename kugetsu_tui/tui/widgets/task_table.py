@@ -92,33 +92,39 @@ class TaskTable(DataTable[Text]):
         if not self._shown:
             return  # not laid out yet: the first resize fills the table
         keep = self.cursor_task_id
-        wanted_ids = [task_id for task_id, _ in rows]
-        wanted = set(wanted_ids)
+        wanted = {task_id for task_id, _ in rows}
         gone = [task_id for task_id in self._order if task_id not in wanted]
         with self.app.batch_update():
             if len(gone) > 64 and len(gone) * 2 > len(self._order):
                 self._refill()  # cheaper than many O(n) removals
             else:
-                for task_id in gone:
-                    self.remove_row(str(task_id))
-                    del self._cells[task_id]
-                order = [task_id for task_id in self._order if task_id in wanted]
-                for task_id, cells in rows:
-                    row = tuple(cells[c.key] for c in self._shown)
-                    old = self._cells.get(task_id)
-                    if old is None:
-                        self.add_row(*row, key=str(task_id))
-                        order.append(task_id)
-                    else:
-                        for column, before, after in zip(self._shown, old, row, strict=True):
-                            if not _same(before, after):
-                                self.update_cell(str(task_id), column.key, after)
-                    self._cells[task_id] = row
-                if order != wanted_ids:
-                    position = {task_id: n for n, task_id in enumerate(wanted_ids)}
-                    self.sort("id", key=lambda cell: position[int(cell.plain)])
-                self._order = wanted_ids
+                self._update_in_place(rows, gone)
             self._put_cursor_on(keep)
+
+    def _update_in_place(self, rows: Sequence[tuple[int, Cells]], gone: list[int]) -> None:
+        """Remove the rows gone, add the new ones, update only the cells that changed,
+        then sort once if the order moved."""
+        for task_id in gone:
+            self.remove_row(str(task_id))
+            del self._cells[task_id]
+        wanted_ids = [task_id for task_id, _ in rows]
+        wanted = set(wanted_ids)
+        order = [task_id for task_id in self._order if task_id in wanted]
+        for task_id, cells in rows:
+            row = tuple(cells[c.key] for c in self._shown)
+            old = self._cells.get(task_id)
+            if old is None:
+                self.add_row(*row, key=str(task_id))
+                order.append(task_id)
+            else:
+                for column, before, after in zip(self._shown, old, row, strict=True):
+                    if not _same(before, after):
+                        self.update_cell(str(task_id), column.key, after)
+            self._cells[task_id] = row
+        if order != wanted_ids:
+            position = {task_id: n for n, task_id in enumerate(wanted_ids)}
+            self.sort("id", key=lambda cell: position[int(cell.plain)])
+        self._order = wanted_ids
 
     def _put_cursor_on(self, task_id: int | None) -> None:
         if task_id is None or task_id not in self._cells:
