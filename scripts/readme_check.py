@@ -11,7 +11,8 @@ the lines after `$ `) runs in that shell's environment and must exit 0, with the
 allowances: `kugetsu run --headless` may
 exit 1 (its tasks failed: no coding agent is installed here), and a line that serves or
 follows forever (`--forever`, `-f`, `kugetsu web`) is given a few seconds and then
-interrupted (a server meant for every interface listens on loopback only here). Any
+interrupted (a server meant for every interface listens on loopback only here), and a
+line of another program (an agent's CLI) runs only where that program is installed. Any
 traceback fails the line.
 """
 
@@ -96,6 +97,8 @@ def script_for(setup: list[str], use: list[str]) -> str:
         out.append(f"{command} || fail {shlex.quote(command)}")
     for line in use:
         command = command_of(line)
+        if not command:
+            continue  # a comment going on from the line before
         # The check listens on loopback only, like the tests: a line serving on every
         # interface serves on 127.0.0.1 here.
         command = command.replace("--host 0.0.0.0", "--host 127.0.0.1")
@@ -106,7 +109,16 @@ def script_for(setup: list[str], use: list[str]) -> str:
             codes, seconds = "0 1", LINE_TIMEOUT
         else:
             codes, seconds = "0", LINE_TIMEOUT
-        out.append(f"check {shlex.quote(command)} {shlex.quote(codes)} {seconds}")
+        checked = f"check {shlex.quote(command)} {shlex.quote(codes)} {seconds}"
+        program = words[0]
+        if program != "kugetsu":
+            # Another program's command (e.g. registering kugetsu with an agent's CLI):
+            # run as written where that program is installed.
+            skipped = shlex.quote(f"(skipped: {program} is not installed here) {command}")
+            checked = (
+                f"if command -v {shlex.quote(program)} >/dev/null; then {checked}; else echo {skipped}; fi"
+            )
+        out.append(checked)
     out.append('echo "readme_check: every line worked"')
     return "\n".join(out) + "\n"
 
