@@ -18,6 +18,7 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import LIVE_STATES, State, SupervisorFacts, Task, iso
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.text import printable
 
 # Set by `kugetsu web` for each dashboard it serves: the browser's address. Both faces
 # name it, so it lives here, below them.
@@ -60,6 +61,14 @@ def supervisor_facts(store: Store, home: Home, now: float) -> SupervisorFacts | 
         return None
     fresh = {k: v for k, (v, ts) in store.meta().items() if now - ts < META_FRESH or k == "cap"}
     return replace(SupervisorFacts.from_meta(fresh), supervisor_pid=pid if pid > 0 else None)
+
+
+def suspended_agents(store: Store, facts: SupervisorFacts) -> dict[str, str]:
+    """Agents the running supervisor suspended after fatal errors: name -> why."""
+    published = store.meta().get("suspended", (None, 0.0))[0]
+    if not isinstance(published, dict) or published.get("pid") != facts.supervisor_pid:
+        return {}  # none, or left by a supervisor that has since stopped
+    return {str(a): str(why) for a, why in (published.get("agents") or {}).items()}
 
 
 def advise_now(store: Store, config: Config) -> dict[str, Any]:
@@ -152,6 +161,7 @@ def status_summary(store: Store, home: Home, config: Config, now: float) -> tupl
         "admission_blocked": facts.admission_blocked,
         "config_error": facts.config_error,
         "cooldowns": {agent: iso(until) for agent, until in facts.cooldowns.items()},
+        "suspended": suspended_agents(store, facts),
         "supervisor_pid": facts.supervisor_pid,
         "counts": {str(s): counts[s] for s in State},
     }
@@ -303,6 +313,7 @@ class _Explainer:
     ) -> None:
         self.store, self.now, self.supervisor = store, now, supervisor
         self.cap, self.live = int(summary["cap"]), int(summary["live"])
+        self.suspended: dict[str, str] = dict(summary.get("suspended") or {})
         live = store.live()
         self.constraints = constraints(
             config,
@@ -315,7 +326,7 @@ class _Explainer:
         free = self.cap - self.live
         if free > 0 and self.supervisor and not self.constraints.blocked:
             c = self.constraints
-            agents = {a for a, until in c.cooling.items() if until > now}
+            agents = {a for a, until in c.cooling.items() if until > now} | set(self.suspended)
             agents |= {a for a, most in c.agent_max.items() if c.agent_live.get(a, 0) >= most}
             repos = {r for r, most in c.repo_max.items() if c.repo_live.get(r, 0) >= most}
             self.first = store.runnable(now, free, skip_agents=agents, skip_repos=repos)
@@ -331,7 +342,11 @@ class _Explainer:
             supervisor=self.supervisor,
             constraints=replace(self.constraints, deps=self.store.dependencies(list(merged))),
         )
-        return view.wait_reason
+        reasons = dict(view.wait_reason)
+        for task in queued:
+            if task.agent in self.suspended and not task.held:
+                reasons[task.id] = printable(self.suspended[task.agent])
+        return reasons
 
 
 def lineage(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:

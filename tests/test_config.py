@@ -80,6 +80,8 @@ def _edges(key: Key) -> tuple[list[Any], list[Any]]:
     if isinstance(kind, Whole):
         return [kind.lo, kind.hi], [kind.lo - 1, kind.hi + 1, HUGE, -HUGE]
     if isinstance(kind, Duration):
+        if kind.above_zero:
+            return ["365d", "1ms"], ["366d", 365 * 86400 + 1, HUGE, 0, -1, "inf", float("nan")]
         return ["365d", 0], ["366d", 365 * 86400 + 1, HUGE, -1, "inf", float("nan")]
     if isinstance(kind, Size):
         return ["1PiB", 0], ["1025TiB", 2**50 + 1, HUGE, -1]

@@ -262,14 +262,15 @@ def test_the_run_waits_for_a_task_in_backoff(kg: Kugetsu) -> None:
     assert kg.task(task_id)["state"] == "succeeded"
 
 
-def test_an_agent_that_cannot_start_fails_with_the_reason(kg: Kugetsu) -> None:
+def test_an_agent_that_cannot_start_fails_at_once_with_the_reason(kg: Kugetsu) -> None:
     kg.write_config(agents={"ghost": {"command": ["no-such-agent-on-path", "{prompt}"]}})
     task_id = kg.add("anything", "--agent", "ghost", "--max-attempts", "2")
     result = kg.run()
     assert result.returncode == 1
     task = kg.task(task_id)
-    assert (task["state"], task["attempts"]) == ("failed", 2)
-    assert task["reason"] == "agent command 'no-such-agent-on-path' not found on PATH"
+    # A missing command is fatal: no second attempt, whatever max_attempts allows.
+    assert (task["state"], task["attempts"]) == ("failed", 1)
+    assert task["reason"] == "fatal: agent command 'no-such-agent-on-path' not found on PATH (not retried)"
 
 
 def test_logs_follow_a_running_task_until_it_settles(kg: Kugetsu) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kugetsu_tui.engine.agents import MASK
 from kugetsu_tui.engine.config import AgentConfig
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.model import PromptVia, Task
@@ -30,10 +31,14 @@ class AgentCommand:
     env: Mapping[str, str]  # added to the environment the agent inherits
     stdin: Path | None = None
     prompt_file: Path | None = None
+    secret: frozenset[str] = frozenset()  # names in env from the agent's config: never shown
 
     def shell_line(self) -> str:
-        """The command as a person would type it (for showing only; it never runs a shell)."""
+        """The command as a person would type it (for showing only; it never runs a shell),
+        the agent's own variables in front with their values masked."""
         line = shlex.join(self.argv)
+        if self.secret:
+            line = " ".join(f"{name}={MASK}" for name in sorted(self.secret)) + " " + line
         return f"{line} < {shlex.quote(str(self.stdin))}" if self.stdin is not None else line
 
 
@@ -57,8 +62,9 @@ def build_command(agent: AgentConfig, task: Task, cwd: Path, home: Home) -> Agen
             command = tuple(part for part in command if part != "{prompt}")
     argv = substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
     env = {
+        **agent.env,
         "KUGETSU_TASK_ID": str(task.id),
         "KUGETSU_ATTEMPT": str(task.attempts),
         "KUGETSU_HOME": str(home.root),
     }
-    return AgentCommand(tuple(argv), cwd, env, stdin, prompt_file)
+    return AgentCommand(tuple(argv), cwd, env, stdin, prompt_file, frozenset(agent.env))

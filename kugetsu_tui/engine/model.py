@@ -17,6 +17,8 @@ from typing import Any
 
 from kugetsu_tui.errors import UsageError
 
+_MEASURED = ("wall", "cpu_seconds", "peak_rss", "rss", "cpu_percent", "procs")
+
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -91,6 +93,7 @@ class EventType(StrEnum):
     TASK_RELEASED = "task_released"
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
+    TASK_STALLED = "task_stalled"
     CAP_CHANGED = "cap_changed"
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"
@@ -153,6 +156,32 @@ def iso(ts: float | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentUsage:
+    """Usage an agent reported of itself; each None when it reported none (never 0 made up)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> AgentUsage | None:
+        if not isinstance(data, dict):
+            return None
+        ints = [
+            data.get(k) if isinstance(data.get(k), int) else None for k in ("input_tokens", "output_tokens")
+        ]
+        cost = data.get("cost_usd")
+        return cls(ints[0], ints[1], float(cost) if isinstance(cost, int | float) else None)
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     id: int
     prompt: str
@@ -190,13 +219,19 @@ class Task:
     # cancel lands leaves it to the next one, which finishes it instead of requeueing.
     cancel_requested_at: float | None = None
     parent: int | None = None  # the task whose agent added this one (KUGETSU_TASK_ID), if any
+    # What the last attempt's agent printed, as agents.py reads it: its final message and
+    # the usage it reported (None: it reported none).
+    result: str | None = None
+    reported_usage: AgentUsage | None = None
 
     def usage(self, now: float) -> dict[str, Any] | None:
-        """Measured usage for status --json, or None when nothing was measured."""
+        """Usage for status --json: measured (wall, CPU, RSS) and reported by the agent
+        (tokens, cost), each None when unknown; None when nothing is known at all."""
+        reported = (self.reported_usage or AgentUsage()).to_json()
         if self.peak_rss is None:
-            return None
+            return None if self.reported_usage is None else {**dict.fromkeys(_MEASURED), **reported}
         end = self.ended_at if self.ended_at and not self.is_live else now
-        return {
+        return reported | {
             "wall": round(end - self.started_at, 3) if self.started_at else None,
             "cpu_seconds": self.cpu_seconds,
             "peak_rss": self.peak_rss,
@@ -237,6 +272,7 @@ class Task:
             "key": self.key,
             "base": self.base,
             "parent": self.parent,
+            "result": None if self.result is None else readable(self.result),
         }
 
     def replace(self, **changes: Any) -> Task:
@@ -315,6 +351,8 @@ class Ending(StrEnum):
     CANCEL = "cancel"  # a person asked: settled as cancelled, never retried
     TIMEOUT = "timeout"  # past the task's timeout: a failure, retried if attempts remain
     STOP = "stop"  # the supervisor stops with --stop-agents: queued again, attempt refunded
+    STALL = "stall"  # no output and no CPU for stall_after, with on_stall = "fail": a failure
+    REPORTED = "reported"  # the agent reported a rate limit or a fatal error: settled as it says
 
 
 @dataclass(frozen=True, slots=True)

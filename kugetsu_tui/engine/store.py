@@ -25,6 +25,7 @@ from kugetsu_tui.engine.model import (
     BAD_ENDINGS,
     LIVE_STATES,
     AddRefused,
+    AgentUsage,
     Event,
     EventType,
     IllegalTransition,
@@ -37,9 +38,10 @@ from kugetsu_tui.engine.model import (
     readable,
 )
 
-# 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent. The schema's statements are
-# idempotent and missing columns are added, so an older home is brought up to date by running them again.
-SCHEMA_VERSION = 4
+# 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent; 5: tasks.result,
+# tasks.reported_usage. The schema's statements are idempotent and missing columns are added,
+# so an older home is brought up to date by running them again.
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -76,7 +78,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     base         TEXT,
     after_any    INTEGER NOT NULL DEFAULT 0,
     cancel_requested_at REAL,
-    parent       INTEGER
+    parent       INTEGER,
+    result       TEXT,
+    reported_usage TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -121,7 +125,14 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
 """
 # Columns added after version 1, as ALTER TABLE adds them to a database made before.
-_ADDED_COLUMNS = (("cancel_requested_at", "REAL"), ("parent", "INTEGER"))
+# result, reported_usage: what the last attempt's agent printed, as agents.py reads it (its
+# final message; the usage it reported, as JSON).
+_ADDED_COLUMNS = (
+    ("cancel_requested_at", "REAL"),
+    ("parent", "INTEGER"),
+    ("result", "TEXT"),
+    ("reported_usage", "TEXT"),
+)
 # Made after the columns above exist (an older database gets them first).
 _ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL"
 
@@ -137,6 +148,7 @@ EVENT_PROMPT_CHARS = 200
 
 _STATE_AT = _TASK_COLUMNS.index("state")
 _PROMPT_AT = _TASK_COLUMNS.index("prompt")
+_USAGE_AT = _TASK_COLUMNS.index("reported_usage")
 _BOOL_AT = tuple(_TASK_COLUMNS.index(c) for c in ("no_worktree", "held", "after_any"))
 _BAD_ENDS = "(" + ", ".join(f"'{s}'" for s in sorted(BAD_ENDINGS)) + ")"
 # A queued task whose dependencies are not yet satisfied: some dependency has not
@@ -154,6 +166,8 @@ def _task_from_row(row: Sequence[Any]) -> Task:
     values[_STATE_AT] = State(values[_STATE_AT])
     for i in _BOOL_AT:
         values[i] = bool(values[i])
+    if values[_USAGE_AT] is not None:
+        values[_USAGE_AT] = AgentUsage.from_json(json.loads(values[_USAGE_AT]))
     return Task(*values)
 
 
@@ -877,6 +891,8 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 def _sql_value(value: Any) -> Any:
+    if isinstance(value, AgentUsage):
+        return json.dumps(value.to_json())
     if isinstance(value, State):
         return str(value)
     if isinstance(value, bool):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kugetsu_tui.engine.agents import PRESETS, masked
 from kugetsu_tui.engine.config.keys import (
     AGENT,
     BUILTIN_AGENTS,
@@ -60,6 +61,7 @@ __all__ = [
     "AgentConfig",
     "Config",
     "Hook",
+    "builtin_agents",
     "config_from_dict",
     "format_duration",
     "load_config",
@@ -91,10 +93,36 @@ class AgentConfig:
     est_rss: float = DEFAULT_EST_RSS  # bytes one agent is expected to use, before any measured
     est_cpu: float = DEFAULT_EST_CPU  # cores one agent is expected to keep busy
     max_live: int | None = _AGENT["max_live"]
-    rate_limit: tuple[str, ...] = _AGENT["rate_limit"]
+    rate_limit: tuple[str, ...] = ()
     cooldown: float = _AGENT["cooldown"]
     cooldown_max: float = _AGENT["cooldown_max"]
     prompt_via: PromptVia = _AGENT["prompt_via"]
+    output: str = "text"  # how its log is read (agents.OUTPUTS)
+    env: Mapping[str, str] = field(default_factory=dict)  # for this agent only; shown masked
+    timeout: float | None = _AGENT["timeout"]
+    fatal: tuple[str, ...] = ()
+    suspend_after: int = _AGENT["suspend_after"]
+    stall_after: float | None = _AGENT["stall_after"]
+    on_stall: str = _AGENT["on_stall"]
+    args: tuple[str, ...] = ()  # folded into `command`, before its {prompt} element
+
+    def __post_init__(self) -> None:
+        # Unset in the file: the built-in preset's value, else the plain one.
+        preset = PRESETS.get(self.name)
+        if self.output is None:
+            object.__setattr__(self, "output", preset.output if preset else "text")
+        for name in ("rate_limit", "fatal"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(preset, name) if preset else ())
+        if self.env is None:
+            object.__setattr__(self, "env", {})
+        if self.args:
+            at = next((i for i, part in enumerate(self.command) if "{prompt}" in part), len(self.command))
+            object.__setattr__(self, "command", (*self.command[:at], *self.args, *self.command[at:]))
+            object.__setattr__(self, "args", ())
+
+    def __repr__(self) -> str:  # env values never shown, not even in a traceback
+        return f"AgentConfig(name={self.name!r}, command={self.command!r}, env={masked(self.env)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +160,8 @@ class Config:
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]
-    agents: Mapping[str, AgentConfig] = field(
-        default_factory=lambda: {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
-    )
+    default_timeout: float | None = _TOP["default_timeout"]
+    agents: Mapping[str, AgentConfig] = field(default_factory=lambda: builtin_agents())
     path: Path | None = None
 
     @property
@@ -148,6 +175,14 @@ class Config:
         except KeyError:
             known = ", ".join(sorted(self.agents))
             raise ConfigError(f"unknown agent {name!r} (expected one of: {known})") from None
+
+
+def builtin_agents() -> dict[str, AgentConfig]:
+    """The agents known with no config, as their presets say."""
+    return {
+        n: AgentConfig(n, p.command, output=p.output, rate_limit=p.rate_limit, fatal=p.fatal)
+        for n, p in PRESETS.items()
+    }
 
 
 # --- validation -----------------------------------------------------------------------
@@ -218,7 +253,7 @@ def config_from_dict(data: Mapping[str, Any], path: Path) -> Config:
 
 def _agents(r: _Reader, raw: Any) -> dict[str, AgentConfig]:
     """The built-in agents, overridden or joined by the file's [agents.NAME] tables."""
-    agents = {n: AgentConfig(n, c) for n, c in BUILTIN_AGENTS.items()}
+    agents = builtin_agents()
     if not isinstance(raw, dict):
         raise r.error("[agents]", f"expected a table, got {raw!r}")
     for name, spec in raw.items():

@@ -42,6 +42,8 @@ def _toml(kind: Kind, value: Any) -> str:
         return json.dumps(format_size(value))
     if isinstance(value, tuple):
         value = list(value)
+    if isinstance(value, dict):  # an inline table
+        return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + "}"
     return json.dumps(value)
 
 

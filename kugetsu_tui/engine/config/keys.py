@@ -6,9 +6,11 @@ Validation (the package's __init__), the dataclasses' defaults and the example f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from kugetsu_tui.engine.agents import OUTPUTS, PRESETS
 from kugetsu_tui.engine.config.kinds import (
     ATTEMPTS,
     CAP,
@@ -17,30 +19,60 @@ from kugetsu_tui.engine.config.kinds import (
     Cores,
     Duration,
     Events,
+    Invalid,
     Kind,
     Name,
     OneOf,
     Size,
-    Strings,
     Whole,
 )
 from kugetsu_tui.engine.model import CapMode, EventType, MemoryPressure, OnInterrupt, PromptVia
 
 PLACEHOLDERS = ("{prompt}", "{task_id}", "{worktree}")
 
-# Agents kugetsu knows without any config. `{prompt}` is one whole argv element.
-BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {
-    "opencode": ("opencode", "run", "{prompt}"),
-    "claude": ("claude", "-p", "{prompt}"),
-    "codex": ("codex", "exec", "{prompt}"),
-    "aider": ("aider", "--yes", "--message", "{prompt}"),
-}
+# Agents kugetsu knows without any config (engine/agents.py has their presets).
+# `{prompt}` is one whole argv element.
+BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {name: p.command for name, p in PRESETS.items()}
 CAP_MODES = tuple(str(mode) for mode in CapMode)
 PRESSURE_MODES = tuple(str(mode) for mode in MemoryPressure)
 EXECUTOR_KINDS = ("local", "ray")
 ON_FULL = ("queue", "reject")
 QUEUED_MAX = Whole(1, 10**9)
 EVENT_NAMES = frozenset(str(e) for e in EventType)
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """A table of environment variables: names as a shell takes them, string values."""
+
+    expected: str = 'a table of strings like {ANTHROPIC_BASE_URL = "http://127.0.0.1:8080"}'
+    limits = ""
+
+    def __call__(self, value: Any) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise TypeError(value)
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not isinstance(text, str) or "\0" in text:
+                raise TypeError(value)
+        return dict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Patterns:
+    """A list of regular expressions (searched case-insensitively)."""
+
+    expected: str = 'a list of regular expressions like ["429", "rate.?limit"]'
+    limits = ""
+
+    def __call__(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise TypeError(value)
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise Invalid(f"{pattern!r} is not a regular expression ({err})") from None
+        return tuple(value)
 
 
 # --- the keys ------------------------------------------------------------------------
@@ -147,6 +179,16 @@ QUEUE = Table(
             Size(),
             50.0 * 2**20,
             "A task's log keeps at most this much; past it, the oldest output is cut (the tail stays).",
+        ),
+        Key(
+            "timeout",
+            Duration(above_zero=True),
+            None,
+            "An attempt running longer than this is ended (and retried while attempts remain); "
+            "`[agents.NAME] timeout` and `kugetsu add --timeout` set it per agent and per task. "
+            "Unset: no limit.",
+            attr="default_timeout",
+            example=7200.0,
         ),
         Key(
             "on_interrupt",
@@ -260,6 +302,14 @@ AGENT = Table(
             required=True,
         ),
         Key(
+            "args",
+            Argv('a list of strings like ["--model", "sonnet"]', empty=True),
+            (),
+            "Options added to the command just before its {prompt} element (at its end if it has "
+            "none): the light way to adjust a built-in agent; `command` replaces it whole.",
+            example=["--model", "sonnet"],
+        ),
+        Key(
             "est_rss",
             Size(),
             1.0 * 2**30,
@@ -277,11 +327,68 @@ AGENT = Table(
             example=2,
         ),
         Key(
+            "output",
+            Choice(OUTPUTS),
+            None,
+            'How its log is read: "text", or the JSON lines of claude (-p --output-format '
+            "stream-json), codex (exec --json) or opencode (run --format json), from which the "
+            "final message, tokens and cost are taken. Unset: the built-in agent's, else text.",
+            example="text",
+        ),
+        Key(
+            "env",
+            Env(),
+            None,
+            "Environment variables for this agent only, over the supervisor's own (a base URL, a "
+            "key): never on its command line, and shown masked.",
+            example={"ANTHROPIC_BASE_URL": "http://127.0.0.1:8080"},
+        ),
+        Key(
+            "timeout",
+            Duration(above_zero=True),
+            None,
+            "The default timeout of this agent's tasks (over [queue] timeout; add --timeout wins).",
+            example=3600.0,
+        ),
+        Key(
+            "stall_after",
+            Duration(above_zero=True),
+            None,
+            "A running attempt with no new output and its processes under 1% CPU for this long is "
+            "stalled: flagged in status with a task_stalled event. Unset: never.",
+            example=600.0,
+        ),
+        Key(
+            "on_stall",
+            Choice(("warn", "fail")),
+            "warn",
+            '"warn": only flag a stalled attempt; "fail": end it as a failed attempt (retried while '
+            "attempts remain).",
+        ),
+        Key(
             "rate_limit",
-            Strings('a list of strings like ["429"]'),
-            (),
-            "Patterns searched (case-insensitively) in the tail of a failed attempt's log; a match is "
-            "not a failure: the attempt is given back and the agent cools down while others run.",
+            Patterns(),
+            None,
+            "Regular expressions searched (case-insensitively) in the errors a failed attempt reported "
+            "and its log's other lines; a match is not a failure: the attempt is given back and the "
+            "agent cools down while others run. Unset: 429, 529, overloaded, rate limit … for a "
+            "built-in agent, none for others.",
+            example=["429", "rate.?limit"],
+        ),
+        Key(
+            "fatal",
+            Patterns(),
+            None,
+            "Regular expressions for errors no retry can fix (not logged in, a bad key): the task "
+            "fails at once with that line as its reason. Unset: the built-in agent's, none for others.",
+            example=["not logged in", "invalid api key"],
+        ),
+        Key(
+            "suspend_after",
+            ATTEMPTS,
+            2,
+            "After this many fatal failures in a row the agent is suspended: its queued tasks wait "
+            "with the reason until the supervisor restarts, and other agents keep running.",
         ),
         Key(
             "cooldown",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from kugetsu_tui.engine.agents import Activity, Cooldown
 from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion, TreeMeter
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
@@ -101,6 +102,10 @@ class Supervisor:
         self.next_expiry_check = 0.0
         self.background: set[asyncio.Task[None]] = set()
         self.cooldowns: dict[str, tuple[float, int]] = {}  # agent -> (until, rate limits in a row)
+        self.rate_episodes: dict[str, Cooldown] = {}  # agent -> its last rate-limit episode
+        self.fatal_runs: dict[str, int] = {}  # agent -> fatal failures in a row
+        self.suspended: dict[str, str] = {}  # agent -> why it is suspended
+        self.activity: dict[int, Activity] = {}  # task -> when its attempt last showed life
         # What the advisor last measured and concluded (shown by status and the dashboard).
         self.meter = TreeMeter()
         self.smoother = Smoother()
@@ -219,7 +224,12 @@ class Supervisor:
         self._wake.clear()
 
     def drained(self) -> bool:
-        return not self.procs and not self.starting and not self.deferred and not self.store.has_runnable()
+        return (
+            not self.procs
+            and not self.starting
+            and not self.deferred
+            and not self.store.has_runnable(self.suspended)
+        )
 
     def next_wakeup(self) -> float:
         """Seconds until something is due: a deadline, a SIGKILL, a cooldown's end, a backoff."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from kugetsu_tui.engine.model import Ending, EventType, State, Task
 from kugetsu_tui.engine.supervisor.attempt import Proc, end, watch, watched
 from kugetsu_tui.engine.supervisor.settle import interrupted, settle
-from kugetsu_tui.engine.supervisor.start import end_orphaned_setup
+from kugetsu_tui.engine.supervisor.start import end_orphaned_setup, with_timeout
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def reconcile(sup: Supervisor) -> None:
     """Take over every task the store says is live: re-adopt, settle or requeue it."""
     now = sup.clock()
-    for task in sup.store.live():
+    for stored in sup.store.live():
+        task = with_timeout(sup, stored)  # an adopted attempt keeps its default timeout too
         if task.pid is None:
             end_orphaned_setup(sup, task.id)
             _reconcile_unrecorded(sup, task, now)

@@ -5,22 +5,31 @@ down. A settled task's clean worktree is removed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import signal
 import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine import agents, runner, worktree
+from kugetsu_tui.engine.agents import Outcome, Verdict
 from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.executor import Leftovers
 from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
-from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
+from kugetsu_tui.engine.supervisor.attempt import Proc, end, terminate
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
+
+READ_LOG = 256 * 1024  # the log tail read for an attempt's result, usage and errors
+
+
+def clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 SWEEP_EVERY = 0.5  # seconds between looks for what settled attempts left running
@@ -45,6 +54,7 @@ def settle_exited(sup: Supervisor, now: float) -> None:
 def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     """Move the attempt's task to where its ending says, then clean up after it."""
     task_id, status = proc.task_id, proc.status
+    sup.activity.pop(task_id, None)
     # The sampling timer caps logs that grow; this catches what an agent wrote since.
     runner.cap_log(sup.home.log_path(task_id), int(sup.config.max_log))
     if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
@@ -53,6 +63,7 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
         ended = sup.executor.ended_at(task_id)
         if ended is not None and ended >= proc.deadline:
             proc.ending = Ending.TIMEOUT
+    verdict = read_attempt(sup, proc, now, status)
     if proc.ending is not None:
         sup.executor.kill_strays(task_id, proc.pid)  # its grace ran out with its group's
     if proc.ending is Ending.STOP:
@@ -61,8 +72,12 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
         task = cancelled(sup, task_id, now, status)
     elif proc.ending is Ending.TIMEOUT:
         timeout = format_duration(proc.timeout) if proc.timeout else "?"
-        task = fail(sup, task_id, now, status, f"timed out after {timeout}")
-    elif status == 0:
+        task = ended_badly(sup, proc, now, status, verdict, f"timed out after {timeout}")
+    elif proc.ending is Ending.STALL:
+        task = ended_badly(sup, proc, now, status, verdict, stalled_reason(sup, proc))
+    elif proc.ending is Ending.REPORTED:
+        task = ended_badly(sup, proc, now, status, verdict, verdict.reason or "ended on an error it reported")
+    elif status == 0 and verdict.outcome is Outcome.SUCCEEDED:
         rate_limit_cleared(sup, proc.agent)
         task = sup.store.transition(
             task_id,
@@ -81,9 +96,7 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     elif status is None:
         task = interrupted(sup, task_id, now, "agent vanished without an exit status")
     else:
-        task = rate_limited(sup, proc, now, status) or fail(
-            sup, task_id, now, status, describe_status(status)
-        )
+        task = ended_badly(sup, proc, now, status, verdict, failure_reason(status, verdict))
     # Whatever it started that outlives it is ended (in a sweep beside the loop, by the
     # executor), whether it succeeded or not.
     sup.leftovers.append(
@@ -226,26 +239,167 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
 # --- rate limits and cooldowns -------------------------------------------------------
 
 
-def rate_limited(sup: Supervisor, proc: Proc, now: float, status: int) -> Task | None:
-    """A failed attempt whose log says the agent was rate limited: not a failure. The
-    attempt is given back and the agent cools down (exponentially) before its next one."""
+def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) -> Verdict:
+    """Read what the attempt printed (agents.py): its final message and reported usage go
+    on the task; the verdict says whether it succeeded, failed, hit a rate limit or a fatal
+    error."""
+    agent = sup.config.agents.get(proc.agent)
+    output = agent.output if agent is not None else "text"
+    log = agents.this_attempt(runner.log_tail(sup.home.log_path(proc.task_id), READ_LOG))
+    reading = agents.read_log(output, log)
+    sup.store.update(proc.task_id, now, result=reading.result, reported_usage=reading.usage)
+    return agents.verdict(
+        reading,
+        exited_ok=status == 0,
+        timed_out=proc.ending in (Ending.TIMEOUT, Ending.STALL, Ending.REPORTED),
+        rate_limit=agent.rate_limit if agent is not None else (),
+        fatal=agent.fatal if agent is not None else (),
+    )
+
+
+def ended_badly(
+    sup: Supervisor, proc: Proc, now: float, status: int | None, verdict: Verdict, reason: str
+) -> Task | None:
+    """A rate limit (given back), a fatal error (not retried), or a plain failure."""
+    if verdict.outcome is Outcome.FATAL:
+        line = verdict.reason or reason
+        return fatal(sup, proc.agent, proc.task_id, now, status, line, forced=True)
+    return rate_limited(sup, proc, now, status, verdict) or fail(sup, proc.task_id, now, status, reason)
+
+
+def check_running(sup: Supervisor, now: float, cpu: dict[int, float | None]) -> None:
+    """After a usage sample, for each running attempt: end it if its agent reported a rate
+    limit or a fatal error in its JSON output (rather than retrying it silently until the
+    timeout); flag it as stalled after its agent's stall_after with no new output and no
+    CPU (a task_stalled event, the reason on the running task), ended where on_stall =
+    "fail"; clear the flag of one that came back to life."""
+    for proc in list(sup.procs.values()):
+        agent = sup.config.agents.get(proc.agent)
+        if proc.exited or proc.ending is not None or agent is None:
+            continue
+        log = sup.home.log_path(proc.task_id)
+        try:
+            size = log.stat().st_size
+        except OSError:
+            size = 0
+        before = sup.activity.get(proc.task_id)
+        if agent.output != "text" and size and (before is None or size != before.log_size):
+            reading = agents.read_log(agent.output, agents.this_attempt(runner.log_tail(log, READ_LOG)))
+            if agents.reported_trouble(reading, rate_limit=agent.rate_limit, fatal=agent.fatal):
+                end(sup, proc, Ending.REPORTED, now)
+                continue
+        if agent.stall_after is None:
+            sup.activity[proc.task_id] = agents.Activity(size, now)
+            continue
+        activity, change = agents.stall_check(
+            before, log_size=size, cpu_percent=cpu.get(proc.task_id), now=now, stall_after=agent.stall_after
+        )
+        sup.activity[proc.task_id] = activity
+        if change is True:
+            why = stalled_reason(sup, proc)
+            sup.store.update(proc.task_id, now, reason=why)
+            sup.store.record(
+                now, EventType.TASK_STALLED, proc.task_id, {"reason": why, "on_stall": agent.on_stall}
+            )
+            if agent.on_stall == "fail":
+                end(sup, proc, Ending.STALL, now)
+        elif change is False:
+            sup.store.update(proc.task_id, now, reason=None)
+
+
+def stalled_reason(sup: Supervisor, proc: Proc) -> str:
+    agent = sup.config.agents.get(proc.agent)
+    after = format_duration(agent.stall_after) if agent is not None and agent.stall_after else "?"
+    return f"stalled: no new output and under 1% CPU for {after}"
+
+
+def failure_reason(status: int, verdict: Verdict) -> str:
+    """ "exit code 1: <the line that says why>", or the exit status alone."""
+    said = describe_status(status)
+    return f"{said}: {verdict.reason}" if verdict.reason else said
+
+
+def fatal(
+    sup: Supervisor,
+    agent: str,
+    task_id: int,
+    now: float,
+    status: int | None,
+    line: str,
+    *,
+    forced: bool = False,
+) -> Task | None:
+    """An error no retry can fix (a bad key, a missing command): the task fails at once
+    with that line; after suspend_after of them in a row the agent is suspended (its
+    queued tasks wait with the reason, other agents keep running)."""
+    config = sup.config.agents.get(agent)
+    if not forced and (config is None or not agents.is_fatal_text(line, config.fatal)):
+        return None
+    current = sup.store.get(task_id)
+    if current is not None and current.cancel_requested_at is not None:
+        return cancelled(sup, task_id, now, status)  # a cancel was acknowledged: that wins
+    runs = sup.fatal_runs.get(agent, 0) + 1
+    sup.fatal_runs[agent] = runs
+    task = sup.store.transition(
+        task_id,
+        State.FAILED,
+        now=now,
+        expect=set(LIVE_STATES),
+        event=EventType.TASK_ERROR,
+        exit_code=status,
+        reason=f"fatal: {line} (not retried)",
+        ended_at=now,
+        extra={"fatal": True},
+    )
+    limit = config.suspend_after if config is not None else 1
+    if runs >= limit and agent not in sup.suspended:
+        why = f"agent {agent} suspended: {line} · fix it, then restart the supervisor"
+        sup.suspended[agent] = why
+        sup.store.record(now, EventType.SUPERVISOR_WARNING, None, {"agent": agent, "suspended": why})
+        sup.store.set_meta({"suspended": {"pid": os.getpid(), "agents": dict(sup.suspended)}}, now)
+    return task
+
+
+def rate_limited(
+    sup: Supervisor, proc: Proc, now: float, status: int | None, verdict: Verdict
+) -> Task | None:
+    """An attempt the agent's output says was rate limited: not a failure. The attempt is
+    given back and the agent cools down: until the reset the agent reported, else by
+    backoff. Attempts that hit one limit together make one episode, one cooldown."""
     task_id = proc.task_id
     agent = sup.config.agents.get(proc.agent)
-    if agent is None or not agent.rate_limit:
+    task = sup.store.get(task_id) if verdict.outcome is Outcome.RATE_LIMITED else None
+    if agent is None or task is None or task.cancel_requested_at is not None:
         return None
-    tail = runner.log_tail(sup.home.log_path(task_id)).lower()
-    pattern = next((p for p in agent.rate_limit if p.lower() in tail), None)
-    task = sup.store.get(task_id) if pattern is not None else None
-    if pattern is None or task is None or task.cancel_requested_at is not None:
-        return None
-    _, hits = sup.cooldowns.get(agent.name, (0.0, 0))
-    hits += 1
-    delay = min(agent.cooldown * 2 ** (hits - 1), agent.cooldown_max)
-    until = now + delay
-    sup.cooldowns[agent.name] = (until, hits)
-    data = {"agent": agent.name, "until": iso(until), "seconds": delay, "hits": hits, "pattern": pattern}
-    sup.store.record(now, EventType.COOLDOWN_STARTED, None, {**data, "task": task_id})
-    advisor.publish(sup, now)
+    try:  # the reset is counted from when the agent said it, its log's last write
+        reported_at = min(sup.home.log_path(task_id).stat().st_mtime, now)
+    except OSError:
+        reported_at = now
+    before = sup.rate_episodes.get(agent.name)
+    cooldown, new = agents.next_cooldown(
+        before,
+        now=now,
+        attempt_started=task.started_at,
+        reported_at=reported_at,
+        retry_after=verdict.retry_after,
+        base=agent.cooldown,
+        longest=agent.cooldown_max,
+    )
+    sup.rate_episodes[agent.name] = cooldown
+    if cooldown.until > now and cooldown != before:
+        sup.cooldowns[agent.name] = (cooldown.until, cooldown.hits)
+        advisor.publish(sup, now)
+    if cooldown.until > now and new:  # an attempt joining the episode may move its end, quietly
+        data = {
+            "agent": agent.name,
+            "until": iso(cooldown.until),
+            "seconds": round(cooldown.until - now, 3),
+            "hits": cooldown.hits,
+            "reset_reported": cooldown.reported,
+            "reason": verdict.reason,
+        }
+        sup.store.record(now, EventType.COOLDOWN_STARTED, None, {**data, "task": task_id})
+    source = "reset reported by the agent" if cooldown.reported else "backoff"
     return sup.store.transition(
         task_id,
         State.QUEUED,
@@ -253,21 +407,26 @@ def rate_limited(sup: Supervisor, proc: Proc, now: float, status: int) -> Task |
         expect=set(LIVE_STATES),
         event=EventType.TASK_RETRYING,
         exit_code=status,
-        reason=f"rate limited ({pattern!r} in its log); not counted as a failure",
+        reason=f"rate limited ({verdict.reason}); cooling down until {clock(cooldown.until)} ({source});"
+        " not counted as a failure",
         ended_at=now,
         queued_at=now,
         attempts=max(task.attempts - 1, 0),
         pid=None,
         pid_started=None,
-        extra={"rate_limited": True, "cooldown_until": iso(until)},
+        extra={"rate_limited": True, "cooldown_until": iso(cooldown.until)},
     )
 
 
 def rate_limit_cleared(sup: Supervisor, agent: str) -> None:
     """A success: the agent's next rate limit starts its cooldown from the shortest."""
+    sup.fatal_runs.pop(agent, None)
     if agent in sup.cooldowns:
         until, _ = sup.cooldowns[agent]
         sup.cooldowns[agent] = (until, 0)
+    episode = sup.rate_episodes.get(agent)
+    if episode is not None:
+        sup.rate_episodes[agent] = dataclasses.replace(episode, hits=0)
 
 
 def end_cooldowns(sup: Supervisor, now: float) -> None:

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine import runner, worktree
+from kugetsu_tui.engine import agents, runner, worktree
 from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
 from kugetsu_tui.engine.executor import Launch, SpawnError
 from kugetsu_tui.engine.home import private_dir
@@ -44,7 +44,7 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
         advisor.publish(sup, now)
     if blocked:
         return []
-    cooling = {agent for agent, (until, _) in sup.cooldowns.items() if until > now}
+    cooling = {agent for agent, (until, _) in sup.cooldowns.items() if until > now} | set(sup.suspended)
     admitted = sup.store.admit(
         sup.cap,
         now,
@@ -227,7 +227,7 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
         why = "out of disk space before it could start"
         sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
         return
-    proc = watched(task, spawned.pid, child=True, started=spawned.started)
+    proc = watched(with_timeout(sup, task), spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
     # While the disk is full this waits in memory; the attempt is watched all the same.
     sup.write_or_defer(
@@ -246,6 +246,14 @@ def spawn(sup: Supervisor, task: Task, cwd: Path) -> None:
     watch(sup, proc)
 
 
+def with_timeout(sup: Supervisor, task: Task) -> Task:
+    """The task with the timeout its attempts run under: its own, else its agent's, else
+    [queue] timeout."""
+    agent = sup.config.agents.get(task.agent)
+    timeout = task.timeout or (agent.timeout if agent else None) or sup.config.default_timeout
+    return task.replace(timeout=timeout)
+
+
 def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
     """The attempt as the agent's config says to run it; SpawnError for an unknown agent."""
     agent = sup.config.agents.get(task.agent)
@@ -261,15 +269,18 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
             stdin = prompt_file
             command = tuple(part for part in command if part != "{prompt}")
     argv = runner.substitute(command, {"prompt": prompt_arg, "task_id": str(task.id), "worktree": str(cwd)})
-    env = sup.env | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
+    env = sup.env | dict(agent.env) | {"KUGETSU_TASK_ID": str(task.id), "KUGETSU_ATTEMPT": str(task.attempts)}
     return Launch(task.id, task.attempts, argv, cwd, run_dir, env, stdin, admitted_at=task.started_at)
 
 
 def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
     now = sup.clock()
+    forced = agents.MISSING_COMMAND.search(reason) is not None  # fatal at once, for any agent
 
     def write() -> None:
-        settled = settle.fail(sup, task.id, now, None, reason)
+        settled = settle.fatal(sup, task.agent, task.id, now, None, reason, forced=forced) or settle.fail(
+            sup, task.id, now, None, reason
+        )
         if settled is not None and settled.state.is_settled:
             settle.clean_worktree(sup, settled)
 
