@@ -33,7 +33,7 @@ HUGE = "99999999999999999999"  # past SQLite's 64-bit INTEGER
 CASES = [
     # config.toml
     Case("config-not-toml", ("add", "--no-worktree", "x"), "not valid TOML", "cap = [\n", names_config=True),
-    Case("config-not-utf8", ("status",), "not UTF-8", "cap = '\xff'", names_config=True),
+    Case("config-not-utf8", ("cap", "4"), "not UTF-8", "cap = '\xff'", names_config=True),
     Case(
         "config-unknown-key",
         ("add", "--no-worktree", "x"),
@@ -41,24 +41,24 @@ CASES = [
         '[queue]\nretry = "1s"\n',
         names_config=True,
     ),
-    Case("config-unknown-top-key", ("status",), "unknown key colour", 'colour = "red"\n', names_config=True),
+    Case("config-unknown-top-key", ("cap", "4"), "unknown key colour", 'colour = "red"\n', names_config=True),
     Case(
         "config-hook-unknown-event",
-        ("status",),
+        ("cap", "4"),
         "[[hooks]] #1 on: unknown event 'task_complete' (expected one of:",
         '[[hooks]]\non = ["task_complete"]\ncommand = ["cat"]\n',
         names_config=True,
     ),
     Case(
         "config-hook-no-command",
-        ("status",),
+        ("cap", "4"),
         "[[hooks]] #1 command: missing",
         '[[hooks]]\non = ["task_error"]\n',
         names_config=True,
     ),
     Case(
         "config-bad-prompt-via",
-        ("status",),
+        ("cap", "4"),
         '[agents.claude] prompt_via: expected "argv", "stdin" or "file", got \'pipe\'',
         '[agents.claude]\nprompt_via = "pipe"\n',
         names_config=True,
@@ -72,14 +72,14 @@ CASES = [
     ),
     Case(
         "config-section-not-a-table",
-        ("status",),
+        ("cap", "4"),
         "[queue]: expected a table",
         "queue = 3\n",
         names_config=True,
     ),
     Case(
         "config-command-a-string",
-        ("status",),
+        ("cap", "4"),
         "[agents.x] command: expected a non-empty list of strings",
         '[agents.x]\ncommand = "opencode run {prompt}"\n',
         names_config=True,
@@ -93,7 +93,7 @@ CASES = [
     ),
     Case(
         "config-unknown-default-agent",
-        ("status",),
+        ("cap", "4"),
         "default_agent: unknown agent 'nope' (expected one of:",
         'default_agent = "nope"\n',
         names_config=True,

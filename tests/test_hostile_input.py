@@ -194,7 +194,7 @@ def test_infinite_and_nan_numbers_are_config_errors(kg: Kugetsu, config: str, fr
     """TOML has inf and nan, and a few hundred digits make an infinite float: a supervisor
     would crash on them later (an infinite max_log cannot be a byte count)."""
     kg.config_path.write_text(config)
-    assert_one_line_error(*run_cli(kg.home, ["status"]), fragment)
+    assert_one_line_error(*run_cli(kg.home, ["cap", "4"]), fragment)
     result = kg.run()
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
 

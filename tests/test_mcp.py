@@ -453,6 +453,6 @@ def test_a_database_from_before_lineage_gets_the_parent_column(kg: Kugetsu) -> N
 @pytest.mark.parametrize("value", ["sometimes", 3])
 def test_a_bad_on_full_is_a_config_error(kg: Kugetsu, value: object) -> None:
     kg.write_config(mcp={"on_full": value})
-    code, _, err = kg.main("status")
+    code, _, err = kg.main("cap", "4")  # (reading commands run on the defaults, saying so)
     assert code == 2
     assert err.strip().endswith(f'[mcp] on_full: expected "queue" or "reject", got {value!r}')

@@ -7,14 +7,13 @@ import argparse
 from pathlib import Path
 
 from kugetsu_tui.commands.context import Context
-from kugetsu_tui.engine.text import printable
 
 
 def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     from kugetsu_tui.tui.app import run_dashboard
 
     ctx.store.close()
-    return run_dashboard(ctx.home, ctx.config)
+    return run_dashboard(ctx.home, ctx.config, config_broken=ctx.config_broken)
 
 
 def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
@@ -44,26 +43,15 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if not args.headless:
-        import tempfile
+    from kugetsu_tui.demo import run_dashboard_demo, run_demo
 
-        from kugetsu_tui.demo import prepare
-        from kugetsu_tui.engine.config import load_config
+    home = Path(args.home).expanduser() if args.home else None
+    if not args.headless:
         from kugetsu_tui.tui.app import run_dashboard
 
-        root = Path(args.home).expanduser() if args.home else Path(tempfile.mkdtemp(prefix="kugetsu-demo-"))
-        sandbox = prepare(root, args.tasks)
-        code = run_dashboard(sandbox, load_config(sandbox.config_path))
-        where, again = printable(str(root)), printable(str(sandbox.root))
-        print(f"kugetsu demo: the sandbox stays in {where}; look again with  kugetsu --home {again}")
-        return code
-    from kugetsu_tui.demo import run_demo
+        return run_dashboard_demo(home=home, tasks=args.tasks, run_dashboard=run_dashboard)
     from kugetsu_tui.headless import run_headless
 
     return run_demo(
-        home=Path(args.home).expanduser() if args.home else None,
-        headless=args.headless,
-        tasks=args.tasks,
-        as_json=args.json,
-        run_headless=run_headless,
+        home=home, headless=args.headless, tasks=args.tasks, as_json=args.json, run_headless=run_headless
     )

@@ -36,6 +36,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     recent = None if args.all or args.state else 5  # a person sees the last few successes
     selection = Selection(states, ids, args.limit or STATUS_LIMIT, recent_succeeded=recent)
     report = status_report(ctx.store, ctx.home, ctx.config, now, selection)
+    report["config_error"] = report["config_error"] or ctx.config_broken
     _print_summary(report)
     if args.tree and report["tasks"]:
         _print_tree(report["tasks"], report["more"], now)
@@ -109,6 +110,7 @@ def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:
     out = sys.stdout
     with ctx.store.reading():
         summary, running = status_summary(ctx.store, ctx.home, ctx.config, now)
+        summary["config_error"] = summary.get("config_error") or ctx.config_broken
         out.write(json.dumps(summary, ensure_ascii=False)[:-1] + ', "tasks": [')
         shown = 0
         rows = status_rows(ctx.store, ctx.config, summary, now, selection, supervisor=running, home=ctx.home)

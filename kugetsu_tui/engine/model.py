@@ -104,6 +104,7 @@ class EventType(StrEnum):
     WORKTREE_KEPT = "worktree_kept"
     CONFIG_RELOADED = "config_reloaded"
     CONFIG_ERROR = "config_error"
+    CONFIG_OK = "config_ok"
     SUPERVISOR_WARNING = "supervisor_warning"
     SUPERVISOR_STARTED = "supervisor_started"
     SUPERVISOR_STOPPED = "supervisor_stopped"

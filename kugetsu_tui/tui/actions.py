@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
+from kugetsu_tui.engine.capacity import why_far_below
 from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.model import ActionResult, CapMode, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
+from kugetsu_tui.present import agent_to_offer
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
@@ -180,6 +182,22 @@ def accept_cap(app: KugetsuApp) -> None:
         app.notify("no suggested cap yet", severity="warning", timeout=3)
     elif suggested == app.current_cap():
         app.notify(f"the cap is already {suggested}", timeout=3)
+    elif (why := why_far_below(suggested, app.current_cap())) is not None:
+        # One key press must not take a cap of 50 to 1 unasked: say why, then ask.
+        reason = app.supervisor_state().cap_reason or "no reason given"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                set_cap(app, suggested)
+
+        app.push_screen(
+            ConfirmScreen(
+                f"Lower the cap from {app.current_cap()} to {suggested}?",
+                f"{why}.\n\nWhy {suggested}: {one_line(reason)}",
+                yes=f"Set cap {suggested}",
+            ),
+            answered,
+        )
     else:
         set_cap(app, suggested)
 
@@ -202,7 +220,7 @@ def new_task(app: KugetsuApp) -> None:
     app.push_screen(
         NewTaskScreen(
             agents=sorted(app.config.agents),
-            agent=app.config.default_agent,
+            agent=agent_to_offer(app.config, app.find_agent),
             repo=repo,
             intake=Intake(app.config, app.store),
         ),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 import threading
 import time
@@ -41,7 +42,7 @@ from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
-from kugetsu_tui.present import BROWSER_ENV, supervisor_facts
+from kugetsu_tui.present import BROWSER_ENV, kugetsu_command, supervisor_facts
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
@@ -104,6 +105,9 @@ class KugetsuApp(App[int]):
         self.last_repo = ""  # the new-task form starts from the repo it was last given
         self.quitting = False
         self._supervisor_broke = False
+        self.config_broken: str | None = None  # config.toml could not be read: on defaults
+        self.find_agent: Callable[[str], str | None] = shutil.which  # the empty state's look at PATH
+        self.kugetsu_command = kugetsu_command()  # how the person can call kugetsu from here
 
     def get_default_screen(self) -> Screen[None]:
         return self.dashboard
@@ -130,6 +134,8 @@ class KugetsuApp(App[int]):
         supervisor = Supervisor(
             self.home, self.config, forever=True, install_signals=False, on_events=self._on_supervisor_events
         )
+        if self.config_broken:
+            supervisor.loaded_signature = None  # its first look at the file reports it broken
         self.supervisor = supervisor
         self.control.wake = supervisor.wake
         self._supervisor_task = asyncio.create_task(self._supervise(supervisor))
@@ -327,11 +333,12 @@ class KugetsuApp(App[int]):
         yield from ours
 
 
-def run_dashboard(home: Home, config: Config) -> int:
+def run_dashboard(home: Home, config: Config, *, config_broken: str | None = None) -> int:
     """Open the dashboard on `home` (the CLI's entry). Needs a terminal."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and BROWSER_ENV not in os.environ:
         raise UsageError("the dashboard needs a terminal; use --headless to run without one")
     app = KugetsuApp(home, config)
+    app.config_broken = config_broken
     if BROWSER_ENV in os.environ:  # the driver is chosen: the agents must not inherit it
         for name in ("TEXTUAL_DRIVER", "TEXTUAL_FPS", "TEXTUAL_COLOR_SYSTEM"):
             os.environ.pop(name, None)

@@ -22,11 +22,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
-from kugetsu_tui.present import STATE_SYMBOL
+from kugetsu_tui.engine.model import State
+from kugetsu_tui.present import STATE_SYMBOL, agent_to_offer, agents_found
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.readings import MachineReading
 from kugetsu_tui.tui.widgets.active_pane import ActivePane
+from kugetsu_tui.tui.widgets.empty_state import EmptyState
 from kugetsu_tui.tui.widgets.failed_pane import FailedPane
 from kugetsu_tui.tui.widgets.log_pane import LogPane
 from kugetsu_tui.tui.widgets.machine_bar import MachineBar
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 WIDE = 150  # from this many columns on, the log sits beside the tables
 SETTLE_FOCUS = 5.0  # seconds after start in which the focus follows the first admissions
+PATH_LOOK_EVERY = 5.0  # seconds; the empty state's look at which agents are on PATH
 QUEUE_AGE_STEP = 20.0  # seconds; queued ages are coarse, so their cells change rarely
 FEW_ACTIVE = 10  # up to this many live tasks, their elapsed times tick every second
 MANY_ACTIVE_STEP = 5  # beyond, every this many seconds
@@ -76,6 +79,7 @@ class DashboardScreen(Screen[None]):
         self.queued = QueuedPane(id="queued")
         self.failed = FailedPane(log_path, id="failed")
         self.log_pane = LogPane(id="log")
+        self.empty_state = EmptyState(id="empty")
         self.filter_box = FilterInput(placeholder="filter by id, state, agent, branch or prompt", id="filter")
         self.last_table: TaskTable = self.active
         self.text_filter = ""
@@ -85,6 +89,7 @@ class DashboardScreen(Screen[None]):
         self._board: Board | None = None
         self._elapsed_ticks = 0
         self._settle_focus_until = 0.0
+        self._path_key: object = None
 
     def compose(self) -> ComposeResult:
         yield self.machine_bar
@@ -92,6 +97,7 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="tables"):
                 yield self.active
                 yield self.queued
+                yield self.empty_state
                 yield self.failed
             yield self.log_pane
         yield self.filter_box
@@ -125,10 +131,29 @@ class DashboardScreen(Screen[None]):
         if failed_key != self._failed_key:
             self._failed_key = failed_key
             self.failed.show(board)
+        self._show_empty_state(board)
         if self._settle_focus_until:
             self._settle_focus()
         self.sync_selection()
         self.log_pane.poll()
+
+    def _show_empty_state(self, board: Board) -> None:
+        """Help in place of an empty queue: nothing queued, nothing live."""
+        empty = board.live == 0 and not board.counts.get(State.QUEUED, 0)
+        self.empty_state.display = empty
+        if empty:
+            app = cast("KugetsuApp", self.app)
+            # PATH is looked at again when the config changed, or every few seconds.
+            key = (id(app.config), int(time.monotonic() // PATH_LOOK_EVERY))
+            if key != self._path_key:
+                self._path_key = key
+                self.empty_state.show(
+                    found=agents_found(app.config, app.find_agent),
+                    default_agent=app.config.default_agent,
+                    offered=agent_to_offer(app.config, app.find_agent),
+                    command=app.kugetsu_command,
+                    config_path=app.config_path,
+                )
 
     def show_readings(self, reading: MachineReading | None) -> None:
         if self._board is not None:

@@ -158,8 +158,15 @@ ATTACHED = SupervisorState(
 )
 
 
+# What the empty state finds on PATH in snapshots: the same on every machine.
+FIXED_PATH = {"sh": "/bin/sh", "claude": "/usr/local/bin/claude"}
+
+
 def snapshot_app(*, empty: bool = False, probe: SupervisorState = ATTACHED) -> KugetsuApp:
     home, config = snapshot_home(empty)
-    return KugetsuApp(
+    app = KugetsuApp(
         home, config, clock=lambda: T0, machine_sampler=fixed_machine, probe=lambda: probe, sample_every=None
     )
+    app.find_agent = FIXED_PATH.get
+    app.kugetsu_command = "kugetsu"
+    return app

@@ -322,8 +322,8 @@ AGENT = Table(
             "est_rss",
             Size(),
             1.0 * 2**30,
-            "Memory one agent is expected to use until three of its attempts have been measured "
-            "(then the measured median is used).",
+            "Memory one agent (its whole process tree) is expected to use until one has been measured "
+            "(then the median of what was measured); unset, the built-in agents use a preset.",
         ),
         Key(
             "est_cpu", Cores(), 0.5, "Cores one agent is expected to keep busy, until measured like est_rss."

@@ -45,13 +45,15 @@ class Side:
                     ),
                 )
 
-    def usage_history(self, agent: str, limit: int = 50) -> list[tuple[float, float]]:
-        """(peak RSS, CPU cores used on average) of this agent's recent finished attempts."""
+    def usage_history(self, agent: str, limit: int = 50, min_wall: float = 0.0) -> list[tuple[float, float]]:
+        """(peak RSS, CPU cores used on average) of this agent's recent finished attempts;
+        failed ones only if they ran at least `min_wall` seconds."""
         rows = self.db.execute(
             "SELECT peak_rss, cpu_seconds, ended_at - started_at FROM tasks"
             " WHERE agent = ? AND state IN ('succeeded', 'failed') AND peak_rss IS NOT NULL"
-            " AND ended_at > started_at ORDER BY ended_at DESC LIMIT ?",
-            (agent, limit),
+            " AND ended_at > started_at AND (state = 'succeeded' OR ended_at - started_at >= ?)"
+            " ORDER BY ended_at DESC LIMIT ?",
+            (agent, min_wall, limit),
         ).fetchall()
         return [(float(peak), float(cpu or 0.0) / float(wall)) for peak, cpu, wall in rows]
 

@@ -101,13 +101,13 @@ async def sample_once(sup: Supervisor) -> None:
         len(sup.procs) + len(sup.starting),
         agents_cpu,
     )
-    smoothed = sup.smoother.update(raw.cap)
+    smoothed = sup.smoother.update(raw.cap, raw.by_memory)
     reason = raw.reason
     if smoothed != raw.cap:
-        reason += f"; holding {smoothed} until {raw.cap} has held a while (no flapping)"
-    sup.suggestion = Suggestion(smoothed, reason)
+        reason += f"; holding {smoothed}: it moves one step once {raw.cap} has held a while"
+    sup.suggestion = Suggestion(smoothed, reason, raw.by_memory, raw.each_rss)
     if sup.config.cap_mode == "auto" and sup.suggestion.cap != sup.cap:
-        requests.set_cap(sup, sup.suggestion.cap, now, reason=raw.reason)
+        requests.set_cap(sup, smoothed, now, reason=f"suggested {smoothed}: {reason}")
     relieve_memory_pressure(sup, machine, now)
     await watch_for_input(sup)
     publish(sup, now)
@@ -118,20 +118,25 @@ def _usage(u: TreeUsage) -> dict[str, Any]:
 
 
 def relieve_memory_pressure(sup: Supervisor, machine: Machine, now: float) -> None:
-    """memory_pressure = "pause_newest": under half the reserve, pause the newest agent;
-    once memory is back above the reserve, resume the ones paused for it."""
+    """memory_pressure = "pause_newest": the policy (capacity.PressureRelief) decides,
+    one pause or resume at a time; this carries it out."""
     if sup.config.memory_pressure != "pause_newest":
         return
-    reserve = sup.config.memory_reserve
-    if machine.mem_available < reserve / 2:
-        running = [t for t in sup.store.live() if t.state is State.RUNNING and t.id in sup.procs]
-        if running:
-            newest = max(running, key=lambda t: (t.started_at or 0, t.id))
-            why = f"memory pressure: {gib(machine.mem_available)} available"
-            if requests.pause(sup, newest.id, now, reason=why).ok:
-                sup.pressure_paused.append(newest.id)
-    elif machine.mem_available > reserve and sup.pressure_paused:
-        requests.resume(sup, sup.pressure_paused.pop(0), now)
+    live = [t for t in sup.store.live() if t.id in sup.procs]
+    running = [(t.id, t.started_at or 0.0) for t in live if t.state is State.RUNNING]
+    paused = {
+        t.id: float(t.rss or 0) for t in live if t.state is State.PAUSED and t.id in sup.pressure.paused
+    }
+    step = sup.pressure.decide(now, machine.mem_available, sup.config.memory_reserve, running, paused)
+    if step is None:
+        return
+    action, task_id = step
+    if action == "pause":
+        why = f"memory pressure: {gib(machine.mem_available)} available"
+        if requests.pause(sup, task_id, now, reason=why).ok:
+            sup.pressure.record_pause(task_id, now)
+    elif requests.resume(sup, task_id, now).ok or task_id not in sup.procs:
+        sup.pressure.record_resume(task_id)
 
 
 # Per supervisor: task -> (what was seen last sample, what was seen when its flag was raised).

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from kugetsu_tui.engine.agents import Activity, Cooldown
-from kugetsu_tui.engine.capacity import Machine, Smoother, Suggestion, TreeMeter
+from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion, TreeMeter
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
 from kugetsu_tui.engine.executor.local import LocalExecutor
@@ -117,7 +117,7 @@ class Supervisor:
         self.suggestion: Suggestion | None = None
         self.memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
         self.admission_blocked: str | None = None
-        self.pressure_paused: list[int] = []
+        self.pressure = PressureRelief()  # memory_pressure = "pause_newest"
         self.config_error: str | None = None
         self.loaded_signature = reload.config_signature(self)
         self.hooks = Hooks(config.hooks, spawn=self.in_background, report=self._hook_failed, clock=clock)

@@ -61,7 +61,11 @@ def reload_config(sup: Supervisor) -> None:
         sup.store.record(now, EventType.CONFIG_ERROR, None, {"error": str(err)})
         advisor.publish(sup, now)
         return
+    was_broken = sup.config_error is not None
     old, sup.config, sup.config_error = sup.config, new, None
+    if was_broken:
+        sup.store.record(now, EventType.CONFIG_OK, None, {"path": str(new.path)})
+        advisor.publish(sup, now)
     if new == old:
         return
     sup.smoother.current = None  # a deliberate change: follow the next reading at once

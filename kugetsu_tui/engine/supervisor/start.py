@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import agents, runner, worktree
+from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
 from kugetsu_tui.engine.commands import build_command
 from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
 from kugetsu_tui.engine.home import private_dir
@@ -32,6 +33,13 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
     if len(sup.procs) + len(sup.starting) >= sup.cap and sup.store.live_count() >= sup.cap:
         return []
     blocked = advisor.memory_block(sup)
+    room = None if blocked else _memory_room(sup)
+    if room == 0:
+        assert sup.memory is not None
+        blocked = (
+            f"memory reserve: {gib(sup.memory[1])} available, part of it soon taken by agents "
+            f"just started, {gib(sup.config.memory_reserve)} reserve"
+        )
     if blocked != sup.admission_blocked:
         sup.admission_blocked = blocked
         advisor.publish(sup, now)
@@ -41,6 +49,7 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
     admitted = sup.store.admit(
         sup.cap,
         now,
+        room,
         agent_max=sup.config.agent_max_live,
         repo_max=sup.config.repo_max_live,
         cooling=cooling,
@@ -51,6 +60,27 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(sup.home.exit_path(task.id))
     return admitted
+
+
+def _memory_room(sup: Supervisor) -> int | None:
+    """How many may start now under the memory reserve, or None for no limit.
+
+    Each admission counts what the ones before it will take, in this tick and in the
+    ticks before the agents grew: a live agent is expected to take the advisor's figure
+    for one agent (else the costliest estimate), less what it was last measured to hold."""
+    reserve = sup.config.memory_reserve
+    if reserve <= 0 or sup.memory is None:
+        return None
+    each = sup.suggestion.each_rss if sup.suggestion and sup.suggestion.each_rss else _costliest(sup)
+    available = sup.memory[1]
+    if available - reserve >= (len(sup.procs) + len(sup.starting) + sup.cap) * each:
+        return None  # even if every agent took its share from now: plenty
+    to_take = sum(max(each - (task.rss or 0), 0.0) for task in sup.store.live())
+    return admissions_that_fit(available - to_take, reserve, each)
+
+
+def _costliest(sup: Supervisor) -> float:
+    return max(estimate_for(sup.config, name)[0] for name in sup.config.agents)
 
 
 def start(sup: Supervisor, admitted: list[Task]) -> None:

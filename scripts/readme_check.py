@@ -1,0 +1,166 @@
+"""Run README.md's set-up and its "Use" examples as written, the way a newcomer would: in a
+fresh copy of this checkout (the files git tracks or would track, never a .venv), with a
+venv of its own, against a throwaway home. Exit 0 when every line worked, 1 otherwise.
+
+    python scripts/readme_check.py [--keep]
+
+The set-up block under "## Try it" runs line by line in one shell (so activating the venv
+holds for what follows), except that `kugetsu demo` runs headless at ten times speed: the
+dashboard needs a terminal. Then each line of every block under "## Use" (in a transcript,
+the lines after `$ `) runs in that shell's environment and must exit 0, with these
+allowances: `kugetsu run --headless` may
+exit 1 (its tasks failed: no coding agent is installed here), and a line that serves or
+follows forever (`--forever`, `-f`, `kugetsu web`) is given a few seconds and then
+interrupted (a server meant for every interface listens on loopback only here), and a
+line of another program (an agent's CLI) runs only where that program is installed. Any
+traceback fails the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_FOR = 4  # seconds a line that never ends is given before it is interrupted
+LINE_TIMEOUT = 240  # seconds any other line may take
+
+
+def sh_blocks(readme: str) -> dict[str, list[list[str]]]:
+    """The ```sh blocks of each "## " section, as lists of non-empty lines."""
+    found: dict[str, list[list[str]]] = {}
+    section = ""
+    block: list[str] | None = None
+    for line in readme.splitlines():
+        if block is not None:
+            if line.startswith("```"):
+                found.setdefault(section, []).append([x for x in block if x.strip()])
+                block = None
+            else:
+                block.append(line)
+        elif line.startswith("## "):
+            section = line[3:].strip()
+        elif line.strip() == "```sh":
+            block = []
+    return found
+
+
+def commands(block: list[str]) -> list[str]:
+    """The lines to run: all of them, or in a transcript only those after `$ `."""
+    typed = [line[2:] for line in block if line.startswith("$ ")]
+    return typed or block
+
+
+def command_of(line: str) -> str:
+    """The line without its trailing comment (two spaces or more, then #)."""
+    return re.split(r"\s{2,}#", line, maxsplit=1)[0].strip()
+
+
+def fresh_copy(dest: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        src = ROOT / name
+        if src.is_file() and not name.startswith(".venv/"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def script_for(setup: list[str], use: list[str]) -> str:
+    """One bash script: the set-up in the shell itself, each "Use" line checked."""
+    out = [
+        "set -u",
+        'fail() { echo "readme_check: FAILED: $1" >&2; exit 1; }',
+        "check() {  # the line, the exit codes it may end with, seconds it is given",
+        '  echo "\\$ $1"',
+        '  timeout -s INT "$3" bash -c "$1" >"$OUT" 2>"$ERR"; rc=$?',
+        '  head -c 2000 "$OUT"; head -c 2000 "$ERR" >&2',
+        '  if grep -q "Traceback" "$ERR"; then fail "$1 (printed a traceback)"; fi',
+        '  case " $2 " in *" $rc "*) ;; *) fail "$1 (exit $rc, expected one of: $2)";; esac',
+        "}",
+    ]
+    for line in setup:
+        command = command_of(line)
+        if command == "kugetsu demo":
+            command = "KUGETSU_DEMO_SPEED=0.1 kugetsu demo --headless >/dev/null"
+        out.append(f'echo "\\$ "{shlex.quote(command)}')
+        out.append(f"{command} || fail {shlex.quote(command)}")
+    for line in use:
+        command = command_of(line)
+        if not command:
+            continue  # a comment going on from the line before
+        # The check listens on loopback only, like the tests: a line serving on every
+        # interface serves on 127.0.0.1 here.
+        command = command.replace("--host 0.0.0.0", "--host 127.0.0.1")
+        words = command.split()
+        if "--forever" in words or "-f" in words or words[:2] == ["kugetsu", "web"]:
+            codes, seconds = "0 124", RUN_FOR
+        elif words[:3] == ["kugetsu", "run", "--headless"]:
+            codes, seconds = "0 1", LINE_TIMEOUT
+        else:
+            codes, seconds = "0", LINE_TIMEOUT
+        checked = f"check {shlex.quote(command)} {shlex.quote(codes)} {seconds}"
+        program = words[0]
+        if program != "kugetsu":
+            # Another program's command (e.g. registering kugetsu with an agent's CLI):
+            # run as written where that program is installed.
+            skipped = shlex.quote(f"(skipped: {program} is not installed here) {command}")
+            checked = (
+                f"if command -v {shlex.quote(program)} >/dev/null; then {checked}; else echo {skipped}; fi"
+            )
+        out.append(checked)
+    out.append('echo "readme_check: every line worked"')
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    blocks = sh_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    try:
+        setup = blocks["Try it"][0]
+        use = [line for block in blocks["Use"] for line in commands(block)]
+    except (KeyError, IndexError):
+        print("readme_check: README.md has no ```sh block under '## Try it' or '## Use'", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="kugetsu-readme-"))
+    try:
+        clone = work / "kugetsu-tui"
+        fresh_copy(clone)
+        user = work / "user"
+        user.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUGETSU_", "VIRTUAL_ENV"))}
+        env |= {
+            "HOME": str(user),  # a throwaway home: nothing of the person running this is touched
+            "KUGETSU_HOME": str(work / "kugetsu-home"),
+            "XDG_STATE_HOME": str(user / ".local" / "state"),
+            "OUT": str(work / "out"),
+            "ERR": str(work / "err"),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+            env.setdefault(key, "readme check")
+        for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+            env.setdefault(key, "readme-check@localhost")
+        # Like a clone: a git repository, so `kugetsu add` finds the repo it is in.
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "clone"]):
+            subprocess.run(["git", *args], cwd=clone, env=env, check=True, capture_output=True)
+        done = subprocess.run(["bash", "-c", script_for(setup, use)], cwd=clone, env=env, check=False)
+        return 0 if done.returncode == 0 else 1
+    finally:
+        if "--keep" in argv:
+            print(f"readme_check: kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,53 @@
+"""The suggested cap as a person meets it in the header and behind `a`."""
+
+from __future__ import annotations
+
+from kugetsu_tui.engine.config import load_config
+from kugetsu_tui.tui.board import SupervisorState
+from kugetsu_tui.tui.screens.confirm import ConfirmScreen
+from tests.helpers.tui import DashboardHarness as Harness
+from tests.helpers.tui import screen_lines, wait_for
+
+SIZE = (120, 35)
+REASON = "cpu: 2 cores, 0.5 not busy elsewhere, agents use ~0.50 core each (measured over 9) → 1"
+
+
+def state(mode: str, cap: int, suggested: int) -> SupervisorState:
+    return SupervisorState(cap=cap, cap_mode=mode, suggested_cap=suggested, cap_reason=REASON)
+
+
+async def test_a_asks_before_a_suggestion_far_below_the_cap_and_says_why(harness: Harness) -> None:
+    harness.configure(cap=8)
+    app = harness.app(probe=lambda: state("suggest", 8, 1))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "suggested 1 — a to apply" in screen_lines(app)[0]
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        shown = "\n".join(screen_lines(app))
+        assert "Lower the cap from 8 to 1?" in shown and "far below" in shown and "measured over 9" in shown
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, "the question to close")
+        assert load_config(harness.home.config_path).cap == 8  # backing out changes nothing
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: load_config(harness.home.config_path).cap == 1, "the cap applied")
+
+
+async def test_a_applies_a_nearby_suggestion_at_once(harness: Harness) -> None:
+    harness.configure(cap=5)
+    app = harness.app(probe=lambda: state("suggest", 5, 4))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await wait_for(pilot, lambda: load_config(harness.home.config_path).cap == 4, "the cap applied")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_fixed_mode_shows_no_call_to_apply(harness: Harness) -> None:
+    app = harness.app(probe=lambda: state("fixed", 2, 6))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        header = screen_lines(app)[0]
+        assert "a to apply" not in header and "(a)" not in header
+        assert "advisor: 6" in header
