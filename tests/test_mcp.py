@@ -17,7 +17,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from kugetsu_tui.engine import runner
+from kugetsu_tui.engine import markers
 from tests.helpers.harness import PY, Kugetsu, script, wait_until
 
 TOOL_NAMES = {"add_task", "get_task", "wait_tasks", "cancel_task", "task_log", "queue_status"}
@@ -25,7 +25,7 @@ TOOL_NAMES = {"add_task", "get_task", "wait_tasks", "cancel_task", "task_log", "
 
 def inside(kg: Kugetsu, task_id: int) -> dict[str, str]:
     """The environment an agent of task_id passes on to what it starts (its run marker)."""
-    return {runner.MARKER: runner.run_marker(kg.home, task_id, 1, None)}
+    return {markers.MARKER: markers.run_marker(kg.home, task_id, 1, None)}
 
 
 @asynccontextmanager
@@ -239,11 +239,11 @@ async def test_a_task_added_from_inside_a_task_records_its_parent(kg: Kugetsu) -
 
 def test_a_task_id_from_another_home_is_no_parent(kg: Kugetsu, tmp_path: Path) -> None:
     first = kg.add(script(["ok"]))
-    kg.env[runner.MARKER] = runner.run_marker(tmp_path / "other", first, 1, None)
+    kg.env[markers.MARKER] = markers.run_marker(tmp_path / "other", first, 1, None)
     done = kg.cli("add", "--no-worktree", "--", "ok")
     assert done.returncode == 0, done.stderr
     assert kg.task(int(done.stdout))["parent"] is None
-    kg.env[runner.MARKER] = runner.run_marker(kg.home, first, 1, None)
+    kg.env[markers.MARKER] = markers.run_marker(kg.home, first, 1, None)
     done = kg.cli("add", "--no-worktree", "--", "ok")
     assert kg.task(int(done.stdout))["parent"] == first
 

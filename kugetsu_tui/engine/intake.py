@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from kugetsu_tui.engine import runner
+from kugetsu_tui.engine import markers
 from kugetsu_tui.engine.config import AgentConfig, Config
 from kugetsu_tui.engine.config.kinds import ATTEMPTS, PRIORITY, TASK_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.model import NewTask, PromptVia
@@ -149,9 +149,9 @@ def caller_task(store: Store, environ: Mapping[str, str] = os.environ) -> int | 
     """The task whose agent is running this process, if it is one of this store's: every
     agent's processes inherit the run marker (a hash of the home, the task, the attempt),
     which names the task without telling the agent where the home is."""
-    home, _, rest = environ.get(runner.MARKER, "").partition(":")
+    home, _, rest = environ.get(markers.MARKER, "").partition(":")
     found = parse_task_id(rest.partition(":")[0])
-    if found is None or home != runner.home_id(store.path.parent):
+    if found is None or home != markers.home_id(store.path.parent):
         return None
     return found if store.get(found) is not None else None
 

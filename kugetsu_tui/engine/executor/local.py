@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
-from kugetsu_tui.engine import runner, terminal
+from kugetsu_tui.engine import markers, runner, terminal
 from kugetsu_tui.engine.executor import Launch, Leftovers
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.runner import Spawned
@@ -28,7 +28,7 @@ class LocalExecutor:
     def spawn(self, launch: Launch) -> Spawned:
         env = {
             **launch.env,
-            runner.MARKER: runner.run_marker(
+            markers.MARKER: markers.run_marker(
                 self.home.root, launch.task_id, launch.attempt, launch.admitted_at
             ),
         }
@@ -112,10 +112,10 @@ class LocalExecutor:
 
         ended = 0
         attempts = [
-            (runner.run_marker(self.home.root, s.task_id, s.attempt, s.admitted_at), s.pid, s.started)
+            (markers.run_marker(self.home.root, s.task_id, s.attempt, s.admitted_at), s.pid, s.started)
             for s in settled
         ]
-        for pid in runner.leftover_processes(self.home.root, attempts):
+        for pid in markers.leftover_processes(self.home.root, attempts):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
                 ended += 1
@@ -154,12 +154,12 @@ class LocalExecutor:
         return now_started is not None and started is not None and not runner.same_start(started, now_started)
 
     def find(self, task_id: int, attempt: int, admitted_at: float | None) -> Spawned | None:
-        return runner.find_wrapper(self.home.root, task_id, attempt, admitted_at)
+        return markers.find_wrapper(self.home.root, task_id, attempt, admitted_at)
 
     def _signal_strays(self, task_id: int, pid: int, sig: signal.Signals) -> None:
         """Descendants that left the attempt's process group (setsid) are still its own:
         they carry the task's marker in their environment."""
-        for stray in runner.stray_processes(self.home.root, task_id, pid):
+        for stray in markers.stray_processes(self.home.root, task_id, pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(stray, sig)
                 if sig is signal.SIGTERM:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kugetsu_tui.engine import runner
+from kugetsu_tui.engine import markers, runner
 from kugetsu_tui.engine.capacity import TreeMeter, TreeUsage
 from kugetsu_tui.engine.config import DEFAULT_EST_RSS, Config
 from kugetsu_tui.engine.executor import Launch
@@ -203,7 +203,7 @@ class AttemptActor:
             "KUGETSU_TASK_ID": str(launch.task_id),
             "KUGETSU_ATTEMPT": str(launch.attempt),
             # What finds the processes that left the agent's group, on this node.
-            runner.MARKER: runner.run_marker(self.root, launch.task_id, launch.attempt, None),
+            markers.MARKER: markers.run_marker(self.root, launch.task_id, launch.attempt, None),
         }
         stdin = self.run_dir / launch.stdin if launch.stdin else None
         spawned = runner.spawn(
@@ -286,7 +286,7 @@ class AttemptActor:
         if what != "strays":
             runner.signal_group(pid, sig)
             runner.signal_group(pid, signal.SIGCONT)
-        for stray in runner.stray_processes(self.root, self.task_id, pid):
+        for stray in markers.stray_processes(self.root, self.task_id, pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(stray, sig)
                 os.kill(stray, signal.SIGCONT)

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine import agents, runner, worktree
+from kugetsu_tui.engine import agents, markers, runner, worktree
 from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
 from kugetsu_tui.engine.commands import build_command
 from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
@@ -130,7 +130,7 @@ async def _start_in_worktree(sup: Supervisor, task: Task) -> None:
                 partial(_setup_started, sup, task.id, run_dir),
             )
             sup.setups.pop(task.id, None)
-            runner.setup_ended(run_dir)
+            markers.setup_ended(run_dir)
             if failure is None:
                 with contextlib.suppress(OSError):  # (not written: it runs again next attempt)
                     runner.write_private(run_dir / SETUP_DONE, f"{where}\n")
@@ -165,13 +165,13 @@ def _setup_pending(sup: Supervisor, task_id: int) -> bool:
 def _setup_started(sup: Supervisor, task_id: int, run_dir: Path, group: int) -> None:
     sup.setups[task_id] = group
     with contextlib.suppress(OSError):  # (a full disk: then only this supervisor knows it)
-        runner.note_setup(run_dir, group)  # for the next supervisor, should this one die
+        markers.note_setup(run_dir, group)  # for the next supervisor, should this one die
 
 
 def end_orphaned_setup(sup: Supervisor, task_id: int) -> None:
     """A setup left running by a supervisor that died: ended before its task is started
     again (in the same folder), by its recorded process group."""
-    group = runner.end_orphaned_setup(sup.home.run_dir(task_id))
+    group = markers.end_orphaned_setup(sup.home.run_dir(task_id))
     if group is not None:
         sup.store.record(
             sup.clock(),
