@@ -1,7 +1,7 @@
 """(3) Worktree cost: add + remove of a task's git worktree on a repo of 2,000 files,
 against plain `git worktree add` + `git worktree remove` on the same repo.
 
-Measured twice: the engine's own calls (`worktree.ensure` + `worktree.remove_if_clean`,
+Measured twice: the engine's own calls (`worktree.ensure` + `worktree.remove_unless_kept`,
 which also check for stale entries and for a dirty tree), and end to end: `kugetsu run
 --headless` of N `true` tasks at cap 1 in worktrees minus the same tasks with
 --no-worktree, per task.
@@ -46,7 +46,7 @@ def git_alone(repo: Path, where: Path, n: int) -> float:
 def engine_calls(repo: Path, where: Path, n: int) -> float:
     start = time.perf_counter()
     worktree.ensure(repo, where, f"kugetsu/{n}")
-    if not worktree.remove_if_clean(repo, where):
+    if worktree.remove_unless_kept(repo, where) is not None:
         raise SystemExit(f"worktree {where} was not removed")
     return time.perf_counter() - start
 
