@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from kugetsu_tui.engine import agents
-from tests.helpers.harness import Kugetsu, make_repo, wait_until
+from tests.helpers.harness import Kugetsu, git, make_repo, wait_until
 from tests.mock_api.server import FILE_NAME, FILE_TEXT, FINAL_TEXT, MockAPI
 
 # The versions the captures under tests/agent_output/ were made with.
@@ -105,8 +105,8 @@ def test_claude_edits_in_its_worktree_and_its_result_and_usage_are_read(
     usage = task["usage"]
     assert (usage["input_tokens"], usage["output_tokens"], usage["cost_usd"]) == (240, 60, 0.0027)
     assert "peak_rss" in usage  # measured usage stays beside the reported
-    written = Path(task["worktree"]) / FILE_NAME
-    assert written.read_text() == FILE_TEXT  # the edit landed (and the worktree was kept for it)
+    # The edit landed: committed on the task's branch when the attempt succeeded.
+    assert git(repo, "show", f"{task['branch']}:{FILE_NAME}") == FILE_TEXT
     assert "sk-test-key" not in kg.main("status", "--json", "--all")[1]
 
 
@@ -266,7 +266,7 @@ def test_codex_and_opencode_edit_and_their_result_and_usage_are_read(
     reported = task["usage"]
     # codex reports no cost: null, not a made-up 0
     assert (reported["input_tokens"], reported["output_tokens"], reported["cost_usd"]) == usage
-    assert (Path(task["worktree"]) / FILE_NAME).read_text() == FILE_TEXT
+    assert git(repo, "show", f"{task['branch']}:{FILE_NAME}") == FILE_TEXT
 
 
 @pytest.mark.parametrize("configure", [codex_config, opencode_config], ids=["codex", "opencode"])
