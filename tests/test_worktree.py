@@ -126,3 +126,13 @@ def test_ignored_output_is_kept_and_setup_files_are_not_output(kg: Kugetsu, repo
     assert kept == {made: "kept: 1 ignored folder"}
     assert tasks[made]["reason"] == "kept: 1 ignored folder", "status says why"
     assert f"[kept {where}]" in kg.cli("status").stdout
+
+
+def test_worktrees_of_one_repo_made_at_once_do_not_break_each_other(kg: Kugetsu, repo: Path) -> None:
+    # One task's `git worktree prune` beside another's `git worktree add` used to delete
+    # the half-made entry: "could not open '.git/worktrees/N/gitdir' for writing".
+    kg.write_config(capacity={"cap": 8, "memory_reserve": 0})
+    ids = [kg.add(script(["write", f"f{n}.txt", str(n)]), "--repo", str(repo)) for n in range(8)]
+    result = kg.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(kg.task(i)["state"] == "succeeded" for i in ids)

@@ -376,6 +376,13 @@ def _merged_commit(
 ) -> str:
     """The commit the target should become, made in a temporary worktree that is removed
     whatever happens. MergeConflict names the conflicting files."""
+    with worktree.repo_lock(repo):  # its worktree add and prune must not race a task's
+        return _merged_commit_locked(task, repo, branch, target, target_tip, strategy, scratch)
+
+
+def _merged_commit_locked(
+    task: Task, repo: Path, branch: str, target: str, target_tip: str, strategy: Strategy, scratch: Path
+) -> str:
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix=f".merge-{task.id}-", dir=scratch))
     start = f"refs/heads/{branch}" if strategy is Strategy.REBASE else target_tip

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from kugetsu_tui.errors import UsageError
@@ -70,6 +72,21 @@ def owner_token(task_id: int, created_at: float) -> str:
     return f"{task_id}@{created_at!r}"
 
 
+_REPO_LOCKS: dict[str, threading.RLock] = {}
+_REPO_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def repo_lock(repo: Path) -> Iterator[None]:
+    """One worktree change at a time per repository in this process: a `git worktree prune`
+    beside another task's `git worktree add` deletes its half-made entry (seen: "could not
+    open '.git/worktrees/2/gitdir' for writing")."""
+    with _REPO_LOCKS_GUARD:
+        lock = _REPO_LOCKS.setdefault(os.path.realpath(repo), threading.RLock())
+    with lock:
+        yield
+
+
 def ensure(
     repo: Path,
     where: Path,
@@ -78,7 +95,13 @@ def ensure(
     base: str | None = None,
     owner: str = "",
 ) -> str:
-    """Make (or reuse) the worktree at `where` for the task `owner`; returns the branch used.
+    """Make (or reuse) the worktree at `where` for the task `owner`; returns the branch used."""
+    with repo_lock(repo):
+        return _ensure(repo, where, branch, existing, base, owner)
+
+
+def _ensure(repo: Path, where: Path, branch: str, existing: str | None, base: str | None, owner: str) -> str:
+    """(ensure, under the repo's lock.)
 
     `existing` is the task's branch from an earlier attempt: a requeued task whose clean
     worktree was removed gets it checked out again, so its history carries on. A folder
@@ -267,6 +290,11 @@ def remove_unless_kept(repo: Path, where: Path) -> str | None:
 
     `git worktree remove` alone is not enough: it deletes ignored files, which may be all
     the agent produced (a build, results under an ignored folder)."""
+    with repo_lock(repo):
+        return _remove_unless_kept(repo, where)
+
+
+def _remove_unless_kept(repo: Path, where: Path) -> str | None:
     if where.exists():
         kept = why_kept(where)
         if kept is not None:

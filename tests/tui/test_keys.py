@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
@@ -19,6 +22,7 @@ from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+from tests.helpers.harness import make_repo
 from tests.helpers.tui import DashboardHarness, screen_lines, wait_for
 
 SIZE = (120, 35)
@@ -187,7 +191,10 @@ async def test_a_accepts_the_suggested_cap(harness: DashboardHarness) -> None:
         assert load_config(harness.home.config_path).cap == 5
 
 
-async def test_new_task_form_queues_a_task(harness: DashboardHarness) -> None:
+async def test_new_task_form_queues_a_task(
+    harness: DashboardHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(make_repo(tmp_path / "repo"))  # the form's repo: where we were started
     app = harness.app(supervise=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
