@@ -326,10 +326,15 @@ def test_a_full_disk_stops_admission_loses_nothing_and_runs_nothing_twice(small_
     settled = kg.task(flooder)
     assert settled["state"] == "succeeded" and settled["exit_code"] == 0, settled
     assert [r["task"] for r in records(starts)] == [str(flooder), str(waiting)]  # each ran once
+
+    def disk_warned() -> bool:
+        warnings = [e for e in kg.events() if e["type"] == "supervisor_warning"]
+        return any("disk" in str(e.get("error")) for e in warnings)
+
+    # The warning is written once a write lands again, which may follow the success above.
+    wait_until(disk_warned, "a supervisor_warning event naming the full disk", timeout=15)
     assert kg.stop_supervisor(supervisor) == 0
     assert "Traceback" not in kg.output(supervisor)[1]
-    warnings = [e for e in kg.events() if e["type"] == "supervisor_warning"]
-    assert any("disk" in str(e.get("error")) for e in warnings), warnings
 
 
 def test_an_empty_exit_file_is_not_an_agent_that_vanished(kg: Kugetsu) -> None:
