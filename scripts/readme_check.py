@@ -66,10 +66,19 @@ def fresh_copy(dest: Path) -> None:
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
-        check=True,
+        check=False,
         capture_output=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
+    )
+    if listed.returncode == 0:
+        names = list(filter(None, listed.stdout.decode().split("\0")))
+    else:  # not a git checkout (CI's copy of one): every file but venvs and caches
+        skip = {".venv", ".git", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+        names = [
+            str(path.relative_to(ROOT))
+            for path in ROOT.rglob("*")
+            if path.is_file() and not skip.intersection(path.relative_to(ROOT).parts)
+        ]
+    for name in names:
         src = ROOT / name
         if src.is_file() and not name.startswith(".venv/"):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
