@@ -222,7 +222,7 @@ class Task:
     # cancel lands leaves it to the next one, which finishes it instead of requeueing.
     cancel_requested_at: float | None = None
     parent: int | None = None  # the task whose agent added this one (KUGETSU_TASK_ID), if any
-    # What the last attempt's agent printed, as agents.py reads it: its final message and
+    # What the last attempt's agent printed, as engine/agents reads it: its final message and
     # the usage it reported (None: it reported none).
     result: str | None = None
     reported_usage: AgentUsage | None = None

@@ -131,7 +131,7 @@ class Tools:
         return Watch(self, store, config, ids, caller_task(store, self.environ))
 
     def result(self, state: State, task_id: int, parsed: str | None = None) -> str | None:
-        """A settled task's result: the final message its agent reported (agents.py read it
+        """A settled task's result: the final message its agent reported (engine/agents read it
         from the agent's JSON output), else the end of its output."""
         if not state.is_settled:
             return None

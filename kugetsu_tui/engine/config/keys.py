@@ -31,7 +31,7 @@ from kugetsu_tui.engine.model import CapMode, EventType, MemoryPressure, OnInter
 
 PLACEHOLDERS = ("{prompt}", "{task_id}", "{worktree}")
 
-# Agents kugetsu knows without any config (engine/agents.py has their presets).
+# Agents kugetsu knows without any config (engine/agents/presets.py has their presets).
 # `{prompt}` is one whole argv element.
 BUILTIN_AGENTS: dict[str, tuple[str, ...]] = {name: p.command for name, p in PRESETS.items()}
 CAP_MODES = tuple(str(mode) for mode in CapMode)

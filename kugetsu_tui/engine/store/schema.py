@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
 """
 # Columns added after version 1, as ALTER TABLE adds them to a database made before.
-# result, reported_usage: what the last attempt's agent printed, as agents.py reads it (its
+# result, reported_usage: what the last attempt's agent printed, as engine/agents reads it (its
 # final message; the usage it reported, as JSON).
 _ADDED_COLUMNS = (
     ("cancel_requested_at", "REAL"),

@@ -240,7 +240,7 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
 
 
 def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) -> Verdict:
-    """Read what the attempt printed (agents.py): its final message and reported usage go
+    """Read what the attempt printed (engine/agents): its final message and reported usage go
     on the task; the verdict says whether it succeeded, failed, hit a rate limit or a fatal
     error."""
     agent = sup.config.agents.get(proc.agent)
