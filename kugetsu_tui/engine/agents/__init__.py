@@ -10,7 +10,7 @@ below are the package's interface to the supervisor, the config and the faces.
 """
 
 from kugetsu_tui.engine.agents.cooldown import Cooldown, next_cooldown
-from kugetsu_tui.engine.agents.log import read_log, this_attempt
+from kugetsu_tui.engine.agents.log import PARSERS, read_log, this_attempt
 from kugetsu_tui.engine.agents.presets import (
     FATAL_PATTERNS,
     MASK,
@@ -37,6 +37,7 @@ __all__ = [
     "MASK",
     "MISSING_COMMAND",
     "OUTPUTS",
+    "PARSERS",
     "PRESETS",
     "RATE_LIMIT_PATTERNS",
     "RESULT_CHARS",

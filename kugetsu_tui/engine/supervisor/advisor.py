@@ -26,7 +26,7 @@ from kugetsu_tui.engine.capacity import (
 )
 from kugetsu_tui.engine.model import EventType, State, SupervisorFacts
 from kugetsu_tui.engine.store import disk_full
-from kugetsu_tui.engine.supervisor import reload, requests, settle
+from kugetsu_tui.engine.supervisor import output, reload, requests
 from kugetsu_tui.engine.text import one_line
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ async def sample_once(sup: Supervisor) -> None:
     sup.store.record_usage(readings, now)
     cpu = {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots}
     cpu |= {task_id: u.cpu_percent for task_id, u in remote.items()}
-    settle.check_running(sup, now, cpu)
+    output.check_running(sup, now, cpu)
     agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
     raw = suggest_cap(
         machine,

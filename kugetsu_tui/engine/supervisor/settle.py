@@ -20,12 +20,11 @@ from kugetsu_tui.engine.executor import Leftovers
 from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
-from kugetsu_tui.engine.supervisor.attempt import Proc, end, terminate
+from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
+from kugetsu_tui.engine.supervisor.output import read_attempt, stalled_reason
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
-
-READ_LOG = 256 * 1024  # the log tail read for an attempt's result, usage and errors
 
 
 def clock(ts: float) -> str:
@@ -239,24 +238,6 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
 # --- rate limits and cooldowns -------------------------------------------------------
 
 
-def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) -> Verdict:
-    """Read what the attempt printed (engine/agents): its final message and reported usage go
-    on the task; the verdict says whether it succeeded, failed, hit a rate limit or a fatal
-    error."""
-    agent = sup.config.agents.get(proc.agent)
-    output = agent.output if agent is not None else "text"
-    log = agents.this_attempt(runner.log_tail(sup.home.log_path(proc.task_id), READ_LOG))
-    reading = agents.read_log(output, log)
-    sup.store.update(proc.task_id, now, result=reading.result, reported_usage=reading.usage)
-    return agents.verdict(
-        reading,
-        exited_ok=status == 0,
-        timed_out=proc.ending in (Ending.TIMEOUT, Ending.STALL, Ending.REPORTED),
-        rate_limit=agent.rate_limit if agent is not None else (),
-        fatal=agent.fatal if agent is not None else (),
-    )
-
-
 def ended_badly(
     sup: Supervisor, proc: Proc, now: float, status: int | None, verdict: Verdict, reason: str
 ) -> Task | None:
@@ -265,52 +246,6 @@ def ended_badly(
         line = verdict.reason or reason
         return fatal(sup, proc.agent, proc.task_id, now, status, line, forced=True)
     return rate_limited(sup, proc, now, status, verdict) or fail(sup, proc.task_id, now, status, reason)
-
-
-def check_running(sup: Supervisor, now: float, cpu: dict[int, float | None]) -> None:
-    """After a usage sample, for each running attempt: end it if its agent reported a rate
-    limit or a fatal error in its JSON output (rather than retrying it silently until the
-    timeout); flag it as stalled after its agent's stall_after with no new output and no
-    CPU (a task_stalled event, the reason on the running task), ended where on_stall =
-    "fail"; clear the flag of one that came back to life."""
-    for proc in list(sup.procs.values()):
-        agent = sup.config.agents.get(proc.agent)
-        if proc.exited or proc.ending is not None or agent is None:
-            continue
-        log = sup.home.log_path(proc.task_id)
-        try:
-            size = log.stat().st_size
-        except OSError:
-            size = 0
-        before = sup.activity.get(proc.task_id)
-        if agent.output != "text" and size and (before is None or size != before.log_size):
-            reading = agents.read_log(agent.output, agents.this_attempt(runner.log_tail(log, READ_LOG)))
-            if agents.reported_trouble(reading, rate_limit=agent.rate_limit, fatal=agent.fatal):
-                end(sup, proc, Ending.REPORTED, now)
-                continue
-        if agent.stall_after is None:
-            sup.activity[proc.task_id] = agents.Activity(size, now)
-            continue
-        activity, change = agents.stall_check(
-            before, log_size=size, cpu_percent=cpu.get(proc.task_id), now=now, stall_after=agent.stall_after
-        )
-        sup.activity[proc.task_id] = activity
-        if change is True:
-            why = stalled_reason(sup, proc)
-            sup.store.update(proc.task_id, now, reason=why)
-            sup.store.record(
-                now, EventType.TASK_STALLED, proc.task_id, {"reason": why, "on_stall": agent.on_stall}
-            )
-            if agent.on_stall == "fail":
-                end(sup, proc, Ending.STALL, now)
-        elif change is False:
-            sup.store.update(proc.task_id, now, reason=None)
-
-
-def stalled_reason(sup: Supervisor, proc: Proc) -> str:
-    agent = sup.config.agents.get(proc.agent)
-    after = format_duration(agent.stall_after) if agent is not None and agent.stall_after else "?"
-    return f"stalled: no new output and under 1% CPU for {after}"
 
 
 def failure_reason(status: int, verdict: Verdict) -> str:
