@@ -17,7 +17,9 @@ def main() -> None:
     for n in range(args.rounds):
         with scratch("settle") as work:
             runs.append(kugetsu_batch(["true"], prompts, cap, work))
-        say(f"  round {n + 1}/{args.rounds}: run {runs[-1]['run_s']:.3f} s, engine {runs[-1]['engine_s']:.3f} s")
+        say(
+            f"  round {n + 1}/{args.rounds}: run {runs[-1]['run_s']:.3f} s, engine {runs[-1]['engine_s']:.3f} s"
+        )
     figures = {k: median([r[k] for r in runs]) for k in ("add_s", "run_s", "engine_s")}
     figures["jobs_per_s"] = tasks / figures["engine_s"]
     say(

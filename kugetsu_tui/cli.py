@@ -148,6 +148,9 @@ def build_parser() -> Parser:
     add.add_argument(
         "--base", metavar="REF", help="branch or commit the worktree starts from (default: HEAD)"
     )
+    add.add_argument(
+        "--force", action="store_true", help="queue it even if the agent's program is not on PATH"
+    )
     add.set_defaults(func=cmd_add)
 
     _queue_commands(sub, common)

@@ -9,7 +9,8 @@ holds for what follows), except that `kugetsu demo` runs headless at ten times s
 dashboard needs a terminal. Then each line of every block under "## Use" (in a transcript,
 the lines after `$ `) runs in that shell's environment and must exit 0, with these
 allowances: `kugetsu run --headless` may
-exit 1 (its tasks failed: no coding agent is installed here), and a line that serves or
+exit 1 (its tasks failed: a built-in agent that is not installed here is a stand-in that
+fails, on the PATH of the `kugetsu` lines only, so that `kugetsu add` accepts it), and a line that serves or
 follows forever (`--forever`, `-f`, `kugetsu web`) is given a few seconds and then
 interrupted (a server meant for every interface listens on loopback only here), and a
 line of another program (an agent's CLI) runs only where that program is installed. Any
@@ -90,9 +91,10 @@ def script_for(setup: list[str], use: list[str]) -> str:
     out = [
         "set -u",
         'fail() { echo "readme_check: FAILED: $1" >&2; exit 1; }',
-        "check() {  # the line, the exit codes it may end with, seconds it is given",
+        "check() {  # the line, the exit codes it may end with, seconds it is given, its program",
         '  echo "\\$ $1"',
-        '  timeout -s INT "$3" bash -c "$1" >"$OUT" 2>"$ERR"; rc=$?',
+        '  path=$PATH; [ "${4:-}" = kugetsu ] && path=$PATH:$STAND_INS',
+        '  PATH=$path timeout -s INT "$3" bash -c "$1" >"$OUT" 2>"$ERR"; rc=$?',
         '  head -c 2000 "$OUT"; head -c 2000 "$ERR" >&2',
         '  if grep -q "Traceback" "$ERR"; then fail "$1 (printed a traceback)"; fi',
         '  case " $2 " in *" $rc "*) ;; *) fail "$1 (exit $rc, expected one of: $2)";; esac',
@@ -121,8 +123,8 @@ def script_for(setup: list[str], use: list[str]) -> str:
             codes, seconds = "0 1", LINE_TIMEOUT
         else:
             codes, seconds = "0", LINE_TIMEOUT
-        checked = f"check {shlex.quote(command)} {shlex.quote(codes)} {seconds}"
         program = words[0]
+        checked = f"check {shlex.quote(command)} {shlex.quote(codes)} {seconds} {shlex.quote(program)}"
         if program != "kugetsu":
             # Another program's command (e.g. registering kugetsu with an agent's CLI):
             # run as written where that program is installed.
@@ -133,6 +135,19 @@ def script_for(setup: list[str], use: list[str]) -> str:
         out.append(checked)
     out.append('echo "readme_check: every line worked"')
     return "\n".join(out) + "\n"
+
+
+def stand_ins(folder: Path, path: str | None) -> Path:
+    """For each built-in agent whose CLI is not installed here, a stand-in that fails: the
+    `kugetsu` lines see them after PATH (so `kugetsu add` accepts a task for it, and
+    `kugetsu run --headless` fails those tasks, exit 1), other programs' lines do not."""
+    folder.mkdir()
+    for name in ("opencode", "claude", "codex", "aider"):
+        if shutil.which(name, path=path) is None:
+            stand_in = folder / name
+            stand_in.write_text(f"#!/bin/sh\necho '{name} is not installed here' >&2\nexit 1\n")
+            stand_in.chmod(0o755)
+    return folder
 
 
 def main(argv: list[str]) -> int:
@@ -158,6 +173,7 @@ def main(argv: list[str]) -> int:
             "ERR": str(work / "err"),
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
+        env["STAND_INS"] = str(stand_ins(work / "stand-ins", env.get("PATH")))
         for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
             env.setdefault(key, "readme check")
         for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):

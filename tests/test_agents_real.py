@@ -181,7 +181,14 @@ def test_a_claude_that_is_not_installed_fails_at_once(kg: Kugetsu, tmp_path: Pat
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     kg.write_config(default_agent="claude", agents={"claude": {"env": {"PATH": str(empty)}}})
-    task_id = kg.add("anything", "--max-attempts", "3")
+    refused = kg.cli("add", "anything")
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert (
+        refused.stderr.count("\n") == 1
+        and "agent 'claude': its program 'claude' is not found on PATH" in refused.stderr
+    )
+    assert "npm install -g @anthropic-ai/claude-code" in refused.stderr and "--force" in refused.stderr
+    task_id = kg.add("anything", "--max-attempts", "3", "--force")
     result = kg.run(timeout=60)
     assert result.returncode == 1
     task = kg.task(task_id)

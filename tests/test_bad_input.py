@@ -29,6 +29,7 @@ def jl(*objects: object) -> str:
 
 GOOD = {"prompt": "fine", "no_worktree": True}
 HUGE = "99999999999999999999"  # past SQLite's 64-bit INTEGER
+GHOST = '[agents.ghost]\ncommand = ["kugetsu-no-such-program", "{prompt}"]\n'
 
 CASES = [
     # config.toml
@@ -160,6 +161,26 @@ CASES = [
     ),
     # add
     Case("unknown-agent", ("add", "--no-worktree", "--agent", "nope", "x"), "unknown agent 'nope'"),
+    Case(
+        "agent-program-not-on-path",
+        ("add", "--no-worktree", "--agent", "ghost", "x"),
+        "agent 'ghost': its program 'kugetsu-no-such-program' is not found on PATH; set [agents.ghost] "
+        "command, or add with --force to queue it anyway",
+        GHOST,
+    ),
+    Case(
+        "agent-program-not-a-file",
+        ("add", "--no-worktree", "--agent", "ghost", "x"),
+        "agent 'ghost': its program '/no/such/agent' is not an executable file",
+        '[agents.ghost]\ncommand = ["/no/such/agent", "{prompt}"]\n',
+    ),
+    Case(
+        "json-agent-program-not-on-path",
+        ("add", "--from-file", "t.jsonl"),
+        "t.jsonl:2: agent 'ghost': its program 'kugetsu-no-such-program' is not found on PATH",
+        'default_agent = "ok"\n[agents.ok]\ncommand = ["true", "{prompt}"]\n' + GHOST,
+        files={"t.jsonl": jl(GOOD, {**GOOD, "agent": "ghost"})},
+    ),
     Case("missing-repo", ("add", "--repo", "/no/such/repo", "x"), "/no/such/repo does not exist"),
     Case(
         "missing-repo-no-worktree",

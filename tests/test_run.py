@@ -264,7 +264,7 @@ def test_the_run_waits_for_a_task_in_backoff(kg: Kugetsu) -> None:
 
 def test_an_agent_that_cannot_start_fails_at_once_with_the_reason(kg: Kugetsu) -> None:
     kg.write_config(agents={"ghost": {"command": ["no-such-agent-on-path", "{prompt}"]}})
-    task_id = kg.add("anything", "--agent", "ghost", "--max-attempts", "2")
+    task_id = kg.add("anything", "--agent", "ghost", "--max-attempts", "2", "--force")
     result = kg.run()
     assert result.returncode == 1
     task = kg.task(task_id)

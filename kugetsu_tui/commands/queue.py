@@ -15,21 +15,26 @@ from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
 
 
-def _read_jsonl(ctx: Context, source: str) -> list[NewTask]:
+def _read_jsonl(ctx: Context, source: str, force: bool) -> list[NewTask]:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--from-file {source}: no such file (expected JSON lines, one task each)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"--from-file {source}: cannot read: {err}") from None
-    return Intake(ctx.config, ctx.store).json_lines(text, source)
+    return _intake(ctx, force).json_lines(text, source)
+
+
+def _intake(ctx: Context, force: bool) -> Intake:
+    # Refused here, not when it runs: an agent that is not installed would fail every attempt.
+    return Intake(ctx.config, ctx.store, check_program=not force)
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     if args.from_file:
         if args.prompt:
             raise UsageError("give either a prompt or --from-file, not both")
-        new_tasks = _read_jsonl(ctx, args.from_file)
+        new_tasks = _read_jsonl(ctx, args.from_file, args.force)
     else:
         prompt = " ".join(args.prompt)
         if prompt == "-":
@@ -47,7 +52,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             "key": args.key,
             "base": args.base,
         }
-        new_tasks = [Intake(ctx.config, ctx.store).task(spec)]
+        new_tasks = [_intake(ctx, args.force).task(spec)]
     try:
         ids = ctx.control.add(new_tasks, max_queued=ctx.config.max_queued)
     except AddRefused as err:

@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from kugetsu_tui.engine import markers
+from kugetsu_tui.engine import markers, runner
+from kugetsu_tui.engine.agents import PRESETS
 from kugetsu_tui.engine.config import AgentConfig, Config
 from kugetsu_tui.engine.config.kinds import ATTEMPTS, PRIORITY, TASK_ID, TIMEOUT, Whole
 from kugetsu_tui.engine.model import NewTask, PromptVia
 from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
 
 MAX_ARG_BYTES = 131072  # Linux: one argv element, its NUL included (MAX_ARG_STRLEN)
@@ -42,7 +44,9 @@ class Intake:
     """Checks new tasks against one config and store.
 
     Keep one Intake for a batch (a JSON-lines file): each repo path is resolved once.
-    Tasks added from inside a running agent of this home record that task as their parent."""
+    Tasks added from inside a running agent of this home record that task as their parent.
+    With check_program, a task for an agent whose program is not on PATH is refused
+    (`missing_program`); without it, it is queued and fails when it runs."""
 
     def __init__(
         self,
@@ -50,10 +54,14 @@ class Intake:
         store: Store,
         cwd: Callable[[], str] = os.getcwd,
         environ: Mapping[str, str] = os.environ,
+        *,
+        check_program: bool = False,
     ) -> None:
         self.config = config
         self.store = store
         self.cwd = cwd
+        self.environ = environ
+        self.check_program = check_program
         self.parent = caller_task(store, environ)
         self._repos: dict[tuple[str, bool], str] = {}
 
@@ -109,6 +117,10 @@ class Intake:
             raise UsageError(f"agent: expected an agent name, got {name!r}")
         agent = self.config.agent(name)  # raises for an unknown agent
         _check_command(agent, self.config.path)
+        # On a cluster the program is looked for on the node that runs it, not here.
+        local = self.config.executor_kind == "local"
+        if self.check_program and local and (missing := missing_program(agent, self.environ)):
+            raise UsageError(missing)
         if agent.prompt_via == PromptVia.ARGV:
             _fits_argv(prompt)
         return name
@@ -143,6 +155,26 @@ class Intake:
                 raise UsageError(f"after: no task {found} (expected an id listed by `kugetsu status`)")
             ids.append(found)
         return tuple(ids)
+
+
+def missing_program(agent: AgentConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the agent cannot be started here, in one line (its program is not on the PATH
+    it would run with, or not an executable file), or None when it can."""
+    program = agent.command[0] if agent.command else ""
+    path = agent.env.get("PATH", environ.get("PATH"))
+    if os.sep in program:
+        # A path relative to the worktree is only known there: not checked.
+        if not os.path.isabs(program) or (os.path.isfile(program) and os.access(program, os.X_OK)):
+            return None
+    elif program and runner.on_path(program, path):
+        return None
+    preset = PRESETS.get(agent.name)
+    install = f"install it ({preset.install}) or " if preset is not None and preset.install else ""
+    where = "not an executable file" if os.sep in program else "not found on PATH"
+    return (
+        f"agent {printable(agent.name)!r}: its program {printable(program)!r} is {where}; "
+        f"{install}set [agents.{printable(agent.name)}] command, or add with --force to queue it anyway"
+    )
 
 
 def caller_task(store: Store, environ: Mapping[str, str] = os.environ) -> int | None:
