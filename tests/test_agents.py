@@ -168,9 +168,27 @@ def test_preset_patterns_over_a_text_log(line: str, outcome: Outcome) -> None:
 
 
 def test_only_the_last_attempt_is_read() -> None:
-    log = "Error: Invalid API key\n\n--- kugetsu: attempt 2 ---\nall good\n"
+    first = agents.attempt_header(1, "claude", 0.0) + "Error: Invalid API key\n"
+    log = first + agents.attempt_footer("exit code 1", 2.25, None) + agents.attempt_header(2, "claude", 9.0)
+    log += "all good\n"
     assert agents.this_attempt(log) == "\nall good\n"
     assert verdict(read_log("text", agents.this_attempt(log)), exited_ok=False).outcome is Outcome.FAILED
+
+
+def test_attempt_header_and_footer_lines() -> None:
+    header = agents.attempt_header(2, "cl\x1b]0;x\x07aude", 0.0)
+    assert header.startswith("── attempt 2 · claude · started ") and header.endswith(" ──\n")
+    assert "\x1b" not in header
+    usage = AgentUsage(240, 60, 0.0027)
+    assert agents.attempt_footer("exit code 0", 1.25, usage) == (
+        "── exit code 0 · 1.2s · 240 tokens in · 60 tokens out · $0.0027 ──\n"
+    )
+    assert agents.attempt_footer("timed out, killed by SIGTERM", 3725, AgentUsage(None, 5, None)) == (
+        "── timed out, killed by SIGTERM · 1h02m05s · 5 tokens out ──\n"
+    )
+    assert agents.attempt_footer("not started: no such program", None, None) == (
+        "── not started: no such program ──\n"
+    )
 
 
 def test_control_characters_in_a_result_are_neutralised_and_it_is_bounded() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -105,6 +106,10 @@ def test_claude_edits_in_its_worktree_and_its_result_and_usage_are_read(
     usage = task["usage"]
     assert (usage["input_tokens"], usage["output_tokens"], usage["cost_usd"]) == (240, 60, 0.0027)
     assert "peak_rss" in usage  # measured usage stays beside the reported
+    # The log tells the attempt's story: where it began, and how it ended with what it used.
+    log = kg.cli("logs", str(task_id)).stdout.splitlines()
+    assert re.fullmatch(r"── attempt 1 · claude · started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ──", log[0])
+    assert re.fullmatch(r"── exit code 0 · \d+\.\ds · 240 tokens in · 60 tokens out · \$0\.0027 ──", log[-1])
     # The edit landed: committed on the task's branch when the attempt succeeded.
     assert git(repo, "show", f"{task['branch']}:{FILE_NAME}") == FILE_TEXT
     assert "sk-test-key" not in kg.main("status", "--json", "--all")[1]
@@ -194,6 +199,9 @@ def test_a_claude_that_is_not_installed_fails_at_once(kg: Kugetsu, tmp_path: Pat
     task = kg.task(task_id)
     assert (task["state"], task["attempts"]) == ("failed", 1)
     assert task["reason"] == "fatal: agent command 'claude' not found on PATH (not retried)"
+    log = kg.cli("logs", str(task_id)).stdout.splitlines()
+    assert log[0].startswith("── attempt 1 · claude · started ")
+    assert log[1:] == ["── not started: agent command 'claude' not found on PATH ──"]
 
 
 def codex_config(kg: Kugetsu, cli_bin: Path, api: MockAPI, cap: int = 3) -> None:

@@ -68,7 +68,7 @@ def test_a_new_home_is_made_private(tmp_path: Path) -> None:
     home = tmp_path / "a" / "new" / "home"
     env = {**os.environ, "KUGETSU_HOME": str(home)}
     result = subprocess.run(
-        [PY, "-m", "kugetsu_tui", "add", "--no-worktree", "--repo", str(tmp_path), "x"],
+        [PY, "-m", "kugetsu_tui", "add", "--force", "--no-worktree", "--repo", str(tmp_path), "x"],
         env=env,
         capture_output=True,
         text=True,

@@ -212,7 +212,10 @@ async def test_wait_tasks_on_success_failure_and_timeout(kg: Kugetsu) -> None:
     assert [t["state"] for t in waited["tasks"]] in (["running", "succeeded"], ["starting", "succeeded"])
     assert waited["tasks"][0]["result"] is None
     assert 0.4 < took < 5
-    assert log["lines"] == ["cannot build"] and log["state"] == "failed"
+    assert log["lines"][1:2] == ["cannot build"] and log["state"] == "failed"
+    assert log["lines"][0].startswith("── attempt 1 · fake ") and log["lines"][2].startswith(
+        "── exit code 4 · "
+    )
     assert got["result"] == "all done: 3 files" and got["children"] == [] and got["parent"] is None
     (kg.root / "go").touch()
 

@@ -96,7 +96,18 @@ def test_retries_with_backoff_then_success(kg: Kugetsu) -> None:
     logs = kg.cli("logs", str(task_id))
     assert logs.returncode == 0
     log = logs.stdout
-    assert "--- kugetsu: attempt 3 ---" in log and log.count("failing on purpose") == 2
+    assert log.count("failing on purpose") == 2
+    # Each attempt's part of the log opens with a header and closes with how it ended.
+    marks = [line for line in log.splitlines() if line.startswith("── ")]
+    assert [m.split(" · ")[0] for m in marks] == [
+        "── attempt 1",
+        "── exit code 1",
+        "── attempt 2",
+        "── exit code 1",
+        "── attempt 3",
+        "── exit code 0",
+    ], log
+    assert all(" · fake · started " in m for m in marks[::2]) and all(m.endswith("s ──") for m in marks[1::2])
 
 
 def test_a_task_that_keeps_failing_fails_and_the_run_exits_1(kg: Kugetsu) -> None:
@@ -208,7 +219,8 @@ def test_logs_show_everything_the_agent_printed(kg: Kugetsu) -> None:
     shown = kg.cli("logs", str(task_id))
     assert shown.returncode == 0 and shown.stderr == ""
     out = shown.stdout.splitlines()
-    assert out[:lines] == [f"line {i}" for i in range(lines)]
+    assert out[0].startswith("── attempt 1 · fake · started ") and out[-1].startswith("── exit code 0 · ")
+    assert out[1 : lines + 1] == [f"line {i}" for i in range(lines)]
     assert "fake-agent: to stderr" in out
     follow = kg.cli("logs", "-f", str(task_id), timeout=20)  # a settled task: -f ends at once
     assert follow.stdout == shown.stdout

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # $1 run dir, $2 working dir, $3 attempt number, $4 the agent's umask, then its argv.
+# Each attempt's header and footer in the log are the supervisor's (append_to_log).
 # The log is made 0600 and appended to; a log that cannot be opened ends it with 125.
 # The agent is the wrapper's foreground child; its status goes to exit (builtins only).
 # A file that cannot be written (a full disk leaves it empty) is said so in the log; an
@@ -37,7 +38,6 @@ run=$1; dir=$2; attempt=$3; mask=$4; shift 4
 umask 077
 command exec >>"$run/log" 2>&1 || exit 125
 umask "$mask"
-[ "$attempt" -gt 1 ] && printf '\n--- kugetsu: attempt %s ---\n' "$attempt"
 cd -- "$dir" || exit 126
 "$@"
 code=$?
@@ -399,6 +399,24 @@ def write_private(path: Path, text: str) -> Path:
     with os.fdopen(fd, "wb") as out:
         out.write(text.encode("utf-8", "surrogateescape"))
     return path
+
+
+def append_to_log(path: Path, text: str) -> None:
+    """Append a line of ours to a log (made 0600 if it is not there yet) in one write, on a
+    line of its own. Best effort: a log that cannot be written (a full disk) goes without."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text  # the agent's last line had no end
+        os.write(fd, text.encode("utf-8", "surrogateescape"))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def cap_log(path: Path, max_bytes: int) -> bool:

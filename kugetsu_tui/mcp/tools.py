@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kugetsu_tui.engine import agents
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
@@ -138,7 +139,7 @@ class Tools:
         if parsed:
             return printable(parsed, lines=True)[-RESULT_CHARS:]
         text, _ = _log_end(self.home.log_path(task_id), RESULT_CHARS * 4)
-        text = text.strip()
+        text = agents.attempt_output(text).strip()  # the last attempt's, without our lines
         return text[-RESULT_CHARS:] if text else None
 
 

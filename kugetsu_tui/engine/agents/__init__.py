@@ -10,7 +10,14 @@ below are the package's interface to the supervisor, the config and the faces.
 """
 
 from kugetsu_tui.engine.agents.cooldown import Cooldown, next_cooldown
-from kugetsu_tui.engine.agents.log import PARSERS, read_log, this_attempt
+from kugetsu_tui.engine.agents.log import (
+    PARSERS,
+    attempt_footer,
+    attempt_header,
+    attempt_output,
+    read_log,
+    this_attempt,
+)
 from kugetsu_tui.engine.agents.presets import (
     FATAL_PATTERNS,
     MASK,
@@ -48,6 +55,9 @@ __all__ = [
     "Reading",
     "Reported",
     "Verdict",
+    "attempt_footer",
+    "attempt_header",
+    "attempt_output",
     "is_fatal_text",
     "masked",
     "meaningful_line",

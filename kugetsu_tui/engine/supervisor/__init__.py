@@ -14,6 +14,6 @@ One file per job, each readable alone:
 """
 
 from kugetsu_tui.engine.supervisor.loop import RunSummary, Supervisor
-from kugetsu_tui.engine.supervisor.settle import describe_status
+from kugetsu_tui.engine.supervisor.output import describe_status
 
 __all__ = ["RunSummary", "Supervisor", "describe_status"]

@@ -8,12 +8,13 @@ output has no parser: that read happens once per task, on the dispatch path.
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import agents, runner
 from kugetsu_tui.engine.agents import Outcome, Verdict
 from kugetsu_tui.engine.config import format_duration
-from kugetsu_tui.engine.model import Ending, EventType
+from kugetsu_tui.engine.model import AgentUsage, Ending, EventType
 from kugetsu_tui.engine.supervisor.attempt import Proc, end
 
 if TYPE_CHECKING:
@@ -28,15 +29,18 @@ SUCCESS = Verdict(Outcome.SUCCEEDED, None)
 def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) -> Verdict:
     """Read what the attempt printed (engine/agents): its final message and reported usage go
     on the task; the verdict says whether it succeeded, failed, hit a rate limit or a fatal
-    error."""
+    error. The attempt's footer closes its part of the log."""
     agent = sup.config.agents.get(proc.agent)
     parsed = agent is not None and agent.output in agents.PARSERS
     if status == 0 and proc.ending is None and not parsed:
+        write_footer(sup, proc, now, status, None)
         return SUCCESS  # a clean exit of an agent with no parser: its log cannot change that
-    tail = runner.log_tail(sup.home.log_path(proc.task_id), READ_LOG if parsed else READ_TEXT_LOG)
+    log = sup.home.log_path(proc.task_id)
+    tail = runner.log_tail(log, READ_LOG if parsed else READ_TEXT_LOG)
     reading = agents.read_log(agent.output if agent is not None else "text", agents.this_attempt(tail))
     if parsed:  # only a parser finds these; a plain-text agent's are never set
         sup.store.update(proc.task_id, now, result=reading.result, reported_usage=reading.usage)
+    write_footer(sup, proc, now, status, reading.usage)
     return agents.verdict(
         reading,
         exited_ok=status == 0,
@@ -44,6 +48,43 @@ def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) ->
         rate_limit=agent.rate_limit if agent is not None else (),
         fatal=agent.fatal if agent is not None else (),
     )
+
+
+_ENDED_BY = {
+    Ending.TIMEOUT: "timed out",
+    Ending.STALL: "stalled",
+    Ending.REPORTED: "ended on an error it reported",
+    Ending.CANCEL: "cancelled",
+    Ending.STOP: "stopped with the supervisor",
+}
+
+
+def write_footer(
+    sup: Supervisor, proc: Proc, now: float, status: int | None, usage: AgentUsage | None
+) -> None:
+    """The line that closes the attempt's part of the log: how it ended, how long it ran
+    (from its admission), what its agent reported it used."""
+    how = describe_status(status) if status is not None else "exit status unknown"
+    if proc.ending is not None:
+        how = f"{_ENDED_BY[proc.ending]}, {how}"
+    seconds = now - proc.admitted_at if proc.admitted_at is not None else None
+    runner.append_to_log(sup.home.log_path(proc.task_id), agents.attempt_footer(how, seconds, usage))
+
+
+def describe_status(status: int) -> str:
+    """An exit status as a task's reason says it: "exit code 3", "killed by SIGKILL"."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"killed by {name}"
+    if status > 128:
+        try:
+            return f"exit code {status} ({signal.Signals(status - 128).name}?)"
+        except ValueError:
+            pass
+    return f"exit code {status}"
 
 
 def check_running(sup: Supervisor, now: float, cpu: dict[int, float | None]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import signal
 import time
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
 from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
-from kugetsu_tui.engine.supervisor.output import read_attempt, stalled_reason
+from kugetsu_tui.engine.supervisor.output import describe_status, read_attempt, stalled_reason
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -370,19 +369,3 @@ def end_cooldowns(sup: Supervisor, now: float) -> None:
             sup.cooldowns[agent] = (0.0, hits)
             sup.store.record(now, EventType.COOLDOWN_ENDED, None, {"agent": agent, "hits": hits})
             advisor.publish(sup, now)
-
-
-def describe_status(status: int) -> str:
-    """An exit status as a task's reason says it: "exit code 3", "killed by SIGKILL"."""
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"killed by {name}"
-    if status > 128:
-        try:
-            return f"exit code {status} ({signal.Signals(status - 128).name}?)"
-        except ValueError:
-            pass
-    return f"exit code {status}"

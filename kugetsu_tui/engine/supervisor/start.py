@@ -268,8 +268,11 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
 
 
 def _make_attempt(sup: Supervisor, task: Task, cwd: Path) -> tuple[Launch, Spawned]:
-    """In the spawn thread: the run folder, the prompt file and the process."""
+    """In the spawn thread: the run folder, the prompt file, the attempt's header in its
+    log and the process."""
     launch = _launch(sup, task, cwd)
+    header = agents.attempt_header(task.attempts, task.agent, task.started_at or sup.clock())
+    runner.append_to_log(launch.run_dir / "log", header)
     return launch, sup.executor.spawn(launch)
 
 
@@ -308,6 +311,9 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
 def spawn_failed(sup: Supervisor, task: Task, reason: str) -> None:
     now = sup.clock()
     forced = agents.MISSING_COMMAND.search(reason) is not None  # fatal at once, for any agent
+    runner.append_to_log(
+        sup.home.log_path(task.id), agents.attempt_footer(f"not started: {reason}", None, None)
+    )
 
     def write() -> None:
         settled = settle.fatal(sup, task.agent, task.id, now, None, reason, forced=forced) or settle.fail(
