@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from kugetsu_tui import __version__
 from kugetsu_tui.commands import review
+from kugetsu_tui.commands.agents import cmd_agents
 from kugetsu_tui.commands.context import Context
 from kugetsu_tui.commands.events import cmd_events
 from kugetsu_tui.commands.logs import cmd_logs
@@ -219,6 +220,11 @@ def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -
     logs.add_argument("id", type=task_id, metavar="ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the task settles")
     logs.set_defaults(func=cmd_logs)
+
+    agents = sub.add_parser("agents", parents=[common], help="the agents: found on PATH, prompt, output")
+    agents.add_argument("--versions", action="store_true", help="ask each installed one its --version")
+    agents.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    agents.set_defaults(func=cmd_agents)
 
     events = sub.add_parser("events", parents=[common], help="the event log as JSON lines")
     events.add_argument("-f", "--follow", action="store_true", help="keep printing new events")

@@ -10,7 +10,8 @@ dashboard needs a terminal. Then each line of every block under "## Use" (in a t
 the lines after `$ `) runs in that shell's environment and must exit 0, with these
 allowances: `kugetsu run --headless` may
 exit 1 (its tasks failed: a built-in agent that is not installed here is a stand-in that
-fails, on the PATH of the `kugetsu` lines only, so that `kugetsu add` accepts it), and a line that serves or
+fails, on the PATH of every line but those that run that program, so that `kugetsu add`
+accepts it), and a line that serves or
 follows forever (`--forever`, `-f`, `kugetsu web`) is given a few seconds and then
 interrupted (a server meant for every interface listens on loopback only here), and a
 line of another program (an agent's CLI) runs only where that program is installed. Any
@@ -31,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FOR = 4  # seconds a line that never ends is given before it is interrupted
 LINE_TIMEOUT = 240  # seconds any other line may take
+STAND_IN_FOR = ("opencode", "claude", "codex", "aider")  # the built-in agents' programs
 
 
 def sh_blocks(readme: str) -> dict[str, list[list[str]]]:
@@ -91,9 +93,9 @@ def script_for(setup: list[str], use: list[str]) -> str:
     out = [
         "set -u",
         'fail() { echo "readme_check: FAILED: $1" >&2; exit 1; }',
-        "check() {  # the line, the exit codes it may end with, seconds it is given, its program",
+        "check() {  # the line, the exit codes it may end with, seconds it is given, stand-ins?",
         '  echo "\\$ $1"',
-        '  path=$PATH; [ "${4:-}" = kugetsu ] && path=$PATH:$STAND_INS',
+        '  path=$PATH; [ "${4:-}" = stand-ins ] && path=$PATH:$STAND_INS',
         '  PATH=$path timeout -s INT "$3" bash -c "$1" >"$OUT" 2>"$ERR"; rc=$?',
         '  head -c 2000 "$OUT"; head -c 2000 "$ERR" >&2',
         '  if grep -q "Traceback" "$ERR"; then fail "$1 (printed a traceback)"; fi',
@@ -124,7 +126,8 @@ def script_for(setup: list[str], use: list[str]) -> str:
         else:
             codes, seconds = "0", LINE_TIMEOUT
         program = words[0]
-        checked = f"check {shlex.quote(command)} {shlex.quote(codes)} {seconds} {shlex.quote(program)}"
+        extra = "plain" if program in STAND_IN_FOR else "stand-ins"
+        checked = f"check {shlex.quote(command)} {shlex.quote(codes)} {seconds} {extra}"
         if program != "kugetsu":
             # Another program's command (e.g. registering kugetsu with an agent's CLI):
             # run as written where that program is installed.
@@ -139,10 +142,10 @@ def script_for(setup: list[str], use: list[str]) -> str:
 
 def stand_ins(folder: Path, path: str | None) -> Path:
     """For each built-in agent whose CLI is not installed here, a stand-in that fails: the
-    `kugetsu` lines see them after PATH (so `kugetsu add` accepts a task for it, and
-    `kugetsu run --headless` fails those tasks, exit 1), other programs' lines do not."""
+    lines see them after PATH (so `kugetsu add` accepts a task for it, and `kugetsu run
+    --headless` fails those tasks, exit 1), except the lines that run those programs."""
     folder.mkdir()
-    for name in ("opencode", "claude", "codex", "aider"):
+    for name in STAND_IN_FOR:
         if shutil.which(name, path=path) is None:
             stand_in = folder / name
             stand_in.write_text(f"#!/bin/sh\necho '{name} is not installed here' >&2\nexit 1\n")

@@ -44,7 +44,7 @@ class Context:
         self.control = Control(self.home, self.store)
 
 
-READING = frozenset({"cmd_status", "cmd_events", "cmd_logs", "cmd_tui"})
+READING = frozenset({"cmd_status", "cmd_events", "cmd_logs", "cmd_tui", "cmd_agents"})
 
 
 def reads_only(args: argparse.Namespace) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -157,17 +158,24 @@ class Intake:
         return tuple(ids)
 
 
+def found_program(agent: AgentConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Where the agent's program is (searched on the PATH it would run with), or None. A
+    path relative to the worktree is only known there: it counts as found."""
+    program = agent.command[0] if agent.command else ""
+    if os.sep in program:
+        if not os.path.isabs(program) or (os.path.isfile(program) and os.access(program, os.X_OK)):
+            return program
+        return None
+    path = agent.env.get("PATH", environ.get("PATH"))
+    return shutil.which(program, path=path) if program and runner.on_path(program, path) else None
+
+
 def missing_program(agent: AgentConfig, environ: Mapping[str, str] = os.environ) -> str | None:
     """Why the agent cannot be started here, in one line (its program is not on the PATH
     it would run with, or not an executable file), or None when it can."""
-    program = agent.command[0] if agent.command else ""
-    path = agent.env.get("PATH", environ.get("PATH"))
-    if os.sep in program:
-        # A path relative to the worktree is only known there: not checked.
-        if not os.path.isabs(program) or (os.path.isfile(program) and os.access(program, os.X_OK)):
-            return None
-    elif program and runner.on_path(program, path):
+    if found_program(agent, environ) is not None:
         return None
+    program = agent.command[0] if agent.command else ""
     preset = PRESETS.get(agent.name)
     install = f"install it ({preset.install}) or " if preset is not None and preset.install else ""
     where = "not an executable file" if os.sep in program else "not found on PATH"
