@@ -106,6 +106,13 @@ def test_claude_edits_in_its_worktree_and_its_result_and_usage_are_read(
     usage = task["usage"]
     assert (usage["input_tokens"], usage["output_tokens"], usage["cost_usd"]) == (240, 60, 0.0027)
     assert "peak_rss" in usage  # measured usage stays beside the reported
+    # The session the agent reported is kept on the task (what a resume would continue).
+    reported = {
+        json.loads(line).get("session_id")
+        for line in kg.cli("logs", str(task_id)).stdout.splitlines()
+        if line.startswith("{")
+    }
+    assert task["session_id"] in reported and re.fullmatch(r"[0-9a-f-]{36}", task["session_id"])
     # The log tells the attempt's story: where it began, and how it ended with what it used.
     log = kg.cli("logs", str(task_id)).stdout.splitlines()
     assert re.fullmatch(r"── attempt 1 · claude · started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ──", log[0])
@@ -281,6 +288,10 @@ def test_codex_and_opencode_edit_and_their_result_and_usage_are_read(
     reported = task["usage"]
     # codex reports no cost: null, not a made-up 0
     assert (reported["input_tokens"], reported["output_tokens"], reported["cost_usd"]) == usage
+    session = task["session_id"]  # codex's thread id, opencode's session id, as they printed it
+    assert session and any(
+        session in line for line in kg.cli("logs", str(task_id)).stdout.splitlines() if line.startswith("{")
+    )
     assert git(repo, "show", f"{task['branch']}:{FILE_NAME}") == FILE_TEXT
 
 

@@ -236,6 +236,9 @@ class Task:
     commits: int | None = None
     review: str = "unreviewed"  # a Review: what a person did with its work (not a queue state)
     needs_input: str | None = None  # a live task waits for a person: why (notify, or its screen)
+    # The agent's own session (claude's session_id, codex's thread_id, opencode's sessionID)
+    # as the last attempt's output reported it: what a resumed conversation would continue.
+    session_id: str | None = None
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Usage for status --json: measured (wall, CPU, RSS) and reported by the agent
@@ -294,6 +297,7 @@ class Task:
             "base": {"ref": self.base, "branch": self.base_branch, "commit": self.base_commit},
             "parent": self.parent,
             "result": None if self.result is None else readable(self.result),
+            "session_id": None if self.session_id is None else readable(self.session_id),
             "changes": changes.to_json() if (changes := self.changes) is not None else None,
             "review": self.review,
         }

@@ -39,7 +39,13 @@ def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) ->
     tail = runner.log_tail(log, READ_LOG if parsed else READ_TEXT_LOG)
     reading = agents.read_log(agent.output if agent is not None else "text", agents.this_attempt(tail))
     if parsed:  # only a parser finds these; a plain-text agent's are never set
-        sup.store.update(proc.task_id, now, result=reading.result, reported_usage=reading.usage)
+        sup.store.update(
+            proc.task_id,
+            now,
+            result=reading.result,
+            reported_usage=reading.usage,
+            session_id=reading.session_id,
+        )
     write_footer(sup, proc, now, status, reading.usage)
     return agents.verdict(
         reading,
