@@ -15,6 +15,7 @@ from kugetsu_tui.engine.agents.log import (
     attempt_footer,
     attempt_header,
     attempt_output,
+    is_mark,
     read_log,
     this_attempt,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "attempt_header",
     "attempt_output",
     "is_fatal_text",
+    "is_mark",
     "masked",
     "meaningful_line",
     "next_cooldown",

@@ -65,6 +65,14 @@ def this_attempt(log: str) -> str:
     return log[headers[-1].end() :] if headers else log
 
 
+_MARK = re.compile(r"── [^\n]* ──")
+
+
+def is_mark(line: str) -> bool:
+    """Whether a log line is one of ours (an attempt's header or footer), not the agent's."""
+    return _MARK.fullmatch(line.strip()) is not None
+
+
 _FOOTER = re.compile(r"(?:\A|\n)── [^\n]* ──\n?\Z")
 
 

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from kugetsu_tui.engine.agents import is_mark
 from kugetsu_tui.engine.model import BAD_ENDINGS, State, Task
 from kugetsu_tui.present import STATE_SYMBOL
 from kugetsu_tui.tui import look
@@ -37,7 +38,8 @@ def exit_text(code: int | None) -> str:
 
 
 def last_line(path: Path, limit: int = 4096) -> str:
-    """The last non-empty line of a log file, or '' if there is none."""
+    """The last non-empty line the agent wrote in a log file (not the line that closes its
+    attempt), or '' if there is none."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -47,7 +49,7 @@ def last_line(path: Path, limit: int = 4096) -> str:
     except OSError:
         return ""
     for line in reversed(tail.decode("utf-8", errors="replace").splitlines()):
-        if line.strip():
+        if line.strip() and not is_mark(line):
             return line.strip()
     return ""
 
