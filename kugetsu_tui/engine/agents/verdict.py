@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from kugetsu_tui.engine.agents.presets import FATAL_PATTERNS, RATE_LIMIT_PATTERNS
 from kugetsu_tui.engine.agents.reading import Reading, Reported
@@ -46,7 +47,23 @@ def is_fatal_text(text: str, patterns: Sequence[str] = FATAL_PATTERNS) -> bool:
 
 
 def _matches(patterns: Sequence[str], text: str) -> bool:
+    combined = _one_pattern(tuple(patterns))
+    if combined is not None:
+        return combined.search(text) is not None
     return any(re.search(p, text, re.IGNORECASE) for p in patterns)
+
+
+@lru_cache(maxsize=64)
+def _one_pattern(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """The patterns as one alternation: one search per line instead of one per pattern (a
+    failed attempt's log tail is searched line by line). None where they cannot be joined
+    (a pattern with a flag of its own) or there are none."""
+    if not patterns:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    except re.error:
+        return None
 
 
 def _is_rate_limit(e: Reported, patterns: Sequence[str]) -> bool:
