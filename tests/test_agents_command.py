@@ -61,3 +61,5 @@ def test_agents_lists_presets_and_configured_ones_with_what_is_installed(kg: Kug
     assert agents["ghost"]["found"] is None and agents["ghost"]["version"] is None
     assert agents["claude"]["built_in"] is True and agents["claude"]["found"] is None
     assert agents["reader"]["prompt_via"] == "stdin" and agents["tool"]["found"] == str(versioned)
+    assert r"\b429\b" in agents["claude"]["rate_limit"] and "invalid api key" in agents["claude"]["fatal"]
+    assert agents["tool"]["rate_limit"] == [] and agents["ghost"]["timeout"] == 300

@@ -72,6 +72,10 @@ def _row(agent: AgentConfig, default: str, found: str | None, version: str | Non
         "output": agent.output,
         "timeout": agent.timeout,
         "max_live": agent.max_live,
+        "stall_after": agent.stall_after,
+        "rate_limit": list(agent.rate_limit),  # what in its output counts as a rate limit
+        "fatal": list(agent.fatal),  # and as an error no retry can fix
+        "suspend_after": agent.suspend_after,
         "env": masked(agent.env),
     }
 
