@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from kugetsu_tui.errors import UsageError
@@ -153,8 +154,11 @@ def readable(text: str) -> str:
 
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC, or None for unknown."""
-    if ts is None:
-        return None
+    return None if ts is None else _iso(ts)
+
+
+@lru_cache(maxsize=1024)  # a task's event payloads repeat its creation, queue and start times
+def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from kugetsu_tui.engine.model import (
     AddRefused,
+    Event,
     EventType,
     IllegalTransition,
     NewTask,
@@ -60,6 +61,10 @@ class Store(Reads, Side):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._batched = False  # inside batch(): writes join its transaction
+        # With keep_written, the events this connection wrote that nobody took yet
+        # (take_written): the supervisor hands them on without reading them back.
+        self.keep_written = False
+        self._written: list[Event] = []
         new = not path.exists()
         if new:
             # Create it private before SQLite touches it.
@@ -112,6 +117,7 @@ class Store(Reads, Side):
             yield self.db
             return
         self.db.execute("BEGIN IMMEDIATE")
+        written = len(self._written)
         try:
             yield self.db
             self.db.execute("COMMIT")
@@ -120,6 +126,7 @@ class Store(Reads, Side):
             # leaves the transaction open.)
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
+            del self._written[written:]
             raise
 
     @contextmanager
@@ -139,10 +146,18 @@ class Store(Reads, Side):
                 self._batched = False
 
     def _event(self, ts: float, type_: EventType | str, task_id: int | None, data: dict[str, Any]) -> None:
-        self.db.execute(
+        cursor = self.db.execute(
             "INSERT INTO events (ts, type, task_id, data) VALUES (?, ?, ?, ?)",
             (ts, str(type_), task_id, json.dumps(data, ensure_ascii=False)),
         )
+        if self.keep_written:
+            assert cursor.lastrowid is not None
+            self._written.append(Event(cursor.lastrowid, ts, EventType(type_), task_id, data))
+
+    def take_written(self) -> list[Event]:
+        """The events this connection wrote since the last call, in id order."""
+        taken, self._written = self._written, []
+        return taken
 
     def add(
         self,
@@ -331,6 +346,8 @@ class Store(Reads, Side):
                         "not_before": None,
                         "pid": None,
                         "pid_started": None,
+                        "result": None,
+                        "reported_usage": None,
                         "updated_at": now,
                     },
                 )
@@ -338,7 +355,8 @@ class Store(Reads, Side):
                 db.execute(
                     "UPDATE tasks SET state = 'starting', attempts = ?, started_at = ?,"
                     " ended_at = NULL, exit_code = NULL, reason = NULL, not_before = NULL,"
-                    " pid = NULL, pid_started = NULL, needs_input = NULL, updated_at = ? WHERE id = ?",
+                    " pid = NULL, pid_started = NULL, needs_input = NULL, result = NULL, reported_usage = NULL,"
+                    " updated_at = ? WHERE id = ?",
                     (task.attempts, now, now, task.id),
                 )
                 self._event(now, EventType.TASK_DEQUEUED, task.id, event_data(task))

@@ -35,6 +35,9 @@ from kugetsu_tui.engine.supervisor.attempt import Proc, end
 Clock = Callable[[], float]
 IDLE_POLL = 0.5  # how often an idle loop looks for work added by other processes
 SETTLE_POLL = 0.05  # while an ended agent's stray children are still being stopped
+# How long a spawned attempt's RUNNING mark may wait for a tick that has other work: with
+# fast agents their exits wake the loop first, and the mark shares that tick's commit.
+MARK_DELAY = 0.05
 
 AGENT_ENV_WITHHELD = frozenset({"KUGETSU_HOME"})
 
@@ -122,8 +125,10 @@ class Supervisor:
         self.loaded_signature = reload.config_signature(self)
         self.hooks = Hooks(config.hooks, spawn=self.in_background, report=self._hook_failed, clock=clock)
         self._wake = asyncio.Event()
+        self._wake_soon: asyncio.TimerHandle | None = None
         self._store: Store | None = None
         self._last_event = 0
+        self._emitted_version = -1  # the store's data_version when events were last read
         self._services: list[asyncio.Task[None]] = []
 
     def spawner(self) -> ThreadPoolExecutor:
@@ -141,6 +146,11 @@ class Supervisor:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_soon(self) -> None:
+        """A tick within MARK_DELAY: for writes that can wait to share a commit."""
+        if self._wake_soon is None and self.event_loop is not None:
+            self._wake_soon = self.event_loop.call_later(MARK_DELAY, self._wake.set)
 
     def stop(self) -> None:
         """Stop admitting and return from run(); agents keep running, to be re-adopted."""
@@ -163,6 +173,7 @@ class Supervisor:
 
     def _open(self, loop: asyncio.AbstractEventLoop, signals: tuple[signal.Signals, ...]) -> None:
         self._store = Store(self.home.db_path)
+        self._store.keep_written = True
         self._last_event = self.store.last_event_id()
         self.store.record(
             self.clock(), EventType.SUPERVISOR_STARTED, None, {"pid": os.getpid(), "cap": self.cap}
@@ -276,6 +287,9 @@ class Supervisor:
     # --- the tick ---------------------------------------------------------------------
 
     def tick(self) -> None:
+        if self._wake_soon is not None:
+            self._wake_soon.cancel()
+            self._wake_soon = None
         now = self.clock()
         with self.unless_disk_full():
             if self.disk_full is not None:
@@ -365,7 +379,12 @@ class Supervisor:
 
     def emit_events(self) -> None:
         """Hand the events written since the last call to the summary, hooks and on_events."""
-        events = self.store.events(since=self._last_event)
+        events = self.store.take_written()
+        if self.data_version != self._emitted_version or not _follows(events, self._last_event):
+            # Another process wrote events too (the store changed under us, or a gap in
+            # the ids): read them all back in order, ours among them.
+            self._emitted_version = self.data_version
+            events = self.store.events(since=self._last_event)
         if not events:
             return
         self._last_event = events[-1].id
@@ -398,3 +417,8 @@ class Supervisor:
 
     def reload_config(self) -> None:
         reload.reload_config(self)
+
+
+def _follows(events: list[Event], last: int) -> bool:
+    """These events' ids run on from `last` without a gap."""
+    return not events or (events[0].id == last + 1 and events[-1].id - events[0].id == len(events) - 1)

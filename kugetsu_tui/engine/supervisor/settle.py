@@ -247,7 +247,8 @@ def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) ->
     output = agent.output if agent is not None else "text"
     log = agents.this_attempt(runner.log_tail(sup.home.log_path(proc.task_id), READ_LOG))
     reading = agents.read_log(output, log)
-    sup.store.update(proc.task_id, now, result=reading.result, reported_usage=reading.usage)
+    if reading.result is not None or reading.usage is not None:  # (admission cleared both)
+        sup.store.update(proc.task_id, now, result=reading.result, reported_usage=reading.usage)
     return agents.verdict(
         reading,
         exited_ok=status == 0,

@@ -228,6 +228,7 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
         launch, spawned = await sup.event_loop.run_in_executor(sup.spawner(), _make_attempt, sup, task, cwd)
     except SpawnError as err:
         spawn_failed(sup, task, str(err))
+        sup.wake()
         return
     except OSError as err:
         if not disk_full(err):
@@ -237,13 +238,13 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
         sup.out_of_space(err)
         why = "out of disk space before it could start"
         sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
+        sup.wake()
         return
     finally:
         sup.spawning.discard(task.id)
         sup.starting.discard(task.id)
         cancelled = task.id in sup.cancel_on_start  # while it was being spawned
         sup.cancel_on_start.discard(task.id)
-        sup.wake()
     proc = watched(with_timeout(sup, task), spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
     # Written by the next tick, in its one transaction with the settlements and admissions
@@ -265,6 +266,7 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
     watch(sup, proc)
     if cancelled:
         end(sup, proc, Ending.CANCEL, sup.clock())
+    sup.wake_soon()  # its RUNNING mark, unless an exit or a request wakes the loop first
 
 
 def _make_attempt(sup: Supervisor, task: Task, cwd: Path) -> tuple[Launch, Spawned]:
