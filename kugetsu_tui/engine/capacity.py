@@ -441,7 +441,17 @@ def read_machine() -> Machine:
 
 
 def available_memory() -> int:
-    """Bytes of memory available now (one read of /proc/meminfo): the admission guard."""
+    """Bytes of memory available now (one read of /proc/meminfo): the admission guard.
+
+    Read directly where the kernel tells it (what psutil reports too), so the first
+    admission does not wait for psutil's import."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import psutil
 
     return int(psutil.virtual_memory().available)

@@ -64,6 +64,8 @@ def executor_for(home: Home, config: Config) -> Executor:
 
 
 class Supervisor:
+    # Long by design: every piece of state the jobs (requests, start, settle, deadlines,
+    # advisor, recovery) share is declared here, once, with what it means.
     def __init__(
         self,
         home: Home,
