@@ -234,17 +234,17 @@ class Control:
     def merge(
         self, task_id: int, *, into: str | None = None, strategy: str = "merge", keep: bool = False
     ) -> ActionResult:
-        """Land a settled task's branch on its base (or `into`); see review.merge. A conflict
+        """Land a settled task's branch on its base (or `into`); see merge.merge. A conflict
         or a failed git step is a result that is not ok (nothing was changed)."""
-        from kugetsu_tui.engine import review
+        from kugetsu_tui.engine import merge, review
 
         (task,) = self.find([task_id], SETTLED_STATES, "merged")
         try:
-            how = review.Strategy(strategy)
+            how = merge.Strategy(strategy)
         except ValueError:
             raise UsageError(f"strategy {strategy!r}: expected merge, squash or rebase") from None
         try:
-            merged = review.merge(task, into=into, strategy=how, keep=keep, scratch=self.home.worktrees)
+            merged = merge.merge(task, into=into, strategy=how, keep=keep, scratch=self.home.worktrees)
         except review.ReviewError as err:
             return ActionResult(False, f"{err}", task.id)
         changes: dict[str, Any] = {"review": str(Review.MERGED)}
@@ -271,7 +271,7 @@ class Control:
 
     def discard(self, ids: Sequence[int]) -> list[ActionResult]:
         """Remove settled tasks' worktrees and branches, whatever is in them."""
-        from kugetsu_tui.engine import review
+        from kugetsu_tui.engine import discard
 
         tasks = self.find(ids, SETTLED_STATES, "discarded")
         for task in tasks:
@@ -279,7 +279,7 @@ class Control:
                 raise UsageError(f"task {task.id} is merged; `kugetsu gc` removes what is left of it")
         outcomes = []
         for task in tasks:
-            removed, kept = review.remove_work(task, force=True)
+            removed, kept = discard.remove_work(task, force=True)
             if kept is not None:
                 outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
                 continue
@@ -293,7 +293,7 @@ class Control:
     def gc(self, older_than: float = 0.0) -> list[ActionResult]:
         """Remove what is left (worktrees, branches) of merged, discarded and empty tasks
         that settled at least `older_than` seconds ago. One result per task cleaned."""
-        from kugetsu_tui.engine import review
+        from kugetsu_tui.engine import discard
 
         cutoff = self.clock() - older_than
         outcomes = []
@@ -301,9 +301,9 @@ class Control:
             if not (task.worktree or task.branch) or task.no_worktree or (task.ended_at or 0) > cutoff:
                 continue
             reviewed = task.review in (Review.MERGED, Review.DISCARDED)
-            if not reviewed and not review.is_empty(task):
+            if not reviewed and not discard.is_empty(task):
                 continue
-            removed, kept = review.remove_work(task, force=reviewed)
+            removed, kept = discard.remove_work(task, force=reviewed)
             if kept is not None:
                 outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
                 continue

@@ -1,0 +1,63 @@
+"""Remove what is left of a task's work: its worktree and its branch, when a person
+discards it, after a merge, and when gc collects reviewed and empty tasks (is_empty).
+
+Without force nothing of the agent's is deleted: a worktree with anything uncommitted or
+ignored in it stays, with the reason. This module never writes the store: control.py
+records what it returns.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from kugetsu_tui.engine import gitcmd, worktree
+from kugetsu_tui.engine.model import Task
+from kugetsu_tui.engine.review import base_of, branch_exists
+from kugetsu_tui.engine.text import one_line
+
+
+def remove_work(task: Task, *, force: bool) -> tuple[list[str], str | None]:
+    """Remove the task's worktree and branch: what was removed, and why the worktree stays
+    if it does. Without force a worktree with anything uncommitted or ignored in it stays
+    (and its branch with it, which git will not delete while checked out)."""
+    repo = Path(task.repo) if task.repo else None
+    if repo is None or not repo.is_dir():
+        return [], None
+    removed: list[str] = []
+    where = Path(task.worktree) if task.worktree else None
+    if where is not None and (where.exists() or where.is_symlink()):
+        kept = None if force else worktree.why_kept(where)
+        if kept is not None:
+            return removed, kept
+        done = gitcmd.run(["worktree", "remove", "--force", "--force", str(where)], repo)
+        if done.returncode != 0 and (where / ".git").is_file():
+            return removed, f"kept: git worktree remove failed: {one_line(done.stderr)}"
+        if where.exists():
+            shutil.rmtree(where, ignore_errors=True)  # a folder of ours that git had forgotten
+        removed.append(f"worktree {where}")
+    if where is not None:
+        where.with_name(f"{where.name}.owner").unlink(missing_ok=True)
+    gitcmd.run(["worktree", "prune"], repo)
+    if task.branch and branch_exists(repo, task.branch):
+        done = gitcmd.run(["branch", "-D", task.branch], repo)
+        if done.returncode != 0:
+            return removed, f"kept: git branch -D failed: {one_line(done.stderr)}"
+        removed.append(f"branch {task.branch}")
+    return removed, None
+
+
+def is_empty(task: Task) -> bool:
+    """A settled task whose branch holds nothing beyond its base and whose worktree (if
+    any) holds nothing of the agent's: what is left of it can go."""
+    if not task.repo or not Path(task.repo).is_dir():
+        return False
+    if task.worktree and Path(task.worktree).exists() and worktree.why_kept(Path(task.worktree)) is not None:
+        return False
+    if not branch_exists(task.repo, task.branch):
+        return True
+    base = base_of(task)
+    if base is None or task.branch is None:
+        return False
+    ahead = gitcmd.output(["rev-list", "--count", f"{base.commit}..refs/heads/{task.branch}"], task.repo)
+    return ahead == "0"
