@@ -25,26 +25,40 @@ def remove_work(task: Task, *, force: bool) -> tuple[list[str], str | None]:
     if repo is None or not repo.is_dir():
         return [], None
     removed: list[str] = []
-    where = Path(task.worktree) if task.worktree else None
-    if where is not None and (where.exists() or where.is_symlink()):
-        kept = None if force else worktree.why_kept(where)
-        if kept is not None:
-            return removed, kept
-        done = gitcmd.run(["worktree", "remove", "--force", "--force", str(where)], repo)
-        if done.returncode != 0 and (where / ".git").is_file():
-            return removed, f"kept: git worktree remove failed: {one_line(done.stderr)}"
-        if where.exists():
-            shutil.rmtree(where, ignore_errors=True)  # a folder of ours that git had forgotten
-        removed.append(f"worktree {where}")
-    if where is not None:
-        where.with_name(f"{where.name}.owner").unlink(missing_ok=True)
-    gitcmd.run(["worktree", "prune"], repo)
+    with worktree.repo_lock(repo):  # its prune must not race another task's worktree add
+        where = Path(task.worktree) if task.worktree else None
+        if where is not None:
+            gone, kept = _remove_worktree(repo, where, force=force)
+            if kept is not None:
+                return removed, kept
+            if gone:
+                removed.append(f"worktree {where}")
+        gitcmd.run(["worktree", "prune"], repo)
     if task.branch and branch_exists(repo, task.branch):
         done = gitcmd.run(["branch", "-D", task.branch], repo)
         if done.returncode != 0:
             return removed, f"kept: git branch -D failed: {one_line(done.stderr)}"
         removed.append(f"branch {task.branch}")
     return removed, None
+
+
+def _remove_worktree(repo: Path, where: Path, *, force: bool) -> tuple[bool, str | None]:
+    """Remove the worktree folder at `where` (and its owner file): whether a folder was
+    there, and why it stays if it does."""
+    if where.exists() or where.is_symlink():
+        kept = None if force else worktree.why_kept(where)
+        if kept is not None:
+            return False, kept
+        done = gitcmd.run(["worktree", "remove", "--force", "--force", str(where)], repo)
+        if done.returncode != 0 and (where / ".git").is_file():
+            return False, f"kept: git worktree remove failed: {one_line(done.stderr)}"
+        if where.exists():
+            shutil.rmtree(where, ignore_errors=True)  # a folder of ours that git had forgotten
+        gone = True
+    else:
+        gone = False
+    where.with_name(f"{where.name}.owner").unlink(missing_ok=True)
+    return gone, None
 
 
 def is_empty(task: Task) -> bool:

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from subprocess import CompletedProcess
 
 from kugetsu_tui.engine import gitcmd, worktree
 from kugetsu_tui.engine.discard import remove_work
@@ -55,6 +56,18 @@ def merge(task: Task, *, into: str | None, strategy: Strategy, keep: bool, scrat
     UsageError for what the person must change first, MergeConflict (nothing changed) or
     ReviewError otherwise."""
     repo = repo_of(task)
+    branch = _branch_to_merge(task, repo)
+    target, target_tip, checked_out = _target(task, repo, into)
+    result = _merged_commit(task, repo, branch, target, target_tip, strategy, scratch)
+    already = result == target_tip
+    if not already:
+        _move_target(task, repo, target, target_tip, result, checked_out, strategy)
+    removed, kept = ([], None) if keep else remove_work(task, force=False)
+    return Merged(target, strategy, result, checked_out, already, removed, kept)
+
+
+def _branch_to_merge(task: Task, repo: Path) -> str:
+    """The task's branch, if it still exists and holds all of the task's work."""
     branch = task.branch
     if not branch or not branch_exists(repo, branch):
         raise UsageError(f"task {task.id} has no branch left (no changes, or discarded): nothing to merge")
@@ -65,6 +78,11 @@ def merge(task: Task, *, into: str | None, strategy: Strategy, keep: bool, scrat
                 f"task {task.id}'s worktree {task.worktree} has uncommitted work ({pending.removeprefix('kept: ')}); "
                 f"commit it there first (kugetsu shell {task.id})"
             )
+    return branch
+
+
+def _target(task: Task, repo: Path, into: str | None) -> tuple[str, str, Path | None]:
+    """The branch to land on, its tip, and the clean worktree it is checked out in (if any)."""
     base = base_of(task)
     target = into or (base.branch if base else None)
     if not target:
@@ -81,22 +99,29 @@ def merge(task: Task, *, into: str | None, strategy: Strategy, keep: bool, scrat
             raise UsageError(
                 f"{target} is checked out in {checked_out} with local changes; commit or stash them first"
             )
-    result = _merged_commit(task, repo, branch, target, target_tip, strategy, scratch)
-    already = result == target_tip
-    if not already:
-        if checked_out is not None:
-            moved = gitcmd.run(["merge", "--ff-only", "-q", result], checked_out)
-        else:
-            message = f"kugetsu: {strategy} task {task.id}"
-            moved = gitcmd.run(
-                ["update-ref", "-m", message, f"refs/heads/{target}", result, target_tip], repo
-            )
-        if moved.returncode != 0:
-            raise failure(
-                f"task {task.id}: could not move {target} to the merged commit (nothing was changed)", moved
-            )
-    removed, kept = ([], None) if keep else remove_work(task, force=False)
-    return Merged(target, strategy, result, checked_out, already, removed, kept)
+    return target, target_tip, checked_out
+
+
+def _move_target(
+    task: Task,
+    repo: Path,
+    target: str,
+    target_tip: str,
+    result: str,
+    checked_out: Path | None,
+    strategy: Strategy,
+) -> None:
+    """Point the target at the merged commit: fast-forward its checkout, or swap its ref only
+    if nobody moved it meanwhile."""
+    if checked_out is not None:
+        moved = gitcmd.run(["merge", "--ff-only", "-q", result], checked_out)
+    else:
+        message = f"kugetsu: {strategy} task {task.id}"
+        moved = gitcmd.run(["update-ref", "-m", message, f"refs/heads/{target}", result, target_tip], repo)
+    if moved.returncode != 0:
+        raise failure(
+            f"task {task.id}: could not move {target} to the merged commit (nothing was changed)", moved
+        )
 
 
 def checkout_of(repo: Path, branch: str) -> Path | None:
@@ -132,21 +157,7 @@ def _merged_commit_locked(
         shutil.rmtree(tmp, ignore_errors=True)
         raise failure(f"task {task.id}: could not make a worktree to merge in", made)
     try:
-        subject = commit_message(task)
-        if strategy is Strategy.MERGE:
-            message = f"Merge {branch}: {subject}"
-            done = gitcmd.run(
-                ["merge", "--no-ff", "--no-verify", "-q", "-m", message, f"refs/heads/{branch}"],
-                tmp,
-                ident=True,
-            )
-        elif strategy is Strategy.SQUASH:
-            done = gitcmd.run(["merge", "--squash", "-q", f"refs/heads/{branch}"], tmp, ident=True)
-            staged = gitcmd.run(["diff", "--cached", "--quiet"], tmp).returncode != 0
-            if done.returncode == 0 and staged:
-                done = gitcmd.run(["commit", "-q", "--no-verify", "-m", subject], tmp, ident=True)
-        else:
-            done = gitcmd.run(["rebase", "--no-verify", "-q", target_tip], tmp, ident=True)
+        done = _apply(strategy, task, branch, target_tip, tmp)
         if done.returncode != 0:
             conflicts = gitcmd.output(["diff", "--name-only", "-z", "--diff-filter=U"], tmp)
             files = [f for f in (conflicts or "").split("\0") if f]
@@ -163,3 +174,20 @@ def _merged_commit_locked(
         gitcmd.run(["worktree", "remove", "--force", "--force", str(tmp)], repo)
         shutil.rmtree(tmp, ignore_errors=True)
         gitcmd.run(["worktree", "prune"], repo)
+
+
+def _apply(strategy: Strategy, task: Task, branch: str, target_tip: str, tmp: Path) -> CompletedProcess[str]:
+    """Run the strategy's git step in the temporary worktree `tmp`."""
+    subject = commit_message(task)
+    if strategy is Strategy.MERGE:
+        message = f"Merge {branch}: {subject}"
+        return gitcmd.run(
+            ["merge", "--no-ff", "--no-verify", "-q", "-m", message, f"refs/heads/{branch}"], tmp, ident=True
+        )
+    if strategy is Strategy.SQUASH:
+        done = gitcmd.run(["merge", "--squash", "-q", f"refs/heads/{branch}"], tmp, ident=True)
+        staged = gitcmd.run(["diff", "--cached", "--quiet"], tmp).returncode != 0
+        if done.returncode == 0 and staged:
+            done = gitcmd.run(["commit", "-q", "--no-verify", "-m", subject], tmp, ident=True)
+        return done
+    return gitcmd.run(["rebase", "--no-verify", "-q", target_tip], tmp, ident=True)

@@ -165,13 +165,18 @@ def settle_worktree(task: Task, *, commit: bool) -> Settled:
             error = f"kept: {err}"
     changes = measure(repo, task.branch, base.commit) if base and task.branch else None
     kept = worktree.remove_unless_kept(repo, where)
-    branch_removed = False
-    if kept is None and changes is not None and changes.commits == 0 and task.branch:
-        # Only if the branch still points where it started (nobody committed meanwhile).
-        assert base is not None
-        deleted = gitcmd.run(["update-ref", "-d", f"refs/heads/{task.branch}", base.commit], repo)
-        branch_removed = deleted.returncode == 0
+    empty = kept is None and changes is not None and changes.commits == 0
+    branch_removed = empty and base is not None and _drop_branch(repo, task.branch, base.commit)
     return Settled(base, changes, committed, kept, branch_removed, error)
+
+
+def _drop_branch(repo: Path, branch: str | None, start: str) -> bool:
+    """Delete an empty task's branch, only if it still points where it started (nobody
+    committed on it meanwhile). Whether it went."""
+    if not branch:
+        return False
+    deleted = gitcmd.run(["update-ref", "-d", f"refs/heads/{branch}", start], repo)
+    return deleted.returncode == 0
 
 
 # --- diff ----------------------------------------------------------------------------------
