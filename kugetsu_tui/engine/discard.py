@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kugetsu_tui.engine import gitcmd, worktree
 from kugetsu_tui.engine.model import Task
+from kugetsu_tui.engine.repolock import repo_lock
 from kugetsu_tui.engine.review import base_of, branch_exists
 from kugetsu_tui.engine.text import one_line
 
@@ -25,7 +26,7 @@ def remove_work(task: Task, *, force: bool) -> tuple[list[str], str | None]:
     if repo is None or not repo.is_dir():
         return [], None
     removed: list[str] = []
-    with worktree.repo_lock(repo):  # its prune must not race another task's worktree add
+    with repo_lock(repo):  # its prune must not race another task's worktree add
         where = Path(task.worktree) if task.worktree else None
         if where is not None:
             gone, kept = _remove_worktree(repo, where, force=force)

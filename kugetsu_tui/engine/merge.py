@@ -19,6 +19,7 @@ from subprocess import CompletedProcess
 from kugetsu_tui.engine import gitcmd, worktree
 from kugetsu_tui.engine.discard import remove_work
 from kugetsu_tui.engine.model import Task
+from kugetsu_tui.engine.repolock import repo_lock
 from kugetsu_tui.engine.review import ReviewError, base_of, branch_exists, commit_message, failure, repo_of
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
@@ -142,7 +143,7 @@ def _merged_commit(
 ) -> str:
     """The commit the target should become, made in a temporary worktree that is removed
     whatever happens. MergeConflict names the conflicting files."""
-    with worktree.repo_lock(repo):  # its worktree add and prune must not race a task's
+    with repo_lock(repo):  # its worktree add and prune must not race a task's
         return _merged_commit_locked(task, repo, branch, target, target_tip, strategy, scratch)
 
 
