@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine.config import save_setting
 from kugetsu_tui.engine.home import Home
@@ -33,6 +33,9 @@ from kugetsu_tui.engine.model import (
 )
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
+
+if TYPE_CHECKING:
+    from kugetsu_tui.engine.discard import Removal
 
 
 class Control:
@@ -231,6 +234,16 @@ class Control:
 
     # --- review: what became of a settled task's work --------------------------------
 
+    def diff(self, task_id: int, *, stat: bool = False) -> str:
+        """What the task changed against where it started, new files included (a unified
+        diff, or git's --stat); see review.diff. ReviewError when git failed."""
+        from kugetsu_tui.engine import review
+
+        task = self.store.get(task_id)
+        if task is None:
+            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+        return review.diff(task, stat=stat)
+
     def merge(
         self, task_id: int, *, into: str | None = None, strategy: str = "merge", keep: bool = False
     ) -> ActionResult:
@@ -279,12 +292,14 @@ class Control:
                 raise UsageError(f"task {task.id} is merged; `kugetsu gc` removes what is left of it")
         outcomes = []
         for task in tasks:
-            removed, kept = discard.remove_work(task, force=True)
-            if kept is not None:
-                outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
+            removal = discard.remove_work(task, force=True)
+            if removal.kept is not None:
+                outcomes.append(ActionResult(False, removal.kept.removeprefix("kept: "), task.id))
                 continue
             changes = {"review": str(Review.DISCARDED), "worktree": None, "branch": None}
-            self._reviewed(task, EventType.TASK_DISCARDED, {"removed": removed}, changes)
+            data = {"removed": removal.removed, "branch_commit": removal.commit}
+            self._reviewed(task, EventType.TASK_DISCARDED, data, changes)
+            removed = removal.removed
             said = f"removed its {' and '.join(removed)}" if removed else "nothing of it was left"
             outcomes.append(ActionResult(True, f"discarded: {said}", task.id))
         self.poke()
@@ -292,7 +307,8 @@ class Control:
 
     def gc(self, older_than: float = 0.0) -> list[ActionResult]:
         """Remove what is left (worktrees, branches) of merged, discarded and empty tasks
-        that settled at least `older_than` seconds ago. One result per task cleaned."""
+        that settled at least `older_than` seconds ago. One result per task cleaned, and an
+        event per thing removed (worktree_removed, branch_removed) for `events` and hooks."""
         from kugetsu_tui.engine import discard
 
         cutoff = self.clock() - older_than
@@ -303,15 +319,31 @@ class Control:
             reviewed = task.review in (Review.MERGED, Review.DISCARDED)
             if not reviewed and not discard.is_empty(task):
                 continue
-            removed, kept = discard.remove_work(task, force=reviewed)
-            if kept is not None:
-                outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
+            removal = discard.remove_work(task, force=reviewed)
+            if removal.kept is not None:
+                outcomes.append(ActionResult(False, removal.kept.removeprefix("kept: "), task.id))
                 continue
-            self.store.update(task.id, self.clock(), worktree=None, branch=None)
-            if removed:
-                why = str(task.review) if reviewed else "empty"
-                outcomes.append(ActionResult(True, f"removed its {' and '.join(removed)} ({why})", task.id))
+            why = str(task.review) if reviewed else "empty"
+            self._collected(task.id, removal, why)
+            if removal.removed:
+                outcomes.append(
+                    ActionResult(True, f"removed its {' and '.join(removal.removed)} ({why})", task.id)
+                )
+        if any(outcome.ok for outcome in outcomes):
+            self.poke()  # a running supervisor hands the events to the hooks
         return outcomes
+
+    def _collected(self, task_id: int, removal: Removal, why: str) -> None:
+        """Record what gc removed of a task: its columns, and an event per thing removed, at once."""
+        now = self.clock()
+        with self.store.batch():
+            self.store.update(task_id, now, worktree=None, branch=None)
+            if removal.worktree:
+                gone = {"worktree": removal.worktree, "why": why}
+                self.store.record(now, EventType.WORKTREE_REMOVED, task_id, gone)
+            if removal.branch:
+                deleted = {"branch": removal.branch, "commit": removal.commit, "why": why}
+                self.store.record(now, EventType.BRANCH_REMOVED, task_id, deleted)
 
     def _reviewed(self, task: Task, event: EventType, data: dict[str, Any], changes: dict[str, Any]) -> None:
         """Record what a person did with a task's work: its columns and event, at once."""

@@ -9,6 +9,7 @@ records what it returns.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from kugetsu_tui.engine import gitcmd, worktree
@@ -18,29 +19,47 @@ from kugetsu_tui.engine.review import base_of, branch_exists
 from kugetsu_tui.engine.text import one_line
 
 
-def remove_work(task: Task, *, force: bool) -> tuple[list[str], str | None]:
-    """Remove the task's worktree and branch: what was removed, and why the worktree stays
-    if it does. Without force a worktree with anything uncommitted or ignored in it stays
-    (and its branch with it, which git will not delete while checked out)."""
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What remove_work removed of a task, and why what is left stays."""
+
+    worktree: str | None = None  # the folder removed
+    branch: str | None = None  # the branch deleted ...
+    commit: str | None = None  # ... and where it pointed (git branch NAME COMMIT brings it back)
+    kept: str | None = None  # why the worktree (or the branch) stays; None: nothing of it is left
+
+    @property
+    def removed(self) -> list[str]:
+        """What went, in words: "worktree PATH", "branch NAME"."""
+        return [
+            f"{kind} {name}" for kind, name in (("worktree", self.worktree), ("branch", self.branch)) if name
+        ]
+
+
+def remove_work(task: Task, *, force: bool) -> Removal:
+    """Remove the task's worktree and branch. Without force a worktree with anything
+    uncommitted or ignored in it stays (and its branch with it, which git will not delete
+    while checked out)."""
     repo = Path(task.repo) if task.repo else None
     if repo is None or not repo.is_dir():
-        return [], None
-    removed: list[str] = []
+        return Removal()
+    folder: str | None = None
     with repo_lock(repo):  # its prune must not race another task's worktree add
         where = Path(task.worktree) if task.worktree else None
         if where is not None:
             gone, kept = _remove_worktree(repo, where, force=force)
             if kept is not None:
-                return removed, kept
-            if gone:
-                removed.append(f"worktree {where}")
+                return Removal(kept=kept)
+            folder = str(where) if gone else None
         gitcmd.run(["worktree", "prune"], repo)
-    if task.branch and branch_exists(repo, task.branch):
-        done = gitcmd.run(["branch", "-D", task.branch], repo)
-        if done.returncode != 0:
-            return removed, f"kept: git branch -D failed: {one_line(done.stderr)}"
-        removed.append(f"branch {task.branch}")
-    return removed, None
+    branch = task.branch if task.branch and branch_exists(repo, task.branch) else None
+    if branch is None:
+        return Removal(folder)
+    commit = gitcmd.output(["rev-parse", f"refs/heads/{branch}"], repo)
+    done = gitcmd.run(["branch", "-D", branch], repo)
+    if done.returncode != 0:
+        return Removal(folder, kept=f"kept: git branch -D failed: {one_line(done.stderr)}")
+    return Removal(folder, branch, commit)
 
 
 def _remove_worktree(repo: Path, where: Path, *, force: bool) -> tuple[bool, str | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 # Commits made here need no editor, no signing key and no hook of the person's repo;
@@ -17,7 +18,9 @@ _GIT_OPTIONS = ["-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null"]
 _FALLBACK_IDENT = ["-c", "user.name=kugetsu", "-c", "user.email=kugetsu@localhost"]
 
 
-def run(args: list[str], cwd: Path | str, *, ident: bool = False) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path | str, *, ident: bool = False, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     options = list(_GIT_OPTIONS)
     if ident and not _has_ident(cwd):
         options += _FALLBACK_IDENT
@@ -27,7 +30,7 @@ def run(args: list[str], cwd: Path | str, *, ident: bool = False) -> subprocess.
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, **_GIT_ENV},
+        env={**os.environ, **_GIT_ENV, **(env or {})},
         check=False,
     )
 

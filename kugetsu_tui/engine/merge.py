@@ -17,7 +17,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 from kugetsu_tui.engine import gitcmd, worktree
-from kugetsu_tui.engine.discard import remove_work
+from kugetsu_tui.engine.discard import Removal, remove_work
 from kugetsu_tui.engine.model import Task
 from kugetsu_tui.engine.repolock import repo_lock
 from kugetsu_tui.engine.review import ReviewError, base_of, branch_exists, commit_message, failure, repo_of
@@ -63,8 +63,8 @@ def merge(task: Task, *, into: str | None, strategy: Strategy, keep: bool, scrat
     already = result == target_tip
     if not already:
         _move_target(task, repo, target, target_tip, result, checked_out, strategy)
-    removed, kept = ([], None) if keep else remove_work(task, force=False)
-    return Merged(target, strategy, result, checked_out, already, removed, kept)
+    removal = Removal() if keep else remove_work(task, force=False)
+    return Merged(target, strategy, result, checked_out, already, removal.removed, removal.kept)
 
 
 def _branch_to_merge(task: Task, repo: Path) -> str:

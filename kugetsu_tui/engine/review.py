@@ -11,7 +11,9 @@ Blocking calls (git): the supervisor runs settle_worktree in a thread.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,8 +185,9 @@ def _drop_branch(repo: Path, branch: str | None, start: str) -> bool:
 
 
 def diff(task: Task, *, stat: bool = False) -> str:
-    """What the task changed against where it started: its worktree as it is now (committed
-    and uncommitted changes to tracked files), or its branch when the worktree is gone."""
+    """What the task changed against where it started: its worktree as it is now (what it
+    committed, its uncommitted changes and the new files it made, not ignored ones nor
+    setup's), or its branch when the worktree is gone."""
     repo = repo_of(task)
     base = base_of(task)
     if base is None:
@@ -192,7 +195,7 @@ def diff(task: Task, *, stat: bool = False) -> str:
     options = ["diff", "--no-color", "--no-ext-diff"] + (["--stat"] if stat else [])
     where = Path(task.worktree) if task.worktree else None
     if where is not None and (where / ".git").is_file():
-        done = gitcmd.run([*options, base.commit], where)
+        done = _worktree_diff(options, base.commit, where)
     elif branch_exists(repo, task.branch):
         done = gitcmd.run([*options, base.commit, f"refs/heads/{task.branch}"], repo)
     elif task.changes is not None and task.changes.empty:
@@ -231,13 +234,31 @@ def split_diff(text: str) -> list[FileDiff]:
     return files
 
 
-def untracked(task: Task) -> list[str]:
-    """New files in the task's worktree that a diff does not show (not yet committed)."""
-    if not task.worktree or not (Path(task.worktree) / ".git").is_file():
-        return []
-    found = gitcmd.output(["ls-files", "--others", "--exclude-standard", "-z"], task.worktree) or ""
-    setup = set(worktree.setup_untracked(Path(task.worktree)))
-    return [p for p in found.split("\0") if p and p not in setup]
+def _worktree_diff(options: list[str], base: str, where: Path) -> subprocess.CompletedProcess[str]:
+    """`git diff BASE` in the worktree, its new files shown as added: they are marked
+    intent-to-add in a copy of its index, so its own index stays as the agent left it."""
+    new = _untracked(where)
+    index = Path(gitcmd.output(["rev-parse", "--absolute-git-dir"], where) or where, "index")
+    if not new or not index.is_file():  # no index: git would take every tracked file for deleted
+        return gitcmd.run([*options, base], where)
+    with tempfile.TemporaryDirectory(prefix="kugetsu-diff-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp, "index")), "GIT_LITERAL_PATHSPECS": "1"}
+        shutil.copyfile(index, env["GIT_INDEX_FILE"])
+        paths = Path(tmp, "paths")
+        paths.write_text("\0".join(new) + "\0")
+        marked = gitcmd.run(
+            ["add", "--intent-to-add", f"--pathspec-from-file={paths}", "--pathspec-file-nul"], where, env=env
+        )
+        if marked.returncode != 0:
+            raise failure(f"{where}: could not list its new files in the diff", marked)
+        return gitcmd.run([*options, base], where, env=env)
+
+
+def _untracked(where: Path) -> list[str]:
+    """New files in a worktree, not ignored ones nor what `[worktree] setup` made."""
+    found = gitcmd.run(["ls-files", "--others", "--exclude-standard", "-z"], where)
+    setup = set(worktree.setup_untracked(where))
+    return [p for p in found.stdout.split("\0") if p and p not in setup] if found.returncode == 0 else []
 
 
 def repo_of(task: Task) -> Path:
