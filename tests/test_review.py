@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kugetsu_tui.engine.config.keys import MERGE_STRATEGIES
+from kugetsu_tui.engine.merge import Strategy
 from kugetsu_tui.engine.store import Store
 from tests.helpers.harness import Kugetsu, git, script, wait_until
 
@@ -383,6 +385,10 @@ def test_merge_strategy_by_name(kg: Kugetsu, repo: Path, how: str) -> None:
     assert f"merged into main (checked out in {repo}) ({how}, {_sha(repo)[:12]})" in out
     assert _landed(repo, moved) == SHAPES[how]
     assert [e["strategy"] for e in kg.events(task_id) if e["type"] == "task_merged"] == [how]
+
+
+def test_the_config_offers_every_merge_strategy() -> None:
+    assert tuple(str(how) for how in Strategy) == MERGE_STRATEGIES
 
 
 def test_the_configured_strategy_is_the_default_and_a_flag_overrides_it(kg: Kugetsu, repo: Path) -> None:
