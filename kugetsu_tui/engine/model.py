@@ -103,6 +103,8 @@ class EventType(StrEnum):
     COOLDOWN_ENDED = "cooldown_ended"
     HOOK_FAILED = "hook_failed"
     WORKTREE_KEPT = "worktree_kept"
+    WORKTREE_REMOVED = "worktree_removed"  # by gc
+    BRANCH_REMOVED = "branch_removed"  # by gc; its data names the commit it pointed at
     CONFIG_RELOADED = "config_reloaded"
     CONFIG_ERROR = "config_error"
     CONFIG_OK = "config_ok"

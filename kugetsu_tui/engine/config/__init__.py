@@ -29,6 +29,7 @@ from kugetsu_tui.engine.config.keys import (
     PRESSURE_MODES,
     QUEUE,
     REPO,
+    REVIEW,
     SECTIONS,
     TABLES,
     TOP,
@@ -76,6 +77,7 @@ _TOP = (
     | CAPACITY.defaults()
     | QUEUE.defaults()
     | WORKTREE.defaults()
+    | REVIEW.defaults()
     | EXECUTOR.defaults()
     | MCP.defaults()
     | WEB.defaults()
@@ -159,6 +161,7 @@ class Config:
     web_token_file: str | None = _TOP["web_token_file"]
     web_max_sessions: int = _TOP["web_max_sessions"]
     worktree_commit: bool = _TOP["worktree_commit"]
+    review_strategy: str = _TOP["review_strategy"]  # how `kugetsu merge` lands a task by default
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]

@@ -38,6 +38,7 @@ CAP_MODES = tuple(str(mode) for mode in CapMode)
 PRESSURE_MODES = tuple(str(mode) for mode in MemoryPressure)
 EXECUTOR_KINDS = ("local", "ray")
 ON_FULL = ("queue", "reject")
+MERGE_STRATEGIES = ("merge", "squash", "rebase")  # merge.Strategy's values
 QUEUED_MAX = Whole(1, 10**9)
 EVENT_NAMES = frozenset(str(e) for e in EventType)
 
@@ -247,6 +248,19 @@ WORKTREE = Table(
             "Commit a successful attempt's changes on the task's branch (kugetsu/<id>), the prompt's "
             "first line as the message; a task that changed nothing loses its branch.",
             attr="worktree_commit",
+        ),
+    ),
+)
+REVIEW = Table(
+    "[review]",
+    (
+        Key(
+            "strategy",
+            Choice(MERGE_STRATEGIES),
+            "merge",
+            '`kugetsu merge` without --strategy: "merge" (a merge commit), "squash" (one commit) or '
+            '"rebase" (the task\'s commits replayed on the target).',
+            attr="review_strategy",
         ),
     ),
 )
@@ -462,6 +476,7 @@ SECTIONS = {
     "capacity": CAPACITY,
     "queue": QUEUE,
     "worktree": WORKTREE,
+    "review": REVIEW,
     "executor": EXECUTOR,
     "mcp": MCP,
     "web": WEB,
