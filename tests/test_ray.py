@@ -80,7 +80,7 @@ class RayKugetsu(Kugetsu):
     def cleanup(self) -> None:
         """Also the node-local folders of this home's actors (clones, worktrees, logs)."""
         super().cleanup()
-        from kugetsu_tui.engine.executor.ray import home_id
+        from kugetsu_tui.engine.executor.ray_shared import home_id
         from kugetsu_tui.engine.home import Home
 
         for left in Path(tempfile.gettempdir()).glob(f"kugetsu-{home_id(Home(self.home))}-*"):
@@ -101,7 +101,7 @@ def rk(tmp_path: Path, cluster: Any) -> Iterator[RayKugetsu]:
 def remote_agents(home: Path) -> list[psutil.Process]:
     """The fake agents started on any node for this home: they run in the node-local
     folders named by the home's id."""
-    from kugetsu_tui.engine.executor.ray import home_id
+    from kugetsu_tui.engine.executor.ray_shared import home_id
     from kugetsu_tui.engine.home import Home
 
     where = str(Path(tempfile.gettempdir()) / f"kugetsu-{home_id(Home(home))}-")
