@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -35,11 +34,11 @@ from typing import Any
 from kugetsu_tui.engine import runner
 from kugetsu_tui.engine.capacity import TreeUsage
 from kugetsu_tui.engine.config import DEFAULT_EST_RSS, Config
-from kugetsu_tui.engine.executor import Launch
+from kugetsu_tui.engine.executor import Launch, ray_cluster
+from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
 from kugetsu_tui.engine.executor.ray_node import AttemptActor
 from kugetsu_tui.engine.executor.ray_shared import (
     CALL_TIMEOUT,
-    CONNECT_TIMEOUT,
     NAMESPACE,
     POLL_EVERY,
     RESOURCE,
@@ -77,6 +76,7 @@ class _Attempt:
     stop: threading.Event = field(default_factory=threading.Event)
     nudge: threading.Event = field(default_factory=threading.Event)  # look again now
     told: dict[str, float] = field(default_factory=dict)  # signal -> when last sent
+    node_id: str | None = None  # the Ray node it was last seen running on
 
 
 class RayExecutor:
@@ -117,15 +117,10 @@ class RayExecutor:
         if not self._connected:
             if not ray.is_initialized():
                 options: dict[str, Any] = {}
-                if self.address != "auto":
-                    # ray.init waits minutes for a head that does not answer: ask first.
-                    host, _, port = self.address.rpartition(":")
-                    try:
-                        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
-                    except (OSError, ValueError) as err:
-                        raise SpawnError(f"cannot reach the Ray cluster at {self.address}: {err}") from None
-                    if host.startswith("127.") or host == "localhost":
-                        options["_node_ip_address"] = "127.0.0.1"
+                ray_cluster.probe(self.address)  # ray.init waits minutes for a head that does not answer
+                host = self.address.rpartition(":")[0]
+                if host.startswith("127.") or host == "localhost":
+                    options["_node_ip_address"] = "127.0.0.1"
                 try:
                     ray.init(
                         address=self.address,
@@ -138,6 +133,20 @@ class RayExecutor:
                     raise SpawnError(f"cannot reach the Ray cluster at {self.address}: {err}") from None
             self._connected = True
         return ray
+
+    def read_cluster(self) -> ClusterReading:
+        """The cluster's nodes and totals now, with this supervisor's attempts on each;
+        SpawnError naming the address while it cannot be reached. Slow: call it in a thread."""
+        ray_cluster.probe(self.address)  # a head gone since: said at once, not after Ray's own retries
+        ray = self._connect()
+        live: dict[str, int] = {}
+        for attempt in list(self._attempts.values()):
+            if not attempt.done and attempt.node_id:
+                live[attempt.node_id] = live.get(attempt.node_id, 0) + 1
+        try:
+            return ray_cluster.read(ray, live)
+        except Exception as err:  # whatever Ray raised, the cluster did not answer
+            raise SpawnError(f"cannot reach the Ray cluster at {self.address}: {first_line(err)}") from None
 
     def _actor(self, task_id: int, attempt: int) -> Any | None:
         ray = self._connect()
@@ -306,6 +315,7 @@ class RayExecutor:
             self.remote_usage.pop(attempt.task_id, None)
         if look.node != progress.node:
             progress.node = look.node
+            attempt.node_id = look.node.get("node_id")
             runner.write_private(attempt.run_dir / "node", json.dumps(look.node))
         if look.exited and look.alive:
             # The agent ended but left processes in its group: end them too.
