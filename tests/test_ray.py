@@ -299,25 +299,9 @@ def test_a_timeout_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None
     assert "working" in (rk.home / "runs" / str(task) / "log").read_text(), "its log came back"
 
 
-def test_an_unreachable_cluster_holds_admission_until_it_answers(rk: Kugetsu) -> None:
-    """Fail closed: while no cluster answers at the address the queue waits, no attempt
-    spent, and status says why; once a cluster starts there, the tasks run (once each)."""
-    port = free_port()
-    rk.write_config(executor={"kind": "ray", "address": f"127.0.0.1:{port}"})
-    ids = [rk.add(script(["say", f"ran {n}"])) for n in range(2)]
-    supervisor = rk.start_supervisor()
-    unreachable = f"cluster unreachable: cannot reach the Ray cluster at 127.0.0.1:{port}"
-    status = wait_until(
-        lambda: (
-            (s := rk.status())["admission_blocked"] and s["admission_blocked"].startswith(unreachable) and s
-        ),
-        "status to say the cluster cannot be reached",
-    )
-    assert [(t["state"], t["attempts"]) for t in status["tasks"]] == [("queued", 0), ("queued", 0)], status
-    assert all(t["wait_reason"].startswith(unreachable) for t in status["tasks"]), status["tasks"]
-    code, out, _ = rk.main("status")
-    assert code == 0 and f"note: {unreachable}" in out, out
-    head = ray_cluster_utils.Cluster(
+def start_head(port: int) -> Any:
+    """A one-node cluster whose head listens on 127.0.0.1:port."""
+    return ray_cluster_utils.Cluster(
         initialize_head=True,
         head_node_args={
             "gcs_server_port": port,
@@ -327,21 +311,62 @@ def test_an_unreachable_cluster_holds_admission_until_it_answers(rk: Kugetsu) ->
             "include_dashboard": False,
         },
     )
-    try:
+
+
+def test_an_unreachable_cluster_holds_admission_until_it_answers(rk: Kugetsu) -> None:
+    """Fail closed: while no cluster answers at the address the queue waits, no attempt
+    spent, and status says why; once one answers there the tasks run, once each. Both
+    for a cluster not there when the supervisor starts and for one stopped under it."""
+    port = free_port()
+    rk.write_config(executor={"kind": "ray", "address": f"127.0.0.1:{port}"})
+    unreachable = f"cluster unreachable: cannot reach the Ray cluster at 127.0.0.1:{port}"
+
+    def held(ids: list[int]) -> None:
+        status = wait_until(
+            lambda: (
+                (s := rk.status())["admission_blocked"]
+                and s["admission_blocked"].startswith(unreachable)
+                and s
+            ),
+            "status to say the cluster cannot be reached",
+        )
+        queued = [t for t in status["tasks"] if t["id"] in ids]
+        assert [(t["state"], t["attempts"]) for t in queued] == [("queued", 0)] * len(ids), queued
+        assert all(t["wait_reason"].startswith(unreachable) for t in queued), queued
+        code, out, _ = rk.main("status")
+        assert code == 0 and f"note: {unreachable}" in out, out
+
+    def run_once(ids: list[int]) -> None:
         assert not listening_outside_loopback()
         for task_id in ids:
             done = rk.wait_state(task_id, "succeeded", "failed", timeout=90)
             assert (done["state"], done["attempts"]) == ("succeeded", 1), done
         assert rk.status()["admission_blocked"] is None
+
+    first = [rk.add(script(["say", f"ran {n}"])) for n in range(2)]
+    supervisor = rk.start_supervisor()
+    held(first)
+    head = start_head(port)
+    try:
+        run_once(first)
+    finally:
+        head.shutdown()
+    # Stopped under a supervisor connected to it: added now, they wait for it as well.
+    then = [rk.add(script(["say", f"ran {n}"])) for n in range(2)]
+    held(then)
+    head = start_head(port)
+    try:
+        run_once(then)
         rk.stop_supervisor(supervisor)
     finally:
         head.shutdown()
     notes = [e.get("error", "") for e in rk.events() if e["type"] == "supervisor_warning"]
-    # Said once while it lasted (the supervisor looked again every few seconds), and once when it ended.
-    assert len([n for n in notes if n.startswith(unreachable)]) == 1, notes
-    assert any("answers again" in n for n in notes), notes
-    kinds = [e["type"] for e in rk.events(ids[0])]
-    assert "task_retrying" not in kinds and "task_error" not in kinds, kinds
+    # Said once per outage (the supervisor looked again every few seconds), and when it ended.
+    assert len([n for n in notes if n.startswith(unreachable)]) == 2, notes
+    assert len([n for n in notes if "answers again" in n]) == 2, notes
+    for task_id in first + then:
+        kinds = [e["type"] for e in rk.events(task_id)]
+        assert "task_retrying" not in kinds and "task_error" not in kinds, kinds
 
 
 def test_an_unknown_executor_kind_is_a_config_error(kg: Kugetsu) -> None:

@@ -77,6 +77,7 @@ class _Attempt:
     nudge: threading.Event = field(default_factory=threading.Event)  # look again now
     told: dict[str, float] = field(default_factory=dict)  # signal -> when last sent
     node_id: str | None = None  # the Ray node it was last seen running on
+    generation: int = 0  # of the executor's connection its actor handle belongs to
 
 
 class RayExecutor:
@@ -93,8 +94,8 @@ class RayExecutor:
         self.memory = memory  # argv[0] -> bytes the agent is expected to use
         self.kill_grace = kill_grace
         self.home_id = home_id(home)
-        self._connected = False
-        self._bundles: dict[str, Any] = {}  # commit -> the object ref of its bundle
+        self.connection = ray_cluster.Connection(address)
+        self._bundles: dict[tuple[int, str], Any] = {}  # (connection, commit) -> its bundle's ref
         self._attempts: dict[int, _Attempt] = {}
         # task -> the latest reading of its agent's tree on its node (the advisor stores it)
         self.remote_usage: dict[int, TreeUsage] = {}
@@ -113,40 +114,16 @@ class RayExecutor:
     # --- the cluster ------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        ray = import_ray()
-        if not self._connected:
-            if not ray.is_initialized():
-                options: dict[str, Any] = {}
-                ray_cluster.probe(self.address)  # ray.init waits minutes for a head that does not answer
-                host = self.address.rpartition(":")[0]
-                if host.startswith("127.") or host == "localhost":
-                    options["_node_ip_address"] = "127.0.0.1"
-                try:
-                    ray.init(
-                        address=self.address,
-                        namespace=NAMESPACE,
-                        log_to_driver=False,
-                        logging_level="ERROR",
-                        **options,
-                    )
-                except Exception as err:
-                    raise SpawnError(f"cannot reach the Ray cluster at {self.address}: {err}") from None
-            self._connected = True
-        return ray
+        return self.connection.ray()
 
     def read_cluster(self) -> ClusterReading:
         """The cluster's nodes and totals now, with this supervisor's attempts on each;
-        SpawnError naming the address while it cannot be reached. Slow: call it in a thread."""
-        ray_cluster.probe(self.address)  # a head gone since: said at once, not after Ray's own retries
-        ray = self._connect()
+        Unreachable naming the address while it cannot be reached. Slow: call it in a thread."""
         live: dict[str, int] = {}
         for attempt in list(self._attempts.values()):
             if not attempt.done and attempt.node_id:
                 live[attempt.node_id] = live.get(attempt.node_id, 0) + 1
-        try:
-            return ray_cluster.read(ray, live)
-        except Exception as err:  # whatever Ray raised, the cluster did not answer
-            raise SpawnError(f"cannot reach the Ray cluster at {self.address}: {first_line(err)}") from None
+        return self.connection.read(live)
 
     def _actor(self, task_id: int, attempt: int) -> Any | None:
         ray = self._connect()
@@ -164,7 +141,9 @@ class RayExecutor:
         actor = self._actor(task_id, attempt)
         if actor is None:
             return None
-        found = _Attempt(task_id, attempt, actor, self.home.run_dir(task_id))
+        found = _Attempt(
+            task_id, attempt, actor, self.home.run_dir(task_id), generation=self.connection.generation
+        )
         with contextlib.suppress(OSError, ValueError):
             saved = json.loads((found.run_dir / "ray.json").read_text())
             found.cwd = Path(saved["cwd"]) if saved.get("cwd") else None
@@ -175,6 +154,7 @@ class RayExecutor:
     # --- the Executor protocol --------------------------------------------------------
 
     def spawn(self, launch: Launch) -> Spawned:
+        self.connection.probe()  # a head gone since the last look: not a failed attempt
         ray = self._connect()
         remote, bundle = self._remote_launch(launch)
         options: dict[str, Any] = {
@@ -198,7 +178,13 @@ class RayExecutor:
             raise SpawnError(f"cannot start the attempt on the Ray cluster: {err}") from None
         pid = -launch.task_id
         attempt = _Attempt(
-            launch.task_id, launch.attempt, actor, launch.run_dir, cwd=None, branch=remote.branch
+            launch.task_id,
+            launch.attempt,
+            actor,
+            launch.run_dir,
+            cwd=None,
+            branch=remote.branch,
+            generation=self.connection.generation,
         )
         if remote.repo_key is not None:
             attempt.cwd = launch.cwd
@@ -250,14 +236,15 @@ class RayExecutor:
 
     def _bundle(self, cwd: Path, commit: str) -> Any:
         """The base commit's bundle in the object store, made once per commit."""
-        ref = self._bundles.get(commit)
+        key = (self.connection.generation, commit)  # (an outage empties the object store)
+        ref = self._bundles.get(key)
         if ref is None:
             ray = import_ray()
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "base.bundle"
                 git(["bundle", "create", "-q", str(out), "HEAD"], cwd)
                 ref = ray.put(out.read_bytes())
-            self._bundles[commit] = ref
+            self._bundles[key] = ref
         return ref
 
     def watch(self, pid: int, on_exit: Callable[[], None]) -> None:
@@ -283,17 +270,22 @@ class RayExecutor:
         exceptions = ray.exceptions
         progress = _Progress()
         while not attempt.stop.is_set() and not attempt.done:
-            try:
-                quiet = self._look(ray, attempt, progress)
-            except exceptions.RayActorError as err:
+            lost = None
+            if attempt.generation != self.connection.generation:
+                lost = "the cluster it ran on went away (connected anew since)"
+            else:
+                try:
+                    quiet = self._look(ray, attempt, progress)
+                except exceptions.RayActorError as err:
+                    lost = first_line(err)
+                except exceptions.RayError:
+                    quiet = True  # the cluster is busy or briefly out of reach: look again
+            if lost is not None:
                 attempt.status = None  # lost with its node: interrupted, to run again
                 attempt.done = True
-                where = node_text(progress.node)
                 with open(attempt.run_dir / "log", "a") as log:
-                    log.write(f"\n--- kugetsu: lost the attempt on {where}: {first_line(err)} ---\n")
+                    log.write(f"\n--- kugetsu: lost the attempt on {node_text(progress.node)}: {lost} ---\n")
                 break
-            except exceptions.RayError:
-                quiet = True  # the cluster is busy or briefly out of reach: look again
             if quiet:
                 attempt.nudge.wait(POLL_EVERY)
                 attempt.nudge.clear()
@@ -384,9 +376,17 @@ class RayExecutor:
         attempt = self._attempts.get(pid)
         return attempt is not None and not attempt.done
 
-    def _tell(self, pid: int, what: str) -> None:
+    def _signalled(self, pid: int) -> _Attempt | None:
+        """The attempt, if it runs and its actor can be reached through this connection
+        (one from before the cluster went away is ended by its follower instead)."""
         attempt = self._attempts.get(pid)
-        if attempt is None or attempt.done:
+        if attempt is None or attempt.done or attempt.generation != self.connection.generation:
+            return None
+        return attempt
+
+    def _tell(self, pid: int, what: str) -> None:
+        attempt = self._signalled(pid)
+        if attempt is None:
             return
         # The supervisor repeats a kill on every tick until it learns of the exit, which
         # here takes a look over the network: one call a second is enough.
@@ -406,8 +406,8 @@ class RayExecutor:
         self._tell(pid, "strays")
 
     def pause(self, pid: int) -> bool:
-        attempt = self._attempts.get(pid)
-        if attempt is None or attempt.done:
+        attempt = self._signalled(pid)
+        if attempt is None:
             return False
         ray = import_ray()
         try:

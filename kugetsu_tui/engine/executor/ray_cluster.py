@@ -1,16 +1,34 @@
-"""The Ray cluster as the supervisor sees it: whether its head answers, and what its nodes
-hold (the `kugetsu_agent` slots, CPUs and memory Ray reports), for the capacity advisor,
-the admission hold while the cluster is out of reach, and status's per-node lines."""
+"""The Ray cluster as the supervisor sees it: its one connection to it (made on first
+use, made anew when the head answers again after an outage), whether its head answers,
+and what its nodes hold (the `kugetsu_agent` slots, CPUs and memory Ray reports), for
+the capacity advisor, the admission hold while the cluster is out of reach, and status's
+per-node lines."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kugetsu_tui.engine.executor.ray_shared import CONNECT_TIMEOUT, RESOURCE
+from kugetsu_tui.engine.executor.ray_shared import (
+    CONNECT_TIMEOUT,
+    NAMESPACE,
+    RESOURCE,
+    first_line,
+    import_ray,
+)
 from kugetsu_tui.engine.runner import SpawnError
+
+RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
+RECONNECT_FOR = 10**7  # seconds (months): as good as never giving up
+
+
+class Unreachable(SpawnError):
+    """The cluster does not answer: the attempt was not started and is not to blame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +65,7 @@ class ClusterReading:
 
 
 def probe(address: str) -> None:
-    """SpawnError unless the head's port answers: ray.init and Ray's calls wait minutes
+    """Unreachable unless the head's port answers: ray.init and Ray's calls wait minutes
     for a head that does not, where this takes at most CONNECT_TIMEOUT."""
     if address == "auto":
         return  # the address is found by Ray itself; only connecting tells
@@ -55,7 +73,7 @@ def probe(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
     except (OSError, ValueError) as err:
-        raise SpawnError(f"cannot reach the Ray cluster at {address}: {err}") from None
+        raise Unreachable(f"cannot reach the Ray cluster at {address}: {err}") from None
 
 
 def read(ray: Any, live: Mapping[str, int]) -> ClusterReading:
@@ -85,3 +103,71 @@ def read(ray: Any, live: Mapping[str, int]) -> ClusterReading:
         memory=int(total.get("memory", 0)),
         memory_available=int(free.get("memory", 0)),
     )
+
+
+class Connection:
+    """The supervisor's connection to the cluster (Ray allows one per process)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.generation = 0  # how many times it was made anew after an outage
+        self._connected = False
+        self._lost = False  # connected, then the head stopped answering: connect anew once it does
+        self._lock = threading.Lock()
+
+    def ray(self) -> Any:
+        """Ray, connected (again, after an outage); Unreachable if the head does not answer."""
+        ray = import_ray()
+        with self._lock:
+            if self._lost:
+                self._start_over(ray)
+            if not self._connected:
+                if not ray.is_initialized():
+                    self._init(ray)
+                self._connected = True
+        return ray
+
+    def probe(self) -> None:
+        """Unreachable unless the head answers now (and then, connect anew when it does)."""
+        try:
+            probe(self.address)
+        except Unreachable:
+            self._lost = self._lost or self._connected
+            raise
+
+    def read(self, live: Mapping[str, int]) -> ClusterReading:
+        """The cluster now (see read()); Unreachable while it cannot be."""
+        self.probe()  # a head gone since: said at once, not after Ray's retries
+        ray = self.ray()
+        try:
+            return read(ray, live)
+        except Exception as err:  # whatever Ray raised, the cluster did not answer
+            raise Unreachable(f"cannot reach the Ray cluster at {self.address}: {first_line(err)}") from None
+
+    def _init(self, ray: Any) -> None:
+        options: dict[str, Any] = {}
+        probe(self.address)  # ray.init waits minutes for a head that does not answer
+        host = self.address.rpartition(":")[0]
+        if host.startswith("127.") or host == "localhost":
+            options["_node_ip_address"] = "127.0.0.1"
+        # Ray ends a driver whose head has been gone a minute; the supervisor must outlive
+        # an outage (admission waits) and carry on once the head answers again.
+        os.environ.setdefault(RECONNECT_ENV, str(RECONNECT_FOR))
+        try:
+            ray.init(
+                address=self.address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level="ERROR",
+                **options,
+            )
+        except Exception as err:
+            raise Unreachable(f"cannot reach the Ray cluster at {self.address}: {err}") from None
+
+    def _start_over(self, ray: Any) -> None:
+        """The head answers again after an outage, perhaps as a new cluster: connect anew.
+        What ran on the old one is lost to it (its looks fail: interrupted, run again)."""
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        self._connected = self._lost = False
+        self.generation += 1  # the old connection's actor handles and object refs are dead

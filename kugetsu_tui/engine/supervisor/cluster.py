@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine.capacity import AgentProfile, Limits, Machine, Suggestion, suggest_cap
-from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
+from kugetsu_tui.engine.executor.ray_cluster import ClusterReading, Unreachable
 from kugetsu_tui.engine.executor.ray_shared import RESOURCE
-from kugetsu_tui.engine.model import EventType
+from kugetsu_tui.engine.model import EventType, Task
 from kugetsu_tui.engine.runner import SpawnError
+from kugetsu_tui.engine.supervisor import settle
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -47,21 +49,39 @@ async def sample(sup: Supervisor) -> ClusterReading | None:
         return None
     try:
         reading = await asyncio.to_thread(reader)
-    except SpawnError as err:
-        down = f"{UNREACHABLE}: {err}"
-        if sup.cluster_down is None:
-            note = f"{down}; nothing is admitted until it answers"
-            sup.store.record(sup.clock(), EventType.SUPERVISOR_WARNING, None, {"error": note})
-        sup.cluster_down, sup.cluster = down, None
+    except Unreachable as err:
+        _down(sup, err)
         return None
     if sup.cluster_down is not None:
-        note = f"the Ray cluster answers again ({len(reading.nodes)} nodes): admission resumed"
+        nodes = len(reading.nodes)
+        note = f"the Ray cluster answers again ({nodes} node{'' if nodes == 1 else 's'}): admission resumed"
         sup.store.record(sup.clock(), EventType.SUPERVISOR_WARNING, None, {"error": note})
     first = sup.cluster is None
     sup.cluster_down, sup.cluster = None, reading
     if first:
         sup.wake()  # admission waited for this reading
     return reading
+
+
+def _down(sup: Supervisor, err: Unreachable) -> None:
+    down = f"{UNREACHABLE}: {err}"
+    if sup.cluster_down is None:  # said once, not on every look
+        note = f"{down}; nothing is admitted until it answers"
+        sup.write_or_defer(
+            partial(sup.store.record, sup.clock(), EventType.SUPERVISOR_WARNING, None, {"error": note})
+        )
+    sup.cluster_down, sup.cluster = down, None
+
+
+def went_away(sup: Supervisor, task: Task, err: SpawnError, now: float) -> bool:
+    """An attempt not started because the cluster stopped answering since its last look:
+    queued again with the attempt given back, admission held. False for other failures."""
+    if not isinstance(err, Unreachable):
+        return False
+    _down(sup, err)
+    why = f"{UNREACHABLE} before it could start"
+    sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
+    return True
 
 
 def as_machine(reading: ClusterReading) -> Machine:

@@ -227,7 +227,8 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
     try:
         launch, spawned = await sup.event_loop.run_in_executor(sup.spawner(), _make_attempt, sup, task, cwd)
     except SpawnError as err:
-        spawn_failed(sup, task, str(err))
+        if not cluster.went_away(sup, task, err, now):
+            spawn_failed(sup, task, str(err))
         return
     except OSError as err:
         if not disk_full(err):
