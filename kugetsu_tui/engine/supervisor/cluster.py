@@ -49,13 +49,15 @@ async def sample(sup: Supervisor) -> ClusterReading | None:
         return None
     try:
         reading = await asyncio.to_thread(reader)
-    except Unreachable as err:
+    except SpawnError as err:  # out of reach, or Ray missing here: either way nothing can start
         _down(sup, err)
         return None
     if sup.cluster_down is not None:
         nodes = len(reading.nodes)
         note = f"the Ray cluster answers again ({nodes} node{'' if nodes == 1 else 's'}): admission resumed"
-        sup.store.record(sup.clock(), EventType.SUPERVISOR_WARNING, None, {"error": note})
+        sup.write_or_defer(
+            partial(sup.store.record, sup.clock(), EventType.SUPERVISOR_WARNING, None, {"error": note})
+        )
     first = sup.cluster is None
     sup.cluster_down, sup.cluster = None, reading
     if first:
@@ -63,7 +65,7 @@ async def sample(sup: Supervisor) -> ClusterReading | None:
     return reading
 
 
-def _down(sup: Supervisor, err: Unreachable) -> None:
+def _down(sup: Supervisor, err: SpawnError) -> None:
     down = f"{UNREACHABLE}: {err}"
     if sup.cluster_down is None:  # said once, not on every look
         note = f"{down}; nothing is admitted until it answers"
