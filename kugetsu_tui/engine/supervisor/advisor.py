@@ -24,9 +24,10 @@ from kugetsu_tui.engine.capacity import (
     read_machine,
     suggest_cap,
 )
+from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
 from kugetsu_tui.engine.model import EventType, State, SupervisorFacts
 from kugetsu_tui.engine.store import disk_full
-from kugetsu_tui.engine.supervisor import reload, requests, settle
+from kugetsu_tui.engine.supervisor import cluster, reload, requests, settle
 from kugetsu_tui.engine.text import one_line
 
 if TYPE_CHECKING:
@@ -83,7 +84,6 @@ async def sample_once(sup: Supervisor) -> None:
         proc = sup.procs.get(roots.get(pid, -1))
         if proc is not None and proc.pid == pid:
             proc.descendants |= usage.members  # ended at settle if they outlive the attempt
-    sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
     readings = [(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots]
     # Agents on other machines are measured there (the Ray executor brings the readings).
@@ -93,14 +93,28 @@ async def sample_once(sup: Supervisor) -> None:
     cpu = {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots}
     cpu |= {task_id: u.cpu_percent for task_id, u in remote.items()}
     settle.check_running(sup, now, cpu)
-    agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
-    raw = suggest_cap(
-        machine,
-        limits_for(sup.config),
-        profile_in_play(sup.store, sup.config),
-        len(sup.procs) + len(sup.starting),
-        agents_cpu,
-    )
+    reading = await cluster.sample(sup)
+    if reading is not None or sup.cluster_down is None:  # (out of reach: its last figures stay)
+        agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
+        _advise(sup, machine, reading, agents_cpu, now)
+    relieve_memory_pressure(sup, machine, now)
+    await watch_for_input(sup)
+    publish(sup, now)
+
+
+def _advise(
+    sup: Supervisor, machine: Machine, reading: ClusterReading | None, agents_cpu: float, now: float
+) -> None:
+    """Suggest a cap from this machine, or from the cluster the agents run on (reading);
+    apply it in auto mode."""
+    live = len(sup.procs) + len(sup.starting)
+    limits, profile = limits_for(sup.config), profile_in_play(sup.store, sup.config)
+    if reading is None:
+        sup.machine = machine
+        raw = suggest_cap(machine, limits, profile, live, agents_cpu)
+    else:
+        sup.machine = cluster.as_machine(reading)
+        raw = cluster.suggest(reading, limits, profile, live, agents_cpu)
     smoothed = sup.smoother.update(raw.cap, raw.by_memory)
     reason = raw.reason
     if smoothed != raw.cap:
@@ -108,9 +122,6 @@ async def sample_once(sup: Supervisor) -> None:
     sup.suggestion = Suggestion(smoothed, reason, raw.by_memory, raw.each_rss)
     if sup.config.cap_mode == "auto" and sup.suggestion.cap != sup.cap:
         requests.set_cap(sup, smoothed, now, reason=f"suggested {smoothed}: {reason}")
-    relieve_memory_pressure(sup, machine, now)
-    await watch_for_input(sup)
-    publish(sup, now)
 
 
 def _usage(u: TreeUsage) -> dict[str, Any]:
@@ -206,9 +217,9 @@ def publish(sup: Supervisor, now: float) -> None:
         cap_mode=sup.config.cap_mode,
         suggested_cap=sup.suggestion.cap if sup.suggestion else None,
         cap_reason=sup.suggestion.reason if sup.suggestion else None,
-        machine=sup.machine.to_json() if sup.machine else None,
+        machine=cluster.machine_facts(sup),
         admission_blocked=sup.admission_blocked,
         config_error=sup.config_error,
         cooldowns={a: u for a, (u, _) in sup.cooldowns.items() if u > now},
     )
-    sup.store.set_meta(facts.to_meta(), now)
+    sup.store.set_meta({**facts.to_meta(), "nodes": cluster.node_facts(sup)}, now)

@@ -25,6 +25,7 @@ from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Sugge
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
 from kugetsu_tui.engine.executor.local import LocalExecutor
+from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.hooks import Hooks
 from kugetsu_tui.engine.model import ActionResult, Ending, Event, EventType, iso
@@ -122,6 +123,8 @@ class Supervisor:
         self.suggestion: Suggestion | None = None
         self.memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
         self.admission_blocked: str | None = None
+        self.cluster: ClusterReading | None = None  # the Ray cluster's last reading, if agents run there
+        self.cluster_down: str | None = None  # why the cluster cannot be reached (admission waits)
         self.pressure = PressureRelief()  # memory_pressure = "pause_newest"
         self.config_error: str | None = None
         self.loaded_signature = reload.config_signature(self)

@@ -19,7 +19,7 @@ from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
 from kugetsu_tui.engine.home import private_dir
 from kugetsu_tui.engine.model import Ending, EventType, State, Task
 from kugetsu_tui.engine.store import disk_full
-from kugetsu_tui.engine.supervisor import advisor, settle
+from kugetsu_tui.engine.supervisor import advisor, cluster, settle
 from kugetsu_tui.engine.supervisor.attempt import end, watch, watched
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
     """Mark as many queued tasks starting as the cap allows; they are spawned after commit."""
     if len(sup.procs) + len(sup.starting) >= sup.cap and sup.store.live_count() >= sup.cap:
         return []
-    blocked = advisor.memory_block(sup)
+    blocked = cluster.block(sup) or advisor.memory_block(sup)
     room = None if blocked else _memory_room(sup)
     if room == 0:
         assert sup.memory is not None
@@ -227,7 +227,8 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
     try:
         launch, spawned = await sup.event_loop.run_in_executor(sup.spawner(), _make_attempt, sup, task, cwd)
     except SpawnError as err:
-        spawn_failed(sup, task, str(err))
+        if not cluster.went_away(sup, task, err, now):
+            spawn_failed(sup, task, str(err))
         sup.wake()
         return
     except OSError as err:
