@@ -35,6 +35,7 @@ from kugetsu_tui.engine.config.keys import (
     TOP_KEYS,
     WEB,
     WORKTREE,
+    Answer,
     Table,
 )
 from kugetsu_tui.engine.config.kinds import (
@@ -59,6 +60,7 @@ __all__ = [
     "PRESSURE_MODES",
     "SIZE_HINT",
     "AgentConfig",
+    "Answer",
     "Config",
     "Hook",
     "builtin_agents",
@@ -106,6 +108,8 @@ class AgentConfig:
     on_stall: str = _AGENT["on_stall"]
     args: tuple[str, ...] = ()  # folded into `command`, before its {prompt} element
     terminal: bool = _AGENT["terminal"]  # in a tmux pane a person can attach to
+    answer: tuple[Answer, ...] = ()  # rules that answer a terminal agent's routine prompts
+    timeout_counts_waiting: bool = _AGENT["timeout_counts_waiting"]  # false: waiting pauses it
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.
@@ -117,6 +121,8 @@ class AgentConfig:
                 object.__setattr__(self, name, getattr(preset, name) if preset else ())
         if self.env is None:
             object.__setattr__(self, "env", {})
+        if self.answer is None:
+            object.__setattr__(self, "answer", ())
         if self.args:
             at = next((i for i, part in enumerate(self.command) if "{prompt}" in part), len(self.command))
             object.__setattr__(self, "command", (*self.command[:at], *self.args, *self.command[at:]))

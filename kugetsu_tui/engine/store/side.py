@@ -32,7 +32,9 @@ class Side:
 
     def set_needs_input(self, task_id: int, message: str | None, now: float, by: str = "") -> bool:
         """Raise (a message) or clear (None) a live task's needs-input flag; True if it
-        changed. Raising writes a task_needs_input event; a task not live is left alone."""
+        changed. Raising writes a task_needs_input event, clearing a task_input_given one
+        (by: "person", "output" when the agent showed new output, "notify"); a task not
+        live is left alone."""
         with self._write() as db:
             row = db.execute(
                 f"SELECT needs_input FROM tasks WHERE id = ? AND {_LIVE_SQL}", (task_id, *_LIVE)
@@ -44,6 +46,22 @@ class Side:
             )
             if message is not None:
                 self._event(now, EventType.TASK_NEEDS_INPUT, task_id, {"reason": message, "by": by})
+            else:
+                self._event(now, EventType.TASK_INPUT_GIVEN, task_id, {"by": by, "was": row[0]})
+            return True
+
+    def give_input(self, task_id: int, now: float, by: str, **data: Any) -> bool:
+        """Record input typed into a live task (by "person" or "rule", with what was sent):
+        a task_input_given event, and its needs-input flag cleared. False if not live."""
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT needs_input FROM tasks WHERE id = ? AND {_LIVE_SQL}", (task_id, *_LIVE)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None:
+                db.execute("UPDATE tasks SET needs_input = NULL, updated_at = ? WHERE id = ?", (now, task_id))
+            self._event(now, EventType.TASK_INPUT_GIVEN, task_id, {"by": by, "was": row[0], **data})
             return True
 
     def record_usage(self, readings: Sequence[tuple[int, dict[str, Any]]], now: float) -> None:

@@ -91,6 +91,7 @@ async def sample_once(sup: Supervisor) -> None:
     sup.store.record_usage(readings, now)
     cpu = {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots}
     cpu |= {task_id: u.cpu_percent for task_id, u in remote.items()}
+    await watch_for_input(sup)  # first: a task waiting for a person is not stalled
     settle.check_running(sup, now, cpu)
     agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
     raw = suggest_cap(
@@ -108,7 +109,6 @@ async def sample_once(sup: Supervisor) -> None:
     if sup.config.cap_mode == "auto" and sup.suggestion.cap != sup.cap:
         requests.set_cap(sup, smoothed, now, reason=f"suggested {smoothed}: {reason}")
     relieve_memory_pressure(sup, machine, now)
-    await watch_for_input(sup)
     publish(sup, now)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.model import Ending, EventType, State
-from kugetsu_tui.engine.supervisor.attempt import end, poll_exit
+from kugetsu_tui.engine.supervisor.attempt import Proc, end, poll_exit
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -35,6 +35,22 @@ def end_overdue_attempts(sup: Supervisor, now: float) -> None:
             end(sup, proc, Ending.TIMEOUT, now)
         elif proc.kill_at is not None and now >= proc.kill_at:
             sup.executor.kill(proc.task_id, proc.pid)
+
+
+def pause_timeout(proc: Proc, now: float) -> None:
+    """Stop the attempt's timeout from running (while it waits for a person); what was left
+    of it is kept. A supervisor that restarts meanwhile counts the wait after all: the
+    deadline of an adopted attempt is its start plus its timeout."""
+    if proc.deadline is not None and proc.timeout_left is None:
+        proc.timeout_left = max(0.0, proc.deadline - now)
+        proc.deadline = None
+
+
+def resume_timeout(proc: Proc, now: float) -> None:
+    """Run a paused timeout on from where it stood."""
+    if proc.timeout_left is not None:
+        proc.deadline = now + proc.timeout_left
+        proc.timeout_left = None
 
 
 def expire_queued(sup: Supervisor, now: float) -> None:
