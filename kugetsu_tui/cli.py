@@ -203,6 +203,12 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
         action.add_argument("ids", nargs="+", type=task_id, metavar="ID")
         if name == "requeue":
             action.add_argument("--note", metavar="TEXT", help="appended to the prompt of the next attempt")
+        if name == "cancel":
+            action.add_argument(
+                "--children",
+                action="store_true",
+                help="also the tasks they added (queued or live), and theirs",
+            )
         action.set_defaults(func=task_action(name))
 
     cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")
