@@ -240,6 +240,12 @@ def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -
     notify = sub.add_parser("notify", parents=[common], help="from inside an agent: it needs a person")
     notify.add_argument("message", nargs="?", default="", metavar="MESSAGE")
     notify.add_argument("--task", type=task_id, metavar="ID", help="the task (default: the calling agent's)")
+    notify.add_argument("--clear", action="store_true", help="it no longer needs a person")
+    notify.add_argument(
+        "--hook",
+        action="store_true",
+        help="MESSAGE (or stdin) is a Claude Code hook's or codex notify's JSON: raise or clear by it",
+    )
     notify.set_defaults(func=cmd_notify)
 
     mcp = sub.add_parser("mcp", parents=[common], help="serve planner agents over MCP (stdio)")

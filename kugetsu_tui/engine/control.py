@@ -34,6 +34,8 @@ from kugetsu_tui.engine.model import (
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
 
+UNSETTLED = frozenset({State.QUEUED, *LIVE_STATES})
+
 
 class Control:
     def __init__(
@@ -99,8 +101,14 @@ class Control:
         self.poke()
         return ids
 
-    def cancel(self, ids: Sequence[int]) -> list[ActionResult]:
+    def cancel(self, ids: Sequence[int], *, children: bool = False) -> list[ActionResult]:
+        """End live tasks or drop queued ones; with children, also every task they added
+        (their children, theirs, and so on) that is still queued or live."""
         tasks = self.find(ids, {State.QUEUED, *LIVE_STATES}, "cancelled")
+        if children:
+            named = {t.id for t in tasks}
+            kids = dict.fromkeys(k for t in tasks for k in self.descendants(t.id) if k not in named)
+            tasks += [k for k in map(self.store.get, kids) if k is not None]
         outcomes = []
         for task in tasks:
             if task.state is State.QUEUED and self.store.cancel_queued(task.id, self.clock()):
@@ -110,6 +118,18 @@ class Control:
             outcomes.append(self._request(RequestAction.CANCEL, task.id, None, "cancel"))
         self.poke()
         return outcomes
+
+    def descendants(self, task_id: int, states: Collection[State] = UNSETTLED) -> list[int]:
+        """The tasks task_id added (from inside its run), theirs and so on, in one of
+        `states` (default: queued or live), nearest first."""
+        found: list[int] = []
+        level, seen = [task_id], {task_id}
+        while level:
+            below = [c for kids in self.store.children(level).values() for c in kids if c not in seen]
+            seen.update(below)
+            found += [c for c in below if (t := self.store.get(c)) is not None and t.state in states]
+            level = below
+        return found
 
     def pause(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.RUNNING}, "paused")
