@@ -4,7 +4,7 @@ Its behaviour follows the word before the colon in the prompt, so the demo is th
 every time: "flaky" fails on the first attempt, "broken" always fails, "rate" hits its
 provider's rate limit once (the agent cools down; the attempt is not counted), "endless"
 works until it is cancelled, "heavy" holds some memory, "slow" takes longer, "edit"
-changes a source file. Every attempt that succeeds commits its change on the task's
+changes a source file, "ask" (in a terminal) asks before it goes on and fails unless told y. Every attempt that succeeds commits its change on the task's
 branch. KUGETSU_DEMO_SPEED (default 1.0) scales every pause.
 """
 
@@ -77,6 +77,13 @@ def main(argv: list[str]) -> int:
     for n, step in enumerate(STEPS, 1):
         print(f"[{n}/{len(STEPS)}] {step}…", flush=True)
         time.sleep(pause)
+        if kind == "ask" and n == 2:
+            sys.stdout.write("Apply the migration to the demo database? [y/N] ")
+            sys.stdout.flush()
+            answer = sys.stdin.readline().strip()
+            if answer.lower() not in ("y", "yes"):
+                print(f"not applied (answer: {answer!r})", flush=True)
+                return 1
         if (kind == "broken" and n == 4) or (kind == "flaky" and attempt == 1 and n == 3):
             print("error: 2 tests failed", file=sys.stderr, flush=True)
             return 1

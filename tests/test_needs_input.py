@@ -284,3 +284,18 @@ def test_output_after_the_flag_clears_it_with_an_event(kg: Kugetsu) -> None:
     assert [(e["by"], e["was"]) for e in _given(kg, task_id)] == [("output", "waiting")]
     done.touch()
     kg.wait_state(task_id, "succeeded")
+
+
+@needs_tmux
+def test_the_demo_shows_a_terminal_task_that_waits_for_input(kg: Kugetsu) -> None:
+    from tests.test_first_run import _demo
+
+    out = _demo(kg, kg.env["PATH"])
+    assert out.returncode == 0, out.stderr
+    kg.home = kg.root / "demo" / "home"
+    (task,) = [t for t in kg.tasks().values() if t["prompt"].startswith("ask:")]
+    assert task["state"] == "succeeded", task
+    kinds = [(e["type"], e.get("by")) for e in kg.events(task["id"])]
+    assert ("task_needs_input", "screen") in kinds and ("task_input_given", "demo") in kinds
+    assert "Apply the migration to the demo database? [y/N]" in _log_with(kg, task["id"], "done")
+    _nothing_left(kg)

@@ -18,21 +18,8 @@ from kugetsu_tui.errors import UsageError
 DEFAULT_NOTE = "needs input"
 
 
-def _terminal_task(ctx: Context, task_id: int) -> int:
-    """task_id if it names a live terminal task, else a UsageError saying what was expected."""
-    task = ctx.store.get(task_id)
-    if task is None:
-        raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
-    if not task.is_live or not terminal.is_live(ctx.home.root, task_id):
-        raise UsageError(
-            f"task {task_id} ({task.state}) has no live terminal "
-            "(expected a running task of an agent with terminal = true)"
-        )
-    return task_id
-
-
 def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
-    task_id = _terminal_task(ctx, args.id)
+    task_id = ctx.control.terminal_task(args.id).id
     ctx.store.set_needs_input(task_id, None, time.time(), by="person")
     argv = terminal.attach_argv(ctx.home.root, task_id)
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
@@ -42,10 +29,7 @@ def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_send(ctx: Context, args: argparse.Namespace) -> int:
-    task_id = _terminal_task(ctx, args.id)
-    if not terminal.send(ctx.home.root, task_id, args.text):
-        raise UsageError(f"task {task_id}: its terminal ended before the text could be sent")
-    ctx.store.give_input(task_id, time.time(), "person", via="send")
+    ctx.control.send(args.id, args.text)
     return 0
 
 

@@ -131,6 +131,31 @@ class Control:
             level = below
         return found
 
+    def terminal_task(self, task_id: int) -> Task:
+        """The task if it has a live terminal (to attach to, or type into), else UsageError."""
+        from kugetsu_tui.engine import terminal
+
+        task = self.store.get(task_id)
+        if task is None:
+            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+        if not task.is_live or not terminal.is_live(self.home.root, task_id):
+            raise UsageError(
+                f"task {task_id} ({task.state}) has no live terminal "
+                "(expected a running task of an agent with terminal = true)"
+            )
+        return task
+
+    def send(self, task_id: int, text: str, *, by: str = "person") -> ActionResult:
+        """Type a line (then Enter) into a live terminal task, clearing its needs-input
+        flag with a task_input_given event. The text is typed, never recorded."""
+        from kugetsu_tui.engine import terminal
+
+        self.terminal_task(task_id)
+        if not terminal.send(self.home.root, task_id, text):
+            raise UsageError(f"task {task_id}: its terminal ended before the text could be sent")
+        self.store.give_input(task_id, self.clock(), by, via="send")
+        return ActionResult(True, "sent", task_id)
+
     def pause(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.RUNNING}, "paused")
         outcomes = [self._request(RequestAction.PAUSE, t.id, None, "pause") for t in tasks]
