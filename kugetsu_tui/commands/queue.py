@@ -82,7 +82,9 @@ def _cancel(ctx: Context, args: argparse.Namespace) -> int:
             dict.fromkeys(k for i in args.ids for k in ctx.control.descendants(i) if k not in args.ids)
         )
     if kids and sys.stdin.isatty() and sys.stdout.isatty():
-        answer = input(f"{_their(args.ids, kids)} still queued or live; cancel them too? [y/N] ")
+        # (Not input(): without readline it puts the question on stderr.)
+        print(f"{_their(args.ids, kids)} still queued or live; cancel them too? [y/N] ", end="", flush=True)
+        answer = sys.stdin.readline()
         children = answer.strip().lower() in ("y", "yes")
     code = print_outcomes(ctx, ctx.control.cancel(args.ids, children=children))
     if kids and not children:
