@@ -35,12 +35,12 @@ from kugetsu_tui.engine.config.keys import (
     TOP_KEYS,
     WEB,
     WORKTREE,
-    Answer,
     Table,
 )
 from kugetsu_tui.engine.config.kinds import (
     DURATION_HINT,
     SIZE_HINT,
+    Answer,
     Invalid,
     format_duration,
     parse_duration,

@@ -51,13 +51,7 @@ def _look(sup: Supervisor, tasks: dict[int, bool]) -> dict[int, object]:
 async def watch_for_input(sup: Supervisor) -> None:
     """Answer by rule, raise or clear "needs input" on each running attempt watched (terminal
     agents, and flagged others); then hold the clocks of the tasks that wait."""
-    running = {t.id: t for t in sup.store.live() if t.state is State.RUNNING}
-    agents = sup.config.agents
-    procs = {p.task_id: p for p in sup.procs.values() if p.task_id in running and not p.exited and p.pid > 0}
-    watched = {
-        task_id: bool(agents.get(p.agent) and agents[p.agent].terminal) for task_id, p in procs.items()
-    }
-    watched = {t: is_terminal for t, is_terminal in watched.items() if is_terminal or running[t].needs_input}
+    procs, watched = _watched(sup)
     memory = _SEEN.setdefault(sup, {})
     for gone in set(memory) - set(watched):
         del memory[gone]
@@ -69,6 +63,20 @@ async def watch_for_input(sup: Supervisor) -> None:
         for task_id, now_seen in seen.items():
             await _judge(sup, procs[task_id], now_seen, memory)
     hold_clocks(sup, sup.clock())
+
+
+def _watched(sup: Supervisor) -> tuple[dict[int, Proc], dict[int, bool]]:
+    """The running attempts here, by task; and of those, the ones to look at (terminal
+    agents, and others whose flag is up), each with whether it is a terminal agent."""
+    running = {t.id: t for t in sup.store.live() if t.state is State.RUNNING}
+    procs = {p.task_id: p for p in sup.procs.values() if p.task_id in running and not p.exited and p.pid > 0}
+    watched = {}
+    for task_id, proc in procs.items():
+        agent = sup.config.agents.get(proc.agent)
+        is_terminal = agent is not None and agent.terminal
+        if is_terminal or running[task_id].needs_input:
+            watched[task_id] = is_terminal
+    return procs, watched
 
 
 async def _judge(
