@@ -224,10 +224,10 @@ def _check_command(agent: AgentConfig, config_path: Path | None) -> None:
         )
 
 
-def check_terminal(agent: AgentConfig, path: str | None = None) -> None:
+def check_terminal(agent: AgentConfig) -> None:
     """A terminal agent runs under tmux: refuse its task at once rather than queue one that
     can only fail at spawn."""
-    if agent.terminal and shutil.which("tmux", path=path) is None:
+    if agent.terminal and shutil.which("tmux") is None:
         raise UsageError(
             f"agent {agent.name!r} has terminal = true, which needs tmux, not found on PATH "
             "(expected tmux installed, e.g. apt install tmux, or an agent without terminal = true)"
