@@ -102,6 +102,34 @@ def test_a_bad_answer_rule_is_one_line_naming_the_agent_and_key(
     assert kg.tasks() == {}
 
 
+def test_answer_rules_are_read_from_arrays_of_tables_and_are_off_by_default(tmp_path: Path) -> None:
+    from kugetsu_tui.engine.config import Answer, load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"""
+[agents.tty]
+command = [{json.dumps(PY)}, "agent.py", "{{prompt}}"]
+terminal = true
+timeout_counts_waiting = false
+
+[[agents.tty.answer]]
+match = "Proceed\\\\? \\\\[y/N\\\\]"
+send = "y"
+
+[[agents.tty.answer]]
+match = "Press Enter"
+send = ""
+max = 1
+"""
+    )
+    config = load_config(path)
+    tty = config.agents["tty"]
+    assert tty.answer == (Answer(r"Proceed\? \[y/N\]", "y", 3), Answer("Press Enter", "", 1))
+    assert tty.timeout_counts_waiting is False
+    assert config.agents["claude"].answer == () and config.agents["claude"].timeout_counts_waiting
+
+
 @needs_tmux
 @pytest.mark.parametrize("counts", [False, True])
 def test_waiting_for_a_person_is_no_stall_and_pauses_the_timeout_unless_it_counts(
@@ -112,15 +140,15 @@ def test_waiting_for_a_person_is_no_stall_and_pauses_the_timeout_unless_it_count
     true (the default) the timeout ends it as before."""
     _config(kg, {"max_attempts": 1}, stall_after="5s", on_stall="fail", timeout_counts_waiting=counts)
     kg.start_supervisor()
-    task_id = kg.add("ask", "--agent", "tty", "--timeout", "8s", "--max-attempts", "1")
+    task_id = kg.add("ask", "--agent", "tty", "--timeout", "10s", "--max-attempts", "1")
     kg.wait_state(task_id, "running")
     started = time.time()  # (or a moment after it started)
     _needs_input(kg, task_id)
     if counts:
         task = kg.wait_state(task_id, "failed", timeout=WAIT * 2)
-        assert task["reason"] == "timed out after 8s"
+        assert task["reason"] == "timed out after 10s"
     else:
-        after = started + 8 + SAMPLE_EVERY
+        after = started + 10 + SAMPLE_EVERY
         wait_until(lambda: _last_sample(kg) > after, "a sample past the timeout", WAIT * 2)
         assert kg.task(task_id)["state"] == "running"
         assert kg.main("send", str(task_id), "y")[0] == 0
