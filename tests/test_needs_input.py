@@ -6,9 +6,11 @@ refusing a terminal agent without tmux."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,26 @@ def test_a_rule_answers_at_most_max_times_then_the_prompt_raises_the_flag(kg: Ku
     assert kg.main("send", str(task_id), "y")[0] == 0
     kg.wait_state(task_id, "succeeded")
     assert [e["by"] for e in _given(kg, task_id)] == ["rule", "rule", "person"]
+    _nothing_left(kg)
+
+
+@needs_tmux
+def test_a_rules_count_survives_a_killed_supervisor(kg: Kugetsu) -> None:
+    """max holds per attempt across a supervisor crash: its successor counts the answers
+    from the events and leaves the next prompt to a person."""
+    _config(kg, answer=[{**RULE, "max": 1}])
+    first = kg.start_supervisor()
+    task_id = kg.add("ask-times 3", "--agent", "tty")
+    wait_until(lambda: _given(kg, task_id), "the rule to answer", WAIT * 2)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(WAIT)
+    kg.start_supervisor()
+    wait_until(lambda: "task_adopted" in [e["type"] for e in kg.events(task_id)], "the adoption")
+    for _ in range(2):
+        _needs_input(kg, task_id)
+        assert [e["by"] for e in _given(kg, task_id)].count("rule") == 1
+        assert kg.main("send", str(task_id), "y")[0] == 0
+    kg.wait_state(task_id, "succeeded")
     _nothing_left(kg)
 
 

@@ -16,7 +16,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import terminal
-from kugetsu_tui.engine.model import State
+from kugetsu_tui.engine.model import EventType, State
 from kugetsu_tui.engine.supervisor.attempt import Proc
 from kugetsu_tui.engine.supervisor.deadlines import pause_timeout, resume_timeout
 from kugetsu_tui.engine.text import one_line
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 # Per supervisor: task -> (what was seen last sample, what was seen when its flag was raised).
 # What is seen is a terminal agent's screen, or the size of another agent's log.
 _SEEN: weakref.WeakKeyDictionary[Supervisor, dict[int, tuple[object, object]]] = weakref.WeakKeyDictionary()
-# Per supervisor: (task, attempt) -> answers given by each rule (its number, from 1). A
-# supervisor that restarts counts afresh: at most `max` more answers for a live attempt.
+# Per supervisor: (task, attempt) -> answers given by each rule (its number, from 1),
+# counted from the events when first needed, so a supervisor that restarts keeps the count.
 _ANSWERED: weakref.WeakKeyDictionary[Supervisor, dict[tuple[int, int], dict[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -120,7 +120,10 @@ async def _answer_by_rule(sup: Supervisor, proc: Proc, screen: str) -> bool:
     line = _last_line(screen)
     if agent is None or not agent.answer or line is None:
         return False
-    used = _ANSWERED.setdefault(sup, {}).setdefault((proc.task_id, proc.attempt), {})
+    answered = _ANSWERED.setdefault(sup, {})
+    used = answered.get((proc.task_id, proc.attempt))
+    if used is None:
+        used = answered[proc.task_id, proc.attempt] = _answers_given(sup, proc)
     for n, rule in enumerate(agent.answer, 1):
         if used.get(n, 0) >= rule.max or not re.search(rule.match, line):
             continue
@@ -129,12 +132,35 @@ async def _answer_by_rule(sup: Supervisor, proc: Proc, screen: str) -> bool:
         used[n] = used.get(n, 0) + 1
         prompt = one_line(line.strip())[:200]
         sup.store.give_input(
-            proc.task_id, sup.clock(), "rule", send=rule.send, prompt=prompt, rule=n, count=used[n]
+            proc.task_id,
+            sup.clock(),
+            "rule",
+            send=rule.send,
+            prompt=prompt,
+            rule=n,
+            count=used[n],
+            attempt=proc.attempt,
         )
         note = f"answered {prompt!r} with {rule.send!r} (answer rule {n}: {used[n]} of {rule.max})"
         _log_line(sup, proc.task_id, f"\n--- kugetsu: {note} ---\n")
         return True
     return False
+
+
+def _answers_given(sup: Supervisor, proc: Proc) -> dict[int, int]:
+    """Answers each rule gave this attempt, as its events record them."""
+    used: dict[int, int] = {}
+    for event in sup.store.events(task_id=proc.task_id):
+        data = event.data
+        if (
+            event.type is EventType.TASK_INPUT_GIVEN
+            and data.get("by") == "rule"
+            and data.get("attempt") == proc.attempt
+            and event.ts >= (proc.admitted_at or 0.0)
+            and isinstance(data.get("rule"), int)
+        ):
+            used[data["rule"]] = used.get(data["rule"], 0) + 1
+    return used
 
 
 def _log_line(sup: Supervisor, task_id: int, text: str) -> None:
