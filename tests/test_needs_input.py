@@ -179,6 +179,29 @@ def test_waiting_for_a_person_is_no_stall_and_pauses_the_timeout_unless_it_count
     _nothing_left(kg)
 
 
+@needs_tmux
+def test_a_paused_timeout_stays_paused_for_a_supervisor_that_adopts_the_task(kg: Kugetsu) -> None:
+    """The successor of a killed supervisor adds the time the task's events say it waited."""
+    _config(kg, {"max_attempts": 1}, timeout_counts_waiting=False)
+    first = kg.start_supervisor()
+    task_id = kg.add("ask", "--agent", "tty", "--timeout", "10s", "--max-attempts", "1")
+    kg.wait_state(task_id, "running")
+    started = time.time()
+    _needs_input(kg, task_id)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(WAIT)
+    # No supervisor until the attempt's first deadline has passed: only the wait it adds
+    # keeps the successor from ending the task at once.
+    wait_until(lambda: time.time() > started + 11, "the first deadline to pass", WAIT)
+    kg.start_supervisor()
+    wait_until(lambda: "task_adopted" in [e["type"] for e in kg.events(task_id)], "the adoption")
+    wait_until(lambda: _last_sample(kg) > started + 11 + SAMPLE_EVERY, "a sample after it", WAIT * 2)
+    assert kg.task(task_id)["state"] == "running"
+    assert kg.main("send", str(task_id), "y")[0] == 0
+    kg.wait_state(task_id, "succeeded")
+    _nothing_left(kg)
+
+
 def test_add_refuses_a_terminal_agent_when_tmux_is_not_on_path(kg: Kugetsu, tmp_path: Path) -> None:
     _config(kg)
     (tmp_path / "empty").mkdir()
