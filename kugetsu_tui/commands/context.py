@@ -52,6 +52,8 @@ def reads_only(args: argparse.Namespace) -> bool:
     name = getattr(getattr(args, "func", None), "__name__", "")
     if name == "cmd_cap":
         return args.cap is None and not args.accept
+    if name == "cmd_notify":
+        return bool(args.hook)  # a hook must not fail its agent over a broken config
     return name in READING or (name == "cmd_run" and not args.headless)
 
 

@@ -37,6 +37,8 @@ from kugetsu_tui.errors import UsageError
 if TYPE_CHECKING:
     from kugetsu_tui.engine.discard import Removal
 
+UNSETTLED = frozenset({State.QUEUED, *LIVE_STATES})
+
 
 class Control:
     def __init__(
@@ -102,8 +104,14 @@ class Control:
         self.poke()
         return ids
 
-    def cancel(self, ids: Sequence[int]) -> list[ActionResult]:
+    def cancel(self, ids: Sequence[int], *, children: bool = False) -> list[ActionResult]:
+        """End live tasks or drop queued ones; with children, also every task they added
+        (their children, theirs, and so on) that is still queued or live."""
         tasks = self.find(ids, {State.QUEUED, *LIVE_STATES}, "cancelled")
+        if children:
+            named = {t.id for t in tasks}
+            kids = dict.fromkeys(k for t in tasks for k in self.descendants(t.id) if k not in named)
+            tasks += [k for k in map(self.store.get, kids) if k is not None]
         outcomes = []
         for task in tasks:
             if task.state is State.QUEUED and self.store.cancel_queued(task.id, self.clock()):
@@ -113,6 +121,43 @@ class Control:
             outcomes.append(self._request(RequestAction.CANCEL, task.id, None, "cancel"))
         self.poke()
         return outcomes
+
+    def descendants(self, task_id: int, states: Collection[State] = UNSETTLED) -> list[int]:
+        """The tasks task_id added (from inside its run), theirs and so on, in one of
+        `states` (default: queued or live), nearest first."""
+        found: list[int] = []
+        level, seen = [task_id], {task_id}
+        while level:
+            below = [c for kids in self.store.children(level).values() for c in kids if c not in seen]
+            seen.update(below)
+            found += [c for c in below if (t := self.store.get(c)) is not None and t.state in states]
+            level = below
+        return found
+
+    def terminal_task(self, task_id: int) -> Task:
+        """The task if it has a live terminal (to attach to, or type into), else UsageError."""
+        from kugetsu_tui.engine import terminal
+
+        task = self.store.get(task_id)
+        if task is None:
+            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+        if not task.is_live or not terminal.is_live(self.home.root, task_id):
+            raise UsageError(
+                f"task {task_id} ({task.state}) has no live terminal "
+                "(expected a running task of an agent with terminal = true)"
+            )
+        return task
+
+    def send(self, task_id: int, text: str, *, by: str = "person") -> ActionResult:
+        """Type a line (then Enter) into a live terminal task, clearing its needs-input
+        flag with a task_input_given event. The text is typed, never recorded."""
+        from kugetsu_tui.engine import terminal
+
+        self.terminal_task(task_id)
+        if not terminal.send(self.home.root, task_id, text):
+            raise UsageError(f"task {task_id}: its terminal ended before the text could be sent")
+        self.store.give_input(task_id, self.clock(), by, via="send")
+        return ActionResult(True, "sent", task_id)
 
     def pause(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.RUNNING}, "paused")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -109,6 +110,7 @@ class Intake:
             raise UsageError(f"agent: expected an agent name, got {name!r}")
         agent = self.config.agent(name)  # raises for an unknown agent
         _check_command(agent, self.config.path)
+        check_terminal(agent)
         if agent.prompt_via == PromptVia.ARGV:
             _fits_argv(prompt)
         return name
@@ -219,6 +221,16 @@ def _check_command(agent: AgentConfig, config_path: Path | None) -> None:
         raise ConfigError(
             f"{where}[agents.{agent.name}] command: its first element {agent.command[0]!r} would run the "
             'prompt as a program (expected a program first, e.g. ["opencode", "run", "{prompt}"])'
+        )
+
+
+def check_terminal(agent: AgentConfig) -> None:
+    """A terminal agent runs under tmux: refuse its task at once rather than queue one that
+    can only fail at spawn."""
+    if agent.terminal and shutil.which("tmux") is None:
+        raise UsageError(
+            f"agent {agent.name!r} has terminal = true, which needs tmux, not found on PATH "
+            "(expected tmux installed, e.g. apt install tmux, or an agent without terminal = true)"
         )
 
 

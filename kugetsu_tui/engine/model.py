@@ -98,6 +98,7 @@ class EventType(StrEnum):
     TASK_MERGED = "task_merged"
     TASK_DISCARDED = "task_discarded"
     TASK_NEEDS_INPUT = "task_needs_input"
+    TASK_INPUT_GIVEN = "task_input_given"
     CAP_CHANGED = "cap_changed"
     COOLDOWN_STARTED = "cooldown_started"
     COOLDOWN_ENDED = "cooldown_ended"

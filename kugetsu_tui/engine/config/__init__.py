@@ -41,6 +41,7 @@ from kugetsu_tui.engine.config.keys import (
 from kugetsu_tui.engine.config.kinds import (
     DURATION_HINT,
     SIZE_HINT,
+    Answer,
     Invalid,
     format_duration,
     parse_duration,
@@ -60,6 +61,7 @@ __all__ = [
     "PRESSURE_MODES",
     "SIZE_HINT",
     "AgentConfig",
+    "Answer",
     "Config",
     "Hook",
     "builtin_agents",
@@ -108,6 +110,8 @@ class AgentConfig:
     on_stall: str = _AGENT["on_stall"]
     args: tuple[str, ...] = ()  # folded into `command`, before its {prompt} element
     terminal: bool = _AGENT["terminal"]  # in a tmux pane a person can attach to
+    answer: tuple[Answer, ...] = ()  # rules that answer a terminal agent's routine prompts
+    timeout_counts_waiting: bool = _AGENT["timeout_counts_waiting"]  # false: waiting pauses it
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.
@@ -119,6 +123,8 @@ class AgentConfig:
                 object.__setattr__(self, name, getattr(preset, name) if preset else ())
         if self.env is None:
             object.__setattr__(self, "env", {})
+        if self.answer is None:
+            object.__setattr__(self, "answer", ())
         if self.args:
             at = next((i for i, part in enumerate(self.command) if "{prompt}" in part), len(self.command))
             object.__setattr__(self, "command", (*self.command[:at], *self.args, *self.command[at:]))

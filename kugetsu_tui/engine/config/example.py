@@ -44,6 +44,8 @@ def _toml(kind: Kind, value: Any) -> str:
         value = list(value)
     if isinstance(value, dict):  # an inline table
         return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return "[" + ", ".join(_toml(kind, v) for v in value) + "]"  # inline tables
     return json.dumps(value)
 
 

@@ -14,6 +14,7 @@ from kugetsu_tui.engine.agents import OUTPUTS, PRESETS
 from kugetsu_tui.engine.config.kinds import (
     ATTEMPTS,
     CAP,
+    Answers,
     Argv,
     Choice,
     Cores,
@@ -434,6 +435,25 @@ AGENT = Table(
             False,
             "Run the agent in a pseudo-terminal (a tmux session; needs tmux) that `kugetsu attach ID` "
             "steps into and `kugetsu send ID TEXT` types into; its output still goes to its log.",
+        ),
+        Key(
+            "answer",
+            Answers(),
+            None,
+            "Terminal agents: rules that answer routine prompts, each a [[agents.NAME.answer]] table. "
+            "When the screen has not changed for a sample and its last lines match `match` (a regular "
+            "expression, case as written), `send` is typed with Enter, at most `max` (1 to 100, "
+            'default 3) times an attempt; a task_input_given event (by = "rule") and a line in the '
+            "log record it. A prompt no rule matches raises the needs-input flag. Unset: none.",
+            example=[{"match": "Proceed\\? \\[y/N\\]", "send": "y", "max": 3}],
+        ),
+        Key(
+            "timeout_counts_waiting",
+            Flag(),
+            True,
+            "Whether the time a task spends needing input (its flag raised) counts toward its "
+            "timeout; false pauses the timeout while it waits for a person. Waiting never counts "
+            "toward stall_after.",
         ),
     ),
     "Agents: a table here overrides a built-in one (" + ", ".join(BUILTIN_AGENTS) + ") or adds a new "

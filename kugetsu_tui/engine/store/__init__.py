@@ -315,22 +315,6 @@ class Store(Admission, Reads, Side):
                 (*[_sql_value(v) for v in values.values()], task_id),
             )
 
-    def set_needs_input(self, task_id: int, message: str | None, now: float, by: str = "") -> bool:
-        """Raise (a message) or clear (None) a live task's needs-input flag; True if it
-        changed. Raising writes a task_needs_input event; a task not live is left alone."""
-        with self._write() as db:
-            row = db.execute(
-                f"SELECT needs_input FROM tasks WHERE id = ? AND {_LIVE_SQL}", (task_id, *_LIVE)
-            ).fetchone()
-            if row is None or row[0] == message or (message is not None and row[0] is not None):
-                return False
-            db.execute(
-                "UPDATE tasks SET needs_input = ?, updated_at = ? WHERE id = ?", (message, now, task_id)
-            )
-            if message is not None:
-                self._event(now, EventType.TASK_NEEDS_INPUT, task_id, {"reason": message, "by": by})
-            return True
-
     def record(
         self, now: float, type_: EventType, task_id: int | None = None, data: dict[str, Any] | None = None
     ) -> None:

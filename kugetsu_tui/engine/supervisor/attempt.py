@@ -25,6 +25,7 @@ class Proc:
     started: float | None = None  # the attempt's start time, as Spawned.started
     timeout: float | None = None  # the task's timeout, seconds
     deadline: float | None = None  # when this attempt times out
+    timeout_left: float | None = None  # set while its timeout is paused (waiting for a person)
     ending: Ending | None = None  # set once we started ending it
     kill_at: float | None = None  # when SIGKILL follows SIGTERM
     exited: bool = False
