@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine.agents import PRESETS, masked
+from kugetsu_tui.engine.config.agent_keys import AGENT, HOOK
 from kugetsu_tui.engine.config.keys import (
-    AGENT,
     BUILTIN_AGENTS,
     CAP_MODES,
     CAPACITY,
     EVENT_NAMES,
     EXECUTOR,
-    HOOK,
     MCP,
     PLACEHOLDERS,
     PRESSURE_MODES,

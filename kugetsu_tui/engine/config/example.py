@@ -6,7 +6,8 @@ import json
 import textwrap
 from typing import Any
 
-from kugetsu_tui.engine.config.keys import AGENT, BUILTIN_AGENTS, HOOK, REPO, SECTIONS, TOP, Key
+from kugetsu_tui.engine.config.agent_keys import AGENT, HOOK
+from kugetsu_tui.engine.config.keys import BUILTIN_AGENTS, REPO, SECTIONS, TOP, Key
 from kugetsu_tui.engine.config.kinds import Duration, Kind, Size, format_duration, format_size
 
 EXAMPLE_HEADER = """\
