@@ -15,7 +15,8 @@ from typing import Any
 
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import LIVE_STATES, State, SupervisorFacts, Task, iso
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import LIVE_STATES, State, Task, iso
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import printable

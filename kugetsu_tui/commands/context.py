@@ -10,7 +10,7 @@ from pathlib import Path
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
-from kugetsu_tui.engine.model import ActionResult
+from kugetsu_tui.engine.messages import ActionResult
 from kugetsu_tui.engine.store import Store, StoreCorrupt
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import ConfigError, UsageError

@@ -11,7 +11,8 @@ from pathlib import Path
 from kugetsu_tui.commands.context import Context, print_outcomes
 from kugetsu_tui.engine.control import UNSETTLED
 from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, AddRefused, CapMode, NewTask
+from kugetsu_tui.engine.messages import ActionResult
+from kugetsu_tui.engine.model import AddRefused, CapMode, NewTask
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
 

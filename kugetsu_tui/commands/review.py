@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.commands.context import Context
-from kugetsu_tui.engine.model import ActionResult, Task
+from kugetsu_tui.engine.messages import ActionResult
+from kugetsu_tui.engine.model import Task
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import UsageError
 

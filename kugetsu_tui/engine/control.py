@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine.config import save_setting
 from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.messages import ActionResult, RequestAction
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
     REQUEUEABLE_STATES,
     SETTLED_STATES,
-    ActionResult,
     EventType,
     NewTask,
-    RequestAction,
     Review,
     State,
     Task,

@@ -37,7 +37,7 @@ from textual.worker import get_current_worker
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import ActionResult, Event
+from kugetsu_tui.engine.messages import ActionResult, Event
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor, cluster
 from kugetsu_tui.engine.text import printable

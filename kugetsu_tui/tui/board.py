@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kugetsu_tui.engine.config import Config
-from kugetsu_tui.engine.model import BAD_ENDINGS, LIVE_STATES, CapMode, State, SupervisorFacts, Task
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import BAD_ENDINGS, LIVE_STATES, CapMode, State, Task
 from kugetsu_tui.engine.slots import QueueView, explain_queue
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.present import cluster_label, constraints

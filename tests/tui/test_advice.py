@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from kugetsu_tui.engine.config import load_config
-from kugetsu_tui.engine.model import CapMode, SupervisorFacts
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import CapMode
 from kugetsu_tui.tui.board import SupervisorState
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from tests.helpers.tui import DashboardHarness as Harness

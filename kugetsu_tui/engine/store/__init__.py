@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kugetsu_tui.engine.messages import Event
 from kugetsu_tui.engine.model import (
     AddRefused,
-    Event,
     EventType,
     IllegalTransition,
     NewTask,

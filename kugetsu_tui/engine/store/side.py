@@ -9,11 +9,8 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from kugetsu_tui.engine.model import (
-    EventType,
-    Request,
-    RequestAction,
-)
+from kugetsu_tui.engine.messages import Request, RequestAction
+from kugetsu_tui.engine.model import EventType
 from kugetsu_tui.engine.store.schema import _LIVE, _LIVE_SQL
 
 

@@ -24,7 +24,8 @@ from kugetsu_tui.engine.capacity import (
     suggest_cap,
 )
 from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
-from kugetsu_tui.engine.model import EventType, State, SupervisorFacts
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import EventType, State
 from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import cluster, reload, requests, settle
 from kugetsu_tui.engine.supervisor.waiting import watch_for_input

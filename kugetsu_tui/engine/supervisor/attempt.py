@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine.model import Ending, Task
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import Task
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine.config import format_duration
-from kugetsu_tui.engine.model import Ending, Event, EventType, State
+from kugetsu_tui.engine.messages import Ending, Event
+from kugetsu_tui.engine.model import EventType, State
 from kugetsu_tui.engine.supervisor.attempt import Proc, end, poll_exit
 
 if TYPE_CHECKING:

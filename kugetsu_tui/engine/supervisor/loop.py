@@ -28,7 +28,8 @@ from kugetsu_tui.engine.executor.local import LocalExecutor
 from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.hooks import Hooks
-from kugetsu_tui.engine.model import ActionResult, Ending, Event, EventType, iso
+from kugetsu_tui.engine.messages import ActionResult, Ending, Event
+from kugetsu_tui.engine.model import EventType, iso
 from kugetsu_tui.engine.store import Store, disk_full
 from kugetsu_tui.engine.supervisor import advisor, deadlines, recovery, reload, requests, settle, start
 from kugetsu_tui.engine.supervisor.attempt import Proc, end

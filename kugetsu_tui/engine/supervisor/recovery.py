@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine.model import Ending, EventType, State, Task
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import EventType, State, Task
 from kugetsu_tui.engine.supervisor.attempt import Proc, end, watch, watched
 from kugetsu_tui.engine.supervisor.deadlines import time_waited
 from kugetsu_tui.engine.supervisor.settle import interrupted, settle

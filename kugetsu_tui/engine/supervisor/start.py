@@ -17,7 +17,8 @@ from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
 from kugetsu_tui.engine.commands import build_command
 from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
 from kugetsu_tui.engine.home import private_dir
-from kugetsu_tui.engine.model import Ending, EventType, State, Task
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import EventType, State, Task
 from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import advisor, cluster, settle
 from kugetsu_tui.engine.supervisor.attempt import end, watch, watched
