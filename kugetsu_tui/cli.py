@@ -207,6 +207,12 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
         action.add_argument("ids", nargs="+", type=task_id, metavar="ID")
         if name == "requeue":
             action.add_argument("--note", metavar="TEXT", help="appended to the prompt of the next attempt")
+        if name == "cancel":
+            action.add_argument(
+                "--children",
+                action="store_true",
+                help="also the tasks they added (queued or live), and theirs",
+            )
         action.set_defaults(func=task_action(name))
 
     cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")
@@ -243,6 +249,12 @@ def _inspect_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -
     notify = sub.add_parser("notify", parents=[common], help="from inside an agent: it needs a person")
     notify.add_argument("message", nargs="?", default="", metavar="MESSAGE")
     notify.add_argument("--task", type=task_id, metavar="ID", help="the task (default: the calling agent's)")
+    notify.add_argument("--clear", action="store_true", help="it no longer needs a person")
+    notify.add_argument(
+        "--hook",
+        action="store_true",
+        help="MESSAGE (or stdin) is a Claude Code hook's or codex notify's JSON: raise or clear by it",
+    )
     notify.set_defaults(func=cmd_notify)
 
     mcp = sub.add_parser("mcp", parents=[common], help="serve planner agents over MCP (stdio)")

@@ -4,15 +4,19 @@ Lets anyone see kugetsu-tui work without installing a coding agent. Each wave of
 shows what the tool does, through the real engine: tasks of mixed priority, one that fails
 once and is retried, one that always fails, one whose agent hits a rate limit and cools
 down, one that waits for two others (a dependency), one that never ends and is cancelled,
-and tasks that change files on their branch (to diff and merge later). With the dashboard
+tasks that change files on their branch (to diff and merge later) and, where tmux is
+installed, one in a terminal that stops to ask and waits for input (the tour answers it
+after a while, unless the person attaches or sends an answer first). With the dashboard
 the tour keeps going, a new wave whenever the queue runs low, until the person quits;
 headless it runs one wave and ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,9 +29,10 @@ import tomli_w
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import NewTask, State
+from kugetsu_tui.engine.model import NewTask, State, Task
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import printable
+from kugetsu_tui.errors import UsageError
 from kugetsu_tui.present import kugetsu_command
 
 # One wave: (priority, prompt, agent). The word before the colon tells the simulated agent
@@ -46,8 +51,14 @@ WAVE = (
     (1, "slow: port the CSV reader to streaming", "sim"),
     (0, "bump the minimum Python to 3.11", "sim"),
 )
+# Where tmux is installed, the wave's last task is this one instead: a terminal agent
+# that asks, so the needs-input flag shows.
+ASKING = (0, "ask: apply the schema migration", "sim-tty")
 AFTER = {9: (0, 2)}  # position in the wave -> positions it waits for
 ENDLESS_FOR = 6.0  # seconds (scaled by KUGETSU_DEMO_SPEED) an endless task runs before the cancel
+# Seconds (scaled) the tour leaves a question unanswered: with the dashboard, time to
+# see the flag and step in (A); headless, just long enough to show it.
+ANSWER_AFTER = {"dashboard": 30.0, "headless": 4.0}
 LOW_WATER = 2  # with the dashboard: a new wave once no more than this many are queued or live
 
 HeadlessRun = Callable[..., int]  # headless.run_headless, given by the entry point
@@ -59,6 +70,10 @@ def demo_speed() -> float:
         return max(float(os.environ.get("KUGETSU_DEMO_SPEED", "1.0")), 0.001)
     except ValueError:
         return 1.0
+
+
+def wave() -> tuple[tuple[int, str, str], ...]:
+    return (*WAVE[:-1], ASKING) if shutil.which("tmux") else WAVE
 
 
 def make_repo(where: Path) -> Path:
@@ -90,6 +105,8 @@ def prepare(root: Path, tasks: int) -> Home:
             # An agent whose provider rate-limits it: a matching failure is not counted,
             # the agent cools down while the other keeps running.
             "sim-api": {"command": sim, "rate_limit": ["rate limit"], "cooldown": f"{cooldown}s"},
+            # Runs in a terminal (tmux) a person can attach to; it stops to ask.
+            "sim-tty": {"command": sim, "terminal": True},
         },
     }
     home.config_path.write_bytes(tomli_w.dumps(config).encode())
@@ -105,9 +122,10 @@ def prepare(root: Path, tasks: int) -> Home:
 def add_wave(control: Control, repo: Path, tasks: int) -> list[int]:
     """Queue `tasks` tasks of the wave (cycling through it), dependencies included."""
     ids: list[int] = []
+    tasks_of = wave()
     for n in range(tasks):
-        start, place = n - n % len(WAVE), n % len(WAVE)
-        priority, prompt, agent = WAVE[place]
+        start, place = n - n % len(tasks_of), n % len(tasks_of)
+        priority, prompt, agent = tasks_of[place]
         after = tuple(ids[start + p] for p in AFTER.get(place, ()))
         new = NewTask(
             prompt=prompt, agent=agent, repo=str(repo), priority=priority, max_attempts=3, after=after
@@ -125,6 +143,7 @@ class Tour(threading.Thread):
         super().__init__(name="kugetsu-demo-tour", daemon=True)
         self.home, self.repo, self.waves = home, repo, waves
         self.done = threading.Event()
+        self.asked: dict[int, float] = {}  # task -> when the tour first saw it need input
 
     def stop(self) -> None:
         self.done.set()
@@ -155,8 +174,22 @@ class Tour(threading.Thread):
                 and ran >= ENDLESS_FOR * speed
             ):
                 control.cancel([task.id])
+        self.answer(live, control, now, speed)
         if self.waves and len(live) + store.counts().get(State.QUEUED, 0) <= LOW_WATER:
             add_wave(control, self.repo, len(WAVE))
+
+    def answer(self, live: list[Task], control: Control, now: float, speed: float) -> None:
+        """Answer a question nobody answered within ANSWER_AFTER, as a person would."""
+        wait = ANSWER_AFTER["dashboard" if self.waves else "headless"] * speed
+        for task in live:
+            if task.needs_input is None or task.state is not State.RUNNING:
+                self.asked.pop(task.id, None)
+                continue
+            since = self.asked.setdefault(task.id, now)
+            if task.prompt.startswith("ask:") and now - since >= wait:
+                with contextlib.suppress(UsageError):  # (it ended meanwhile)
+                    control.send(task.id, "y", by="demo")
+                self.asked.pop(task.id, None)
 
 
 def sandbox_root(home: Path | None) -> Path:

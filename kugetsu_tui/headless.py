@@ -12,7 +12,8 @@ from typing import TextIO
 
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import Event, EventType
+from kugetsu_tui.engine.messages import Event
+from kugetsu_tui.engine.model import EventType
 from kugetsu_tui.engine.text import one_line, printable
 
 

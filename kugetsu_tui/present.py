@@ -15,7 +15,8 @@ from typing import Any
 
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import LIVE_STATES, State, SupervisorFacts, Task, iso
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import LIVE_STATES, State, Task, iso
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import printable
@@ -88,6 +89,21 @@ def suspended_agents(store: Store, facts: SupervisorFacts) -> dict[str, str]:
     if not isinstance(published, dict) or published.get("pid") != facts.supervisor_pid:
         return {}  # none, or left by a supervisor that has since stopped
     return {str(a): str(why) for a, why in (published.get("agents") or {}).items()}
+
+
+def cluster_nodes(store: Store, now: float) -> list[dict[str, Any]] | None:
+    """The Ray cluster's nodes as the running supervisor last read them (name, address,
+    its live agents, slots, CPUs, memory), or None: agents run here, or no fresh reading."""
+    nodes, ts = store.meta().get("nodes", (None, 0.0))
+    return nodes if isinstance(nodes, list) and now - ts < META_FRESH else None
+
+
+def cluster_label(machine: Mapping[str, Any] | None) -> str | None:
+    """The header's note that the advisor's figures are a Ray cluster's, or None."""
+    if not machine or machine.get("scope") != "cluster":
+        return None
+    nodes = machine.get("nodes")
+    return f"cluster of {nodes} nodes, {machine.get('slots')} slots" if nodes else "cluster"
 
 
 def advise_now(store: Store, config: Config) -> dict[str, Any]:
@@ -182,6 +198,7 @@ def status_summary(store: Store, home: Home, config: Config, now: float) -> tupl
         "cooldowns": {agent: iso(until) for agent, until in facts.cooldowns.items()},
         "suspended": suspended_agents(store, facts),
         "supervisor_pid": facts.supervisor_pid,
+        "nodes": cluster_nodes(store, now) if published is not None else None,
         "counts": {str(s): counts[s] for s in State},
     }
     return summary, published is not None

@@ -4,7 +4,7 @@ Its behaviour follows the word before the colon in the prompt, so the demo is th
 every time: "flaky" fails on the first attempt, "broken" always fails, "rate" hits its
 provider's rate limit once (the agent cools down; the attempt is not counted), "endless"
 works until it is cancelled, "heavy" holds some memory, "slow" takes longer, "edit"
-changes a source file. Every attempt that succeeds commits its change on the task's
+changes a source file, "ask" (in a terminal) asks before it goes on and fails unless told y. Every attempt that succeeds commits its change on the task's
 branch. KUGETSU_DEMO_SPEED (default 1.0) scales every pause.
 """
 
@@ -57,6 +57,18 @@ def rate_limited_before() -> bool:
     return False
 
 
+def told_yes(question: str) -> bool:
+    """Ask on the terminal and read the answer (a terminal agent's stdin is its terminal)."""
+    sys.stdout.write(f"{question} [y/N] ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline().strip()
+    if answer.lower() in ("y", "yes"):
+        return True
+    print(f"not applied (answer: {answer!r})", flush=True)
+    return False
+
+
+# One branch per kind of task the demo shows: read top to bottom, it is the demo's script.
 def main(argv: list[str]) -> int:
     prompt = " ".join(argv) or "nothing to do"
     kind = prompt.split(":", 1)[0] if ":" in prompt else ""
@@ -77,6 +89,8 @@ def main(argv: list[str]) -> int:
     for n, step in enumerate(STEPS, 1):
         print(f"[{n}/{len(STEPS)}] {step}…", flush=True)
         time.sleep(pause)
+        if kind == "ask" and n == 2 and not told_yes("Apply the migration to the demo database?"):
+            return 1
         if (kind == "broken" and n == 4) or (kind == "flaky" and attempt == 1 and n == 3):
             print("error: 2 tests failed", file=sys.stderr, flush=True)
             return 1

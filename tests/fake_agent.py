@@ -27,6 +27,10 @@ Modes:
     git-commit MESSAGE      commit everything in the working directory
     ask                     ask "Proceed? [y/N] " on the terminal, read a line; print the
                             answer, exit 0 if it is y, 1 otherwise
+    ask-times N             ask "Proceed? [y/N] " N times, printing each answer; exit 0
+                            if the last is y, 1 otherwise
+    run-hook FILE COMMAND   run COMMAND with sh -c, FILE on its stdin, as an agent's hook
+                            runs; append its exit code (and stderr) to FILE.exit, quietly
     notify HOME TEXT        run the real `kugetsu --home HOME notify TEXT` from inside the agent
     dump-argv FILE          write this process's argv (after the script name) as JSON
     add-task HOME FILE PROMPT  run the real `kugetsu --home HOME add` with this agent's
@@ -177,6 +181,19 @@ def run(words: list[str]) -> int:
             answer = sys.stdin.readline().strip()
             print(f"fake-agent: answered {answer!r}", flush=True)
             return 0 if answer == "y" else 1
+        elif mode == "ask-times":
+            answer = ""
+            for _ in range(int(args[0])):
+                sys.stdout.write("Proceed? [y/N] ")
+                sys.stdout.flush()
+                answer = sys.stdin.readline().strip()
+                print(f"fake-agent: answered {answer!r}", flush=True)
+            return 0 if answer == "y" else 1
+        elif mode == "run-hook":
+            with open(args[0], "rb") as stdin:
+                ran = subprocess.run(["sh", "-c", args[1]], stdin=stdin, capture_output=True, text=True)
+            with open(args[0] + ".exit", "a") as out:
+                out.write(f"{ran.returncode} {ran.stdout!r} {ran.stderr!r}\n")
         elif mode == "notify":
             cli = [sys.executable, "-m", "kugetsu_tui", "--home", args[0], "notify", args[1]]
             subprocess.run(cli, check=True, stdout=subprocess.DEVNULL)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from kugetsu_tui.engine.config import Config, load_config
-from kugetsu_tui.engine.config.keys import AGENT, HOOK, REPO, SECTIONS, TOP, Key, Table
+from kugetsu_tui.engine.config.agent_keys import AGENT, HOOK
+from kugetsu_tui.engine.config.keys import REPO, SECTIONS, TOP, Key, Table
 from kugetsu_tui.engine.config.kinds import Cores, Duration, Size, Whole
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import ConfigError

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.messages import SupervisorFacts
 from kugetsu_tui.engine.model import (
     BAD_ENDINGS,
     REQUEUEABLE_STATES,
@@ -18,7 +19,6 @@ from kugetsu_tui.engine.model import (
     OnInterrupt,
     PromptVia,
     State,
-    SupervisorFacts,
 )
 from kugetsu_tui.engine.slots import unmet_dependencies
 from kugetsu_tui.engine.store import Store

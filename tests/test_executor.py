@@ -14,7 +14,8 @@ from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.executor import Launch, Spawned
 from kugetsu_tui.engine.executor.local import LocalExecutor
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import Event, EventType
+from kugetsu_tui.engine.messages import Event
+from kugetsu_tui.engine.model import EventType
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor
 from tests.helpers.harness import Kugetsu, script

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from kugetsu_tui.engine.messages import ActionResult, RequestAction
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
     SETTLED_STATES,
     TRANSITIONS,
-    ActionResult,
     EventType,
     IllegalTransition,
     NewTask,
-    RequestAction,
     State,
     check_transition,
 )

@@ -1,8 +1,8 @@
 """The Ray executor on a real Ray cluster of two nodes on this machine, bound to the
 loopback address only: tasks spread over the nodes under the one cap, the agent's commits
 come back as the task's branch, cancel ends a remote agent that ignores SIGTERM, a
-supervisor killed with -9 re-adopts its running actor, and a node that dies has its
-attempt run again on another node.
+supervisor killed with -9 re-adopts its running actor, a node that dies has its
+attempt run again on another node, and while no cluster answers the queue waits.
 
 The cluster is started once for the module (a few seconds); each test has its own home,
 so its own actor names. Agents are counted from the process table (every node is a set
@@ -80,7 +80,7 @@ class RayKugetsu(Kugetsu):
     def cleanup(self) -> None:
         """Also the node-local folders of this home's actors (clones, worktrees, logs)."""
         super().cleanup()
-        from kugetsu_tui.engine.executor.ray import home_id
+        from kugetsu_tui.engine.executor.ray_shared import home_id
         from kugetsu_tui.engine.home import Home
 
         for left in Path(tempfile.gettempdir()).glob(f"kugetsu-{home_id(Home(self.home))}-*"):
@@ -101,7 +101,7 @@ def rk(tmp_path: Path, cluster: Any) -> Iterator[RayKugetsu]:
 def remote_agents(home: Path) -> list[psutil.Process]:
     """The fake agents started on any node for this home: they run in the node-local
     folders named by the home's id."""
-    from kugetsu_tui.engine.executor.ray import home_id
+    from kugetsu_tui.engine.executor.ray_shared import home_id
     from kugetsu_tui.engine.home import Home
 
     where = str(Path(tempfile.gettempdir()) / f"kugetsu-{home_id(Home(home))}-")
@@ -148,7 +148,8 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_ray_listens_on_loopback_only(cluster: Any) -> None:
+def listening_outside_loopback() -> list[tuple[str, Any]]:
+    """Ray processes (of any cluster of this machine) listening outside 127.0.0.0/8."""
     outside = []
     for proc in psutil.process_iter():
         try:
@@ -166,6 +167,11 @@ def test_ray_listens_on_loopback_only(cluster: Any) -> None:
                 ip = ip.ipv4_mapped
             if not ip.is_loopback:
                 outside.append((name, conn.laddr))
+    return outside
+
+
+def test_ray_listens_on_loopback_only(cluster: Any) -> None:
+    outside = listening_outside_loopback()
     assert not outside, f"Ray listens outside 127.0.0.0/8: {outside}"
 
 
@@ -231,6 +237,21 @@ def test_cancel_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None:
         lambda: (u := rk.task(task)["usage"]) and u["procs"] == 2 and u, "the agent's tree to be measured"
     )
     assert usage["rss"] > 2**20, usage  # the wrapper and the agent, on their node
+    # Status's per-node lines and the advisor's figures are the cluster's.
+    status = wait_until(
+        lambda: (s := rk.status())["nodes"] and sum(n["live"] for n in s["nodes"]) == 1 and s,
+        "status to count the agent on its node",
+    )
+    where = node_of(rk, task)["node_id"]  # type: ignore[index]
+    assert {n["node_id"]: n["live"] for n in status["nodes"]}[where] == 1
+    assert [n["slots"] for n in status["nodes"]] == [AGENTS_PER_NODE] * 2
+    assert all(n["address"] == "127.0.0.1" and n["cpus"] == 1 and n["memory"] > 0 for n in status["nodes"])
+    assert status["machine"]["scope"] == "cluster" and status["machine"]["slots"] == 2 * AGENTS_PER_NODE
+    assert status["cap_reason"].startswith("cluster of 2 nodes: 4 kugetsu_agent slots"), status["cap_reason"]
+    assert status["suggested_cap"] == 2 * AGENTS_PER_NODE, status
+    code, out, _ = rk.main("status")
+    assert code == 0 and "cluster: 2 nodes, 4 agent slots, 2 CPUs" in out, out
+    assert out.count(" 1/2 agents live, 1 CPUs") == 1 and out.count(" 0/2 agents live, 1 CPUs") == 1, out
     code, _, err = rk.main("cancel", str(task))
     assert code == 0, err
     rk.wait_state(task, "cancelled")
@@ -278,14 +299,74 @@ def test_a_timeout_ends_a_remote_agent_that_ignores_sigterm(rk: Kugetsu) -> None
     assert "working" in (rk.home / "runs" / str(task) / "log").read_text(), "its log came back"
 
 
-def test_an_unreachable_cluster_fails_the_attempt_with_a_reason_naming_it(kg: Kugetsu) -> None:
+def start_head(port: int) -> Any:
+    """A one-node cluster whose head listens on 127.0.0.1:port."""
+    return ray_cluster_utils.Cluster(
+        initialize_head=True,
+        head_node_args={
+            "gcs_server_port": port,
+            "num_cpus": 1,
+            "resources": {"kugetsu_agent": AGENTS_PER_NODE},
+            "node_ip_address": "127.0.0.1",
+            "include_dashboard": False,
+        },
+    )
+
+
+def test_an_unreachable_cluster_holds_admission_until_it_answers(rk: Kugetsu) -> None:
+    """Fail closed: while no cluster answers at the address the queue waits, no attempt
+    spent, and status says why; once one answers there the tasks run, once each. Both
+    for a cluster not there when the supervisor starts and for one stopped under it."""
     port = free_port()
-    kg.write_config(executor={"kind": "ray", "address": f"127.0.0.1:{port}"})
-    task = kg.add(script(["ok"]), "--max-attempts", "1")
-    run = kg.run(timeout=60)
-    assert run.returncode == 1
-    reason = kg.task(task)["reason"]
-    assert reason.startswith(f"cannot reach the Ray cluster at 127.0.0.1:{port}"), reason
+    rk.write_config(executor={"kind": "ray", "address": f"127.0.0.1:{port}"})
+    unreachable = f"cluster unreachable: cannot reach the Ray cluster at 127.0.0.1:{port}"
+
+    def held(ids: list[int]) -> None:
+        status = wait_until(
+            lambda: (
+                (s := rk.status())["admission_blocked"]
+                and s["admission_blocked"].startswith(unreachable)
+                and s
+            ),
+            "status to say the cluster cannot be reached",
+        )
+        queued = [t for t in status["tasks"] if t["id"] in ids]
+        assert [(t["state"], t["attempts"]) for t in queued] == [("queued", 0)] * len(ids), queued
+        assert all(t["wait_reason"].startswith(unreachable) for t in queued), queued
+        code, out, _ = rk.main("status")
+        assert code == 0 and f"note: {unreachable}" in out, out
+
+    def run_once(ids: list[int]) -> None:
+        assert not listening_outside_loopback()
+        for task_id in ids:
+            done = rk.wait_state(task_id, "succeeded", "failed", timeout=90)
+            assert (done["state"], done["attempts"]) == ("succeeded", 1), done
+        assert rk.status()["admission_blocked"] is None
+
+    first = [rk.add(script(["say", f"ran {n}"])) for n in range(2)]
+    supervisor = rk.start_supervisor()
+    held(first)
+    head = start_head(port)
+    try:
+        run_once(first)
+    finally:
+        head.shutdown()
+    # Stopped under a supervisor connected to it: added now, they wait for it as well.
+    then = [rk.add(script(["say", f"ran {n}"])) for n in range(2)]
+    held(then)
+    head = start_head(port)
+    try:
+        run_once(then)
+        rk.stop_supervisor(supervisor)
+    finally:
+        head.shutdown()
+    notes = [e.get("error", "") for e in rk.events() if e["type"] == "supervisor_warning"]
+    # Said once per outage (the supervisor looked again every few seconds), and when it ended.
+    assert len([n for n in notes if n.startswith(unreachable)]) == 2, notes
+    assert len([n for n in notes if "answers again" in n]) == 2, notes
+    for task_id in first + then:
+        kinds = [e["type"] for e in rk.events(task_id)]
+        assert "task_retrying" not in kinds and "task_error" not in kinds, kinds
 
 
 def test_an_unknown_executor_kind_is_a_config_error(kg: Kugetsu) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kugetsu_tui.engine.config.keys import MERGE_STRATEGIES
+from kugetsu_tui.engine.merge import Strategy
 from kugetsu_tui.engine.store import Store
 from tests.helpers.harness import Kugetsu, git, script, wait_until
 
@@ -345,3 +347,151 @@ def test_a_requeued_task_measures_against_where_it_started_again(kg: Kugetsu, re
     task = kg.task(task_id)
     assert task["base"]["commit"] == _sha(repo) != first["base"]["commit"]
     assert task["changes"] == {"files": 1, "insertions": 1, "deletions": 0, "commits": 1}
+
+
+def _two_commits_while_main_moves_on(kg: Kugetsu, repo: Path) -> tuple[int, str]:
+    """A task that made two commits, and main's tip after it moved on meanwhile."""
+    two = script(
+        ["write", "a.txt", "a"], ["git-commit", "one"], ["write", "b.txt", "b"], ["git-commit", "two"]
+    )
+    (task_id,) = _run(kg, repo, two)
+    (repo / "later.txt").write_text("main moved on\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "main moved on")
+    return task_id, _sha(repo)
+
+
+def _landed(repo: Path, moved: str) -> tuple[int, int]:
+    """(commits on main's first-parent line since `moved`, parents of main's tip)."""
+    line = git(repo, "rev-list", "--first-parent", "--count", f"{moved}..HEAD").strip()
+    assert sorted(git(repo, "ls-tree", "--name-only", "HEAD").split()) == [
+        "README.md",
+        "a.txt",
+        "b.txt",
+        "later.txt",
+    ]
+    return int(line), len(git(repo, "log", "-1", "--format=%P").split())
+
+
+# A merge commit with two parents; one squashed commit; the task's two commits replayed.
+SHAPES = {"merge": (1, 2), "squash": (1, 1), "rebase": (2, 1)}
+
+
+@pytest.mark.parametrize("how", sorted(SHAPES))
+def test_merge_strategy_by_name(kg: Kugetsu, repo: Path, how: str) -> None:
+    task_id, moved = _two_commits_while_main_moves_on(kg, repo)
+    code, out, err = kg.main("merge", str(task_id), "--strategy", how)
+    assert code == 0, err
+    assert f"merged into main (checked out in {repo}) ({how}, {_sha(repo)[:12]})" in out
+    assert _landed(repo, moved) == SHAPES[how]
+    assert [e["strategy"] for e in kg.events(task_id) if e["type"] == "task_merged"] == [how]
+
+
+def test_the_config_offers_every_merge_strategy() -> None:
+    assert tuple(str(how) for how in Strategy) == MERGE_STRATEGIES
+
+
+def test_the_configured_strategy_is_the_default_and_a_flag_overrides_it(kg: Kugetsu, repo: Path) -> None:
+    kg.write_config(review={"strategy": "squash"})
+    task_id, moved = _two_commits_while_main_moves_on(kg, repo)
+    code, out, err = kg.main("merge", str(task_id))
+    assert code == 0 and "(squash, " in out, err
+    assert _landed(repo, moved) == SHAPES["squash"]
+
+    (other,) = _run(kg, repo, _writes(("c.txt", "c")))
+    code, out, err = kg.main("merge", str(other), "--strategy", "merge")
+    assert code == 0, err
+    assert "(merge, " in out and len(git(repo, "log", "-1", "--format=%P").split()) == 2
+
+    (third,) = _run(kg, repo, _writes(("d.txt", "d")))
+    result = kg.cli("merge", str(third), "--strategy", "ff")
+    assert result.returncode == 2 and result.stderr == (
+        "kugetsu merge: error: argument --strategy: expected merge, squash or rebase, got 'ff' "
+        "(see kugetsu merge --help)\n"
+    )
+    kg.write_config(review={"strategy": "ff"})
+    result = kg.cli("merge", str(third))
+    assert result.returncode == 2 and "[review] strategy" in result.stderr
+    assert '"merge", "squash" or "rebase"' in result.stderr and "Traceback" not in result.stderr
+
+
+def test_diff_shows_the_new_files_an_agent_left_uncommitted(kg: Kugetsu, repo: Path) -> None:
+    """New files are in the patch and its --stat (not ignored ones, nor setup's), and the
+    worktree's own index stays as the agent left it."""
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "ignore logs")
+    kg.write_config(
+        worktree={"commit": False, "setup": ["sh", "-c", "echo dep > vendored.txt"]},
+        agents={**kg.config["agents"], "sh": {"command": ["sh", "-c", "{prompt}"]}},
+    )
+    made = kg.add(
+        "echo edited >> README.md && mkdir -p src && echo 'print(1)' > src/new.py && echo x > build.log",
+        "--agent",
+        "sh",
+        "--repo",
+        str(repo),
+    )
+    assert kg.run().returncode == 0
+    where = Path(kg.task(made)["worktree"])
+    before = git(where, "status", "--porcelain")
+    assert "?? src/" in before
+
+    code, out, err = kg.main("diff", str(made))
+    assert (code, err) == (0, "")
+    files = [line.removeprefix("+++ b/") for line in out.splitlines() if line.startswith("+++ b/")]
+    assert files == ["README.md", "src/new.py"], "not build.log (ignored) nor vendored.txt (setup's)"
+    assert "new file mode 100644" in out and "+print(1)" in out
+    code, out, _ = kg.main("diff", str(made), "--stat")
+    assert code == 0 and "src/new.py | 1 +" in out and "2 files changed, 2 insertions(+)" in out
+    assert git(where, "status", "--porcelain") == before, "the worktree's index untouched"
+
+    # Committed on its branch (the default), the new file is in the diff of the branch.
+    kg.write_config()
+    (committed,) = _run(kg, repo, _writes(("fresh.txt", "new\n")))
+    assert kg.task(committed)["worktree"] is None
+    code, out, _ = kg.main("diff", str(committed))
+    assert code == 0 and "+++ b/fresh.txt" in out and "new file mode" in out
+
+
+def test_gc_writes_an_event_per_thing_removed_and_hooks_hear_them(kg: Kugetsu, repo: Path) -> None:
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "ignore logs")
+    (kept, empty) = _run(kg, repo, _writes(("a.txt", "x"), ("build.log", "out")), script(["ok"]))
+    where = kg.task(kept)["worktree"]
+    assert kg.main("merge", str(kept), "--keep")[0] == 0
+    tip = _sha(repo, f"kugetsu/{kept}")
+    git(repo, "branch", f"kugetsu/{empty}", kg.task(empty)["base"]["commit"])  # left by an older kugetsu
+    store = Store(kg.home / "state.db")
+    store.update(empty, 0.0, branch=f"kugetsu/{empty}")
+    store.close()
+    heard = kg.root / "heard"
+    removals = ["worktree_removed", "branch_removed"]
+    kg.write_config(hooks=[{"on": removals, "command": ["sh", "-c", f'cat >> "{heard}"; echo >> "{heard}"']}])
+    kg.start_supervisor()
+
+    code, out, err = kg.main("gc")
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"task {kept}: removed its worktree {where} and branch kugetsu/{kept} (merged)",
+        f"task {empty}: removed its branch kugetsu/{empty} (empty)",
+    ]
+    gone = [(e["type"], e["task_id"]) for e in kg.events() if e["type"] in removals]
+    assert gone == [("worktree_removed", kept), ("branch_removed", kept), ("branch_removed", empty)]
+    worktree_event, branch_event = (e for e in kg.events(kept) if e["type"] in removals)
+    assert (worktree_event["worktree"], worktree_event["why"]) == (where, "merged")
+    assert (branch_event["branch"], branch_event["commit"], branch_event["why"]) == (
+        f"kugetsu/{kept}",
+        tip,
+        "merged",
+    )
+    git(repo, "branch", "again", branch_event["commit"])  # what gc removed can be had back
+
+    def three() -> list[dict[str, object]] | None:
+        text = heard.read_text() if heard.exists() else ""
+        lines = [line for line in text.splitlines() if line.strip()]
+        return [json.loads(line) for line in lines] if len(lines) == 3 else None
+
+    hooks = wait_until(three, "the hook to hear the three removals")
+    assert sorted((h["type"], h["task_id"]) for h in hooks) == sorted(gone)

@@ -9,7 +9,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from kugetsu_tui.engine.model import Event, NewTask
+from kugetsu_tui.engine.messages import Event
+from kugetsu_tui.engine.model import NewTask
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.headless import event_line
 from tests.helpers.harness import FAKE_AGENT, PY, Kugetsu, ended, make_repo, script, wait_until

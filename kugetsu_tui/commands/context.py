@@ -10,7 +10,7 @@ from pathlib import Path
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home, default_home
-from kugetsu_tui.engine.model import ActionResult
+from kugetsu_tui.engine.messages import ActionResult
 from kugetsu_tui.engine.store import Store, StoreCorrupt
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.errors import ConfigError, UsageError
@@ -52,6 +52,8 @@ def reads_only(args: argparse.Namespace) -> bool:
     name = getattr(getattr(args, "func", None), "__name__", "")
     if name == "cmd_cap":
         return args.cap is None and not args.accept
+    if name == "cmd_notify":
+        return bool(args.hook)  # a hook must not fail its agent over a broken config
     return name in READING or (name == "cmd_run" and not args.headless)
 
 

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kugetsu_tui.commands.context import Context, print_outcomes
+from kugetsu_tui.engine.control import UNSETTLED
 from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, AddRefused, CapMode, NewTask
+from kugetsu_tui.engine.messages import ActionResult
+from kugetsu_tui.engine.model import AddRefused, CapMode, NewTask
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
 
@@ -67,9 +69,44 @@ def task_action(name: str) -> Callable[[Context, argparse.Namespace], int]:
         method: Callable[..., list[ActionResult]] = getattr(ctx.control, name)
         if name == "requeue":
             return print_outcomes(ctx, method(args.ids, note=args.note))
+        if name == "cancel":
+            return _cancel(ctx, args)
         return print_outcomes(ctx, method(args.ids))
 
     return run
+
+
+def _cancel(ctx: Context, args: argparse.Namespace) -> int:
+    """Cancel; a task that added tasks of its own (a planner) takes them along with
+    --children, or when a person at a terminal says so; otherwise they keep running and a
+    note says how to cancel them."""
+    children = bool(args.children)
+    kids: list[int] = []
+    if not children:
+        ctx.control.find(args.ids, UNSETTLED, "cancelled")  # a bad id: refused before asking
+        kids = list(
+            dict.fromkeys(k for i in args.ids for k in ctx.control.descendants(i) if k not in args.ids)
+        )
+    if kids and sys.stdin.isatty() and sys.stdout.isatty():
+        # (Not input(): without readline it puts the question on stderr.)
+        print(f"{_their(args.ids, kids)} still queued or live; cancel them too? [y/N] ", end="", flush=True)
+        answer = sys.stdin.readline()
+        children = answer.strip().lower() in ("y", "yes")
+    code = print_outcomes(ctx, ctx.control.cancel(args.ids, children=children))
+    if kids and not children:
+        listed = " ".join(map(str, kids))
+        print(
+            f"kugetsu: note: {_their(args.ids, kids)} keep running; cancel them with "
+            f"`kugetsu cancel {listed}` (or cancel with --children to take them along)",
+            file=sys.stderr,
+        )
+    return code
+
+
+def _their(ids: list[int], kids: list[int]) -> str:
+    whose = f"task {ids[0]}'s" if len(ids) == 1 else "these tasks'"
+    shown = ", ".join(map(str, kids[:10])) + (", …" if len(kids) > 10 else "")
+    return f"{whose} {len(kids)} {'child task' if len(kids) == 1 else 'child tasks'} ({shown})"
 
 
 def cmd_cap(ctx: Context, args: argparse.Namespace) -> int:

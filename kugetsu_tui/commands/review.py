@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.commands.context import Context
-from kugetsu_tui.engine.model import ActionResult, Task
+from kugetsu_tui.engine.messages import ActionResult
+from kugetsu_tui.engine.model import Task
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import UsageError
 
@@ -42,29 +43,23 @@ def _report(outcomes: list[ActionResult]) -> int:
 
 
 def cmd_diff(ctx: Context, args: argparse.Namespace) -> int:
-    from kugetsu_tui.engine import review
+    from kugetsu_tui.engine.review import ReviewError
 
-    task = _task(ctx, args.id)
     try:
-        text = review.diff(task, stat=args.stat)
-    except review.ReviewError as err:
+        text = ctx.control.diff(args.id, stat=args.stat)
+    except ReviewError as err:
         print(f"kugetsu: {printable(str(err))}", file=sys.stderr)
         return 1
     sys.stdout.write(printable(text, lines=True))
     sys.stdout.flush()
-    new = review.untracked(task)
-    if new:  # on stderr: stdout stays a patch
-        names = ", ".join(printable(n) for n in new[:5]) + (", …" if len(new) > 5 else "")
-        print(
-            f"kugetsu: task {task.id}: {len(new)} new file(s) not in the diff yet: {names}", file=sys.stderr
-        )
-    elif not text:
-        print(f"kugetsu: task {task.id}: no changes", file=sys.stderr)
+    if not text:
+        print(f"kugetsu: task {args.id}: no changes", file=sys.stderr)
     return 0
 
 
 def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
-    strategy = "squash" if args.squash else "rebase" if args.rebase else "merge"
+    strategy = args.strategy or ("squash" if args.squash else "rebase" if args.rebase else None)
+    strategy = strategy or ctx.config.review_strategy
     return _report([ctx.control.merge(args.id, into=args.into, strategy=strategy, keep=args.keep)])
 
 
@@ -102,6 +97,14 @@ def cmd_shell(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"cannot start $SHELL {shell!r}: {err.strerror}") from None
 
 
+def _strategy(text: str) -> str:
+    from kugetsu_tui.engine.config.keys import MERGE_STRATEGIES
+
+    if text not in MERGE_STRATEGIES:
+        raise argparse.ArgumentTypeError(f"expected merge, squash or rebase, got {text!r}")
+    return text
+
+
 def register(
     sub: Any,
     common: argparse.ArgumentParser,
@@ -118,8 +121,15 @@ def register(
     merge = sub.add_parser("merge", parents=[common], help="land a task's branch on its base branch")
     merge.add_argument("id", type=task_id, metavar="ID")
     how = merge.add_mutually_exclusive_group()
-    how.add_argument("--squash", action="store_true", help="as one commit")
-    how.add_argument("--rebase", action="store_true", help="its commits replayed on the target")
+    how.add_argument(
+        "--strategy",
+        type=_strategy,
+        metavar="HOW",
+        help="merge (a merge commit), squash (one commit) or rebase (its commits replayed on the "
+        "target); default: [review] strategy in the config, else merge",
+    )
+    how.add_argument("--squash", action="store_true", help="as one commit (--strategy squash)")
+    how.add_argument("--rebase", action="store_true", help="its commits replayed (--strategy rebase)")
     merge.add_argument("--into", metavar="BRANCH", help="the branch to land on (default: where it started)")
     merge.add_argument("--keep", action="store_true", help="keep its worktree and branch afterwards")
     merge.set_defaults(func=cmd_merge)

@@ -100,6 +100,27 @@ def _print_summary(report: dict[str, Any]) -> None:
     for key in ("admission_blocked", "config_error"):
         if report[key]:
             print(f"note: {one_line(report[key])}")
+    _print_nodes(report)
+
+
+def _print_nodes(report: dict[str, Any]) -> None:
+    """Under Ray: the cluster's figures the advisor used, then a line per node."""
+    nodes = report.get("nodes")
+    if not nodes:
+        return
+    from kugetsu_tui.engine.capacity import gib
+
+    machine = report.get("machine") or {}
+    print(
+        f"cluster: {len(nodes)} node{'' if len(nodes) == 1 else 's'}, {machine.get('slots', '?')} agent slots, "
+        f"{machine.get('cpus', '?')} CPUs, {gib(machine.get('mem_total') or 0)} (Ray's figures; "
+        "the suggested cap is the cluster's)"
+    )
+    for n in nodes:
+        print(
+            f"  node {printable(str(n['host']))} {printable(str(n['address']))} {printable(str(n['node_id']))[:12]}: "
+            f"{n['live']}/{n['slots']} agents live, {n['cpus']:g} CPUs, {gib(n['memory'])}"
+        )
 
 
 def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:

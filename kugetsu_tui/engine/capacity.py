@@ -261,18 +261,22 @@ class Smoother:
         horizon = now - max(self.up_after, self.down_after)
         while self._readings and self._readings[0][0] < horizon:
             self._readings.popleft()
-        since_step = now - self._last_step
-        if since_step >= self.up_after and all(
-            r > self.current for t, r in self._readings if t >= now - self.up_after
-        ):
+        if self._held_for(now, self.up_after, above=True):
             self.current += 1
             self._last_step = now
-        elif since_step >= self.down_after and all(
-            r < self.current for t, r in self._readings if t >= now - self.down_after
-        ):
+        elif self._held_for(now, self.down_after, above=False):
             self.current -= 1
             self._last_step = now
         return self.current
+
+    def _held_for(self, now: float, seconds: float, *, above: bool) -> bool:
+        """Every reading of the last `seconds` (and the last step that long ago) was above
+        (or below) the current value."""
+        assert self.current is not None
+        if now - self._last_step < seconds:
+            return False
+        recent = [r for t, r in self._readings if t >= now - seconds]
+        return all(r > self.current for r in recent) if above else all(r < self.current for r in recent)
 
 
 @dataclass
@@ -306,14 +310,7 @@ class PressureRelief:
 
         running: (task id, started at) of each running agent; paused_rss: the memory each
         agent this policy paused and that is still paused holds (0 when unknown)."""
-        running_ids = {task_id for task_id, _ in running}
-        for task_id in [t for t in self.paused if t not in paused_rss]:
-            self.paused.remove(task_id)  # settled, or resumed by a person
-            if task_id in running_ids:
-                self._resumed_by_person[task_id] = now
-        for task_id, since in list(self._resumed_by_person.items()):
-            if now - since >= self.respect:
-                del self._resumed_by_person[task_id]
+        self._forget(now, {task_id for task_id, _ in running}, paused_rss)
         if self.paused and not running:
             return ("resume", self.paused[0])  # never all paused with nothing running
         short = available < reserve / 2
@@ -327,6 +324,17 @@ class PressureRelief:
         if self.paused and (clear or (available + held >= reserve and now - self._last_pause >= self.settle)):
             return ("resume", self.paused[0])
         return None
+
+    def _forget(self, now: float, running_ids: set[int], paused_rss: dict[int, float]) -> None:
+        """Drop the paused agents that settled or a person resumed (those are respected for
+        `respect` seconds), and respects that ran out."""
+        for task_id in [t for t in self.paused if t not in paused_rss]:
+            self.paused.remove(task_id)
+            if task_id in running_ids:
+                self._resumed_by_person[task_id] = now
+        for task_id, since in list(self._resumed_by_person.items()):
+            if now - since >= self.respect:
+                del self._resumed_by_person[task_id]
 
     def record_pause(self, task_id: int, now: float) -> None:
         self.paused.append(task_id)
@@ -433,7 +441,17 @@ def read_machine() -> Machine:
 
 
 def available_memory() -> int:
-    """Bytes of memory available now (one read of /proc/meminfo): the admission guard."""
+    """Bytes of memory available now (one read of /proc/meminfo): the admission guard.
+
+    Read directly where the kernel tells it (what psutil reports too), so the first
+    admission does not wait for psutil's import."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import psutil
 
     return int(psutil.virtual_memory().available)

@@ -15,24 +15,28 @@ import os
 import signal
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine.config import save_setting
 from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.messages import ActionResult, RequestAction
 from kugetsu_tui.engine.model import (
     LIVE_STATES,
     REQUEUEABLE_STATES,
     SETTLED_STATES,
-    ActionResult,
     EventType,
     NewTask,
-    RequestAction,
     Review,
     State,
     Task,
 )
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
+
+if TYPE_CHECKING:
+    from kugetsu_tui.engine.discard import Removal
+
+UNSETTLED = frozenset({State.QUEUED, *LIVE_STATES})
 
 
 class Control:
@@ -99,8 +103,14 @@ class Control:
         self.poke()
         return ids
 
-    def cancel(self, ids: Sequence[int]) -> list[ActionResult]:
+    def cancel(self, ids: Sequence[int], *, children: bool = False) -> list[ActionResult]:
+        """End live tasks or drop queued ones; with children, also every task they added
+        (their children, theirs, and so on) that is still queued or live."""
         tasks = self.find(ids, {State.QUEUED, *LIVE_STATES}, "cancelled")
+        if children:
+            named = {t.id for t in tasks}
+            kids = dict.fromkeys(k for t in tasks for k in self.descendants(t.id) if k not in named)
+            tasks += [k for k in map(self.store.get, kids) if k is not None]
         outcomes = []
         for task in tasks:
             if task.state is State.QUEUED and self.store.cancel_queued(task.id, self.clock()):
@@ -110,6 +120,43 @@ class Control:
             outcomes.append(self._request(RequestAction.CANCEL, task.id, None, "cancel"))
         self.poke()
         return outcomes
+
+    def descendants(self, task_id: int, states: Collection[State] = UNSETTLED) -> list[int]:
+        """The tasks task_id added (from inside its run), theirs and so on, in one of
+        `states` (default: queued or live), nearest first."""
+        found: list[int] = []
+        level, seen = [task_id], {task_id}
+        while level:
+            below = [c for kids in self.store.children(level).values() for c in kids if c not in seen]
+            seen.update(below)
+            found += [c for c in below if (t := self.store.get(c)) is not None and t.state in states]
+            level = below
+        return found
+
+    def terminal_task(self, task_id: int) -> Task:
+        """The task if it has a live terminal (to attach to, or type into), else UsageError."""
+        from kugetsu_tui.engine import terminal
+
+        task = self.store.get(task_id)
+        if task is None:
+            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+        if not task.is_live or not terminal.is_live(self.home.root, task_id):
+            raise UsageError(
+                f"task {task_id} ({task.state}) has no live terminal "
+                "(expected a running task of an agent with terminal = true)"
+            )
+        return task
+
+    def send(self, task_id: int, text: str, *, by: str = "person") -> ActionResult:
+        """Type a line (then Enter) into a live terminal task, clearing its needs-input
+        flag with a task_input_given event. The text is typed, never recorded."""
+        from kugetsu_tui.engine import terminal
+
+        self.terminal_task(task_id)
+        if not terminal.send(self.home.root, task_id, text):
+            raise UsageError(f"task {task_id}: its terminal ended before the text could be sent")
+        self.store.give_input(task_id, self.clock(), by, via="send")
+        return ActionResult(True, "sent", task_id)
 
     def pause(self, ids: Sequence[int]) -> list[ActionResult]:
         tasks = self.find(ids, {State.RUNNING}, "paused")
@@ -231,20 +278,30 @@ class Control:
 
     # --- review: what became of a settled task's work --------------------------------
 
+    def diff(self, task_id: int, *, stat: bool = False) -> str:
+        """What the task changed against where it started, new files included (a unified
+        diff, or git's --stat); see review.diff. ReviewError when git failed."""
+        from kugetsu_tui.engine import review
+
+        task = self.store.get(task_id)
+        if task is None:
+            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+        return review.diff(task, stat=stat)
+
     def merge(
         self, task_id: int, *, into: str | None = None, strategy: str = "merge", keep: bool = False
     ) -> ActionResult:
-        """Land a settled task's branch on its base (or `into`); see review.merge. A conflict
+        """Land a settled task's branch on its base (or `into`); see merge.merge. A conflict
         or a failed git step is a result that is not ok (nothing was changed)."""
-        from kugetsu_tui.engine import review
+        from kugetsu_tui.engine import merge, review
 
         (task,) = self.find([task_id], SETTLED_STATES, "merged")
         try:
-            how = review.Strategy(strategy)
+            how = merge.Strategy(strategy)
         except ValueError:
             raise UsageError(f"strategy {strategy!r}: expected merge, squash or rebase") from None
         try:
-            merged = review.merge(task, into=into, strategy=how, keep=keep, scratch=self.home.worktrees)
+            merged = merge.merge(task, into=into, strategy=how, keep=keep, scratch=self.home.worktrees)
         except review.ReviewError as err:
             return ActionResult(False, f"{err}", task.id)
         changes: dict[str, Any] = {"review": str(Review.MERGED)}
@@ -271,7 +328,7 @@ class Control:
 
     def discard(self, ids: Sequence[int]) -> list[ActionResult]:
         """Remove settled tasks' worktrees and branches, whatever is in them."""
-        from kugetsu_tui.engine import review
+        from kugetsu_tui.engine import discard
 
         tasks = self.find(ids, SETTLED_STATES, "discarded")
         for task in tasks:
@@ -279,12 +336,14 @@ class Control:
                 raise UsageError(f"task {task.id} is merged; `kugetsu gc` removes what is left of it")
         outcomes = []
         for task in tasks:
-            removed, kept = review.remove_work(task, force=True)
-            if kept is not None:
-                outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
+            removal = discard.remove_work(task, force=True)
+            if removal.kept is not None:
+                outcomes.append(ActionResult(False, removal.kept.removeprefix("kept: "), task.id))
                 continue
             changes = {"review": str(Review.DISCARDED), "worktree": None, "branch": None}
-            self._reviewed(task, EventType.TASK_DISCARDED, {"removed": removed}, changes)
+            data = {"removed": removal.removed, "branch_commit": removal.commit}
+            self._reviewed(task, EventType.TASK_DISCARDED, data, changes)
+            removed = removal.removed
             said = f"removed its {' and '.join(removed)}" if removed else "nothing of it was left"
             outcomes.append(ActionResult(True, f"discarded: {said}", task.id))
         self.poke()
@@ -292,8 +351,9 @@ class Control:
 
     def gc(self, older_than: float = 0.0) -> list[ActionResult]:
         """Remove what is left (worktrees, branches) of merged, discarded and empty tasks
-        that settled at least `older_than` seconds ago. One result per task cleaned."""
-        from kugetsu_tui.engine import review
+        that settled at least `older_than` seconds ago. One result per task cleaned, and an
+        event per thing removed (worktree_removed, branch_removed) for `events` and hooks."""
+        from kugetsu_tui.engine import discard
 
         cutoff = self.clock() - older_than
         outcomes = []
@@ -301,17 +361,33 @@ class Control:
             if not (task.worktree or task.branch) or task.no_worktree or (task.ended_at or 0) > cutoff:
                 continue
             reviewed = task.review in (Review.MERGED, Review.DISCARDED)
-            if not reviewed and not review.is_empty(task):
+            if not reviewed and not discard.is_empty(task):
                 continue
-            removed, kept = review.remove_work(task, force=reviewed)
-            if kept is not None:
-                outcomes.append(ActionResult(False, kept.removeprefix("kept: "), task.id))
+            removal = discard.remove_work(task, force=reviewed)
+            if removal.kept is not None:
+                outcomes.append(ActionResult(False, removal.kept.removeprefix("kept: "), task.id))
                 continue
-            self.store.update(task.id, self.clock(), worktree=None, branch=None)
-            if removed:
-                why = str(task.review) if reviewed else "empty"
-                outcomes.append(ActionResult(True, f"removed its {' and '.join(removed)} ({why})", task.id))
+            why = str(task.review) if reviewed else "empty"
+            self._collected(task.id, removal, why)
+            if removal.removed:
+                outcomes.append(
+                    ActionResult(True, f"removed its {' and '.join(removal.removed)} ({why})", task.id)
+                )
+        if any(outcome.ok for outcome in outcomes):
+            self.poke()  # a running supervisor hands the events to the hooks
         return outcomes
+
+    def _collected(self, task_id: int, removal: Removal, why: str) -> None:
+        """Record what gc removed of a task: its columns, and an event per thing removed, at once."""
+        now = self.clock()
+        with self.store.batch():
+            self.store.update(task_id, now, worktree=None, branch=None)
+            if removal.worktree:
+                gone = {"worktree": removal.worktree, "why": why}
+                self.store.record(now, EventType.WORKTREE_REMOVED, task_id, gone)
+            if removal.branch:
+                deleted = {"branch": removal.branch, "commit": removal.commit, "why": why}
+                self.store.record(now, EventType.BRANCH_REMOVED, task_id, deleted)
 
     def _reviewed(self, task: Task, event: EventType, data: dict[str, Any], changes: dict[str, Any]) -> None:
         """Record what a person did with a task's work: its columns and event, at once."""

@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kugetsu_tui.engine.config import Hook
-from kugetsu_tui.engine.model import Event, EventType, iso
+from kugetsu_tui.engine.messages import Event
+from kugetsu_tui.engine.model import EventType, iso
 
 SUMMARY_WORDS = {
     "task_completed": "succeeded",

@@ -118,6 +118,7 @@ class Intake:
             raise UsageError(f"agent: expected an agent name, got {name!r}")
         agent = self.config.agent(name)  # raises for an unknown agent
         _check_command(agent, self.config.path)
+        check_terminal(agent)
         # On a cluster the program is looked for on the node that runs it, not here.
         local = self.config.executor_kind == "local"
         if self.check_program and local and (missing := missing_program(agent, self.environ)):
@@ -259,6 +260,16 @@ def _check_command(agent: AgentConfig, config_path: Path | None) -> None:
         raise ConfigError(
             f"{where}[agents.{agent.name}] command: its first element {agent.command[0]!r} would run the "
             'prompt as a program (expected a program first, e.g. ["opencode", "run", "{prompt}"])'
+        )
+
+
+def check_terminal(agent: AgentConfig) -> None:
+    """A terminal agent runs under tmux: refuse its task at once rather than queue one that
+    can only fail at spawn."""
+    if agent.terminal and shutil.which("tmux") is None:
+        raise UsageError(
+            f"agent {agent.name!r} has terminal = true, which needs tmux, not found on PATH "
+            "(expected tmux installed, e.g. apt install tmux, or an agent without terminal = true)"
         )
 
 

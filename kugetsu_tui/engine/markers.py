@@ -74,40 +74,49 @@ def leftover_processes(home: Path, attempts: Sequence[tuple[str, int, float | No
     slow, for a thread). A session id is the pid of the wrapper that led it; while any
     process of that session lives the id cannot be given to a new process, so a session
     now led by a live process that is not the wrapper is a stranger's."""
-    me = os.getpid()
     markers = {f"{MARKER}={marker}".encode() for marker, _, _ in attempts}
     # A process older than every one of these attempts is none of theirs: its environment
     # is not read (a read briefly holds up the process it reads).
     starts = [started for _, _, started in attempts if started is not None]
     oldest = min(starts) - CLOCK_TICKS if starts and len(starts) == len(attempts) else 0.0
+    sessions = _sessions_led(attempts)
+    me = os.getpid()
+    return [
+        int(name)
+        for name in _proc_entries()
+        if int(name) != me and _is_leftover(name, sessions, oldest, markers)
+    ]
+
+
+def _sessions_led(attempts: Sequence[tuple[str, int, float | None]]) -> set[int]:
+    """The session ids that are still these wrappers' own (not reused by a stranger)."""
     sessions = set()
     for _, pid, started in attempts:
-        leader = _alive_start(pid) if pid > 0 else -1.0
-        if pid > 0 and (leader is None or (started is not None and same_start(started, leader))):
+        if pid <= 0:
+            continue
+        leader = _alive_start(pid)
+        if leader is None or (started is not None and same_start(started, leader)):
             sessions.add(pid)
-    found = []
-    for name in _proc_entries():
-        pid = int(name)
-        if pid == me:
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-            fields = data[data.rindex(b")") + 2 :].split()
-            if fields[0] in (b"Z", b"X"):
-                continue
-            if int(fields[3]) in sessions:
-                found.append(pid)
-                continue
-            if float(fields[19]) < oldest:
-                continue
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if markers and MARKER.encode() in env and markers.intersection(env.split(b"\0")):
-            found.append(pid)
-    return found
+    return sessions
+
+
+def _is_leftover(name: str, sessions: set[int], oldest: float, markers: set[bytes]) -> bool:
+    """Process `name` (a /proc entry) lives in one of `sessions` or carries one of `markers`."""
+    try:
+        with open(f"/proc/{name}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2 :].split()
+        if fields[0] in (b"Z", b"X"):
+            return False
+        if int(fields[3]) in sessions:
+            return True
+        if float(fields[19]) < oldest or not markers:
+            return False
+        with open(f"/proc/{name}/environ", "rb") as f:
+            env = f.read()
+    except (OSError, ValueError, IndexError):
+        return False
+    return MARKER.encode() in env and bool(markers.intersection(env.split(b"\0")))
 
 
 def _proc_entries() -> list[str]:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kugetsu_tui.engine.repolock import repo_lock
 from kugetsu_tui.errors import UsageError
 
 
@@ -70,21 +69,6 @@ def repo_root(path: Path) -> Path:
 def owner_token(task_id: int, created_at: float) -> str:
     """What tells a task apart from every other task of the same id in this home's past."""
     return f"{task_id}@{created_at!r}"
-
-
-_REPO_LOCKS: dict[str, threading.RLock] = {}
-_REPO_LOCKS_GUARD = threading.Lock()
-
-
-@contextmanager
-def repo_lock(repo: Path) -> Iterator[None]:
-    """One worktree change at a time per repository in this process: a `git worktree prune`
-    beside another task's `git worktree add` deletes its half-made entry (seen: "could not
-    open '.git/worktrees/2/gitdir' for writing")."""
-    with _REPO_LOCKS_GUARD:
-        lock = _REPO_LOCKS.setdefault(os.path.realpath(repo), threading.RLock())
-    with lock:
-        yield
 
 
 def ensure(

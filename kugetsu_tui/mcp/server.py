@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -216,13 +216,16 @@ class _ArgumentCheck:
         return await call_next(ctx)
 
 
-def build_server(tools: Tools) -> MCPServer[Any]:
-    """The MCP server over `tools`, with each tool's schema and description from TOOLS.
+class _Handlers:
+    """One method per tool, named as the tool. Every parameter is taken as it comes (the
+    SDK checks nothing) and checked here, so that a wrong value gets the same message as
+    on the command line."""
 
-    Every parameter is taken as it comes (the SDK checks nothing) and checked here, so that
-    a wrong value gets the same message as on the command line."""
+    def __init__(self, tools: Tools) -> None:
+        self.tools = tools
 
     def add_task(
+        self,
         prompt: Any = None,
         repo: Any = None,
         agent: Any = None,
@@ -236,31 +239,31 @@ def build_server(tools: Tools) -> MCPServer[Any]:
         spec.update({"after": after, "key": key, "timeout": timeout, "no_worktree": no_worktree})
         if after is not None and not isinstance(after, list):
             return _error(f"after: expected task ids like [3, 4], got {after!r}")
-        return _answer(lambda: tools.add_task(spec))
+        return _answer(lambda: self.tools.add_task(spec))
 
-    def get_task(id: Any = None) -> CallToolResult:
-        return _answer(lambda: tools.get_task(task_id_arg(id)))
+    def get_task(self, id: Any = None) -> CallToolResult:
+        return _answer(lambda: self.tools.get_task(task_id_arg(id)))
 
-    def cancel_task(id: Any = None, children: Any = None) -> CallToolResult:
+    def cancel_task(self, id: Any = None, children: Any = None) -> CallToolResult:
         if children is not None and not isinstance(children, bool):
             return _error(f"children: expected true or false, got {children!r}")
-        return _answer(lambda: tools.cancel_task(task_id_arg(id), bool(children)))
+        return _answer(lambda: self.tools.cancel_task(task_id_arg(id), bool(children)))
 
-    def task_log(id: Any = None, lines: Any = None) -> CallToolResult:
+    def task_log(self, id: Any = None, lines: Any = None) -> CallToolResult:
         return _answer(
-            lambda: tools.task_log(
+            lambda: self.tools.task_log(
                 task_id_arg(id), int(number_arg(lines, "lines", 50, 1, LOG_LINES_MAX, whole=True))
             )
         )
 
-    def queue_status() -> CallToolResult:
-        return _answer(tools.queue_status)
+    def queue_status(self) -> CallToolResult:
+        return _answer(self.tools.queue_status)
 
-    async def wait_tasks(ids: Any = None, timeout_s: Any = None) -> CallToolResult:
+    async def wait_tasks(self, ids: Any = None, timeout_s: Any = None) -> CallToolResult:
         try:
             wanted = ids_arg(ids)
             limit = number_arg(timeout_s, "timeout_s", WAIT_DEFAULT, 0, WAIT_MAX, whole=False)
-            watch = await anyio.to_thread.run_sync(tools.open_watch, wanted)
+            watch = await anyio.to_thread.run_sync(self.tools.open_watch, wanted)
         except UsageError as err:
             return _error(str(err))
         try:
@@ -278,18 +281,14 @@ def build_server(tools: Tools) -> MCPServer[Any]:
         finally:
             watch.close()
 
-    functions: dict[str, Callable[..., Any]] = {
-        "add_task": add_task,
-        "get_task": get_task,
-        "wait_tasks": wait_tasks,
-        "cancel_task": cancel_task,
-        "task_log": task_log,
-        "queue_status": queue_status,
-    }
+
+def build_server(tools: Tools) -> MCPServer[Any]:
+    """The MCP server over `tools`, with each tool's schema and description from TOOLS."""
+    handlers = _Handlers(tools)
     registered = []
     for name, (description, schema) in TOOLS.items():
         tool = Tool.from_function(
-            functions[name], name=name, description=description, structured_output=False
+            getattr(handlers, name), name=name, description=description, structured_output=False
         )
         tool.parameters = schema
         registered.append(tool)

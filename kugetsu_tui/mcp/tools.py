@@ -87,7 +87,7 @@ class Tools:
 
     def cancel_task(self, task_id: int, children: bool) -> dict[str, Any]:
         with self._open() as (_, store, control):
-            queued_kids = _queued_descendants(store, task_id) if children else []
+            queued_kids = control.descendants(task_id, {State.QUEUED}) if children else []
             outcome, *kids = control.cancel([task_id, *queued_kids])
             done = control.wait_for(outcome)
             task = store.get(task_id)
@@ -251,19 +251,6 @@ def ids_arg(value: object) -> list[int]:
     if not isinstance(value, list) or not value or len(value) > WAIT_IDS_MAX:
         raise UsageError(f"ids: expected a list of 1 to {WAIT_IDS_MAX} task ids like [3, 4], got {value!r}")
     return [task_id_arg(item, "ids") for item in value]
-
-
-def _queued_descendants(store: Store, task_id: int) -> list[int]:
-    """The queued tasks among task_id's children, their children and so on."""
-    found: list[int] = []
-    level = [task_id]
-    seen = set(level)
-    while level:
-        below = [c for kids in store.children(level).values() for c in kids if c not in seen]
-        seen.update(below)
-        found += [c for c in below if (t := store.get(c)) is not None and t.state is State.QUEUED]
-        level = below
-    return found
 
 
 def _known(store: Store, task_id: int) -> Task:

@@ -22,7 +22,8 @@ from textual.binding import Binding, BindingType
 from kugetsu_tui.engine.capacity import why_far_below
 from kugetsu_tui.engine.commands import build_command, working_dir
 from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, CapMode, NewTask, State, Task
+from kugetsu_tui.engine.messages import ActionResult
+from kugetsu_tui.engine.model import CapMode, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
 from kugetsu_tui.present import agent_to_offer

@@ -37,12 +37,12 @@ from textual.worker import get_current_worker
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.model import ActionResult, Event
+from kugetsu_tui.engine.messages import ActionResult, Event
 from kugetsu_tui.engine.store import Store
-from kugetsu_tui.engine.supervisor import Supervisor
+from kugetsu_tui.engine.supervisor import Supervisor, cluster
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
-from kugetsu_tui.present import BROWSER_ENV, kugetsu_command, supervisor_facts
+from kugetsu_tui.present import BROWSER_ENV, cluster_label, kugetsu_command, supervisor_facts
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
@@ -192,6 +192,7 @@ class KugetsuApp(App[int]):
             admission_blocked=supervisor.admission_blocked,
             config_error=supervisor.config_error,
             cooldowns={a: until for a, (until, _) in supervisor.cooldowns.items() if until},
+            cluster=cluster_label(cluster.machine_facts(supervisor)),
         )
 
     def current_cap(self) -> int:

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kugetsu_tui.engine.config import Config
-from kugetsu_tui.engine.model import BAD_ENDINGS, LIVE_STATES, CapMode, State, SupervisorFacts, Task
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import BAD_ENDINGS, LIVE_STATES, CapMode, State, Task
 from kugetsu_tui.engine.slots import QueueView, explain_queue
 from kugetsu_tui.engine.store import Store
-from kugetsu_tui.present import constraints
+from kugetsu_tui.present import cluster_label, constraints
 
 QUEUE_WINDOW = 300
 FAILED_WINDOW = 200
@@ -40,6 +41,7 @@ class SupervisorState:
     admission_blocked: str | None = None
     config_error: str | None = None
     cooldowns: Mapping[str, float] = field(default_factory=dict)  # agent -> until
+    cluster: str | None = None  # agents run on a Ray cluster: the advisor's figures are its
 
     @property
     def running(self) -> bool:
@@ -67,6 +69,7 @@ class SupervisorState:
             admission_blocked=facts.admission_blocked,
             config_error=facts.config_error,
             cooldowns=dict(facts.cooldowns),
+            cluster=cluster_label(facts.machine),
         )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from kugetsu_tui.engine.config import load_config
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import CapMode
 from kugetsu_tui.tui.board import SupervisorState
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from tests.helpers.tui import DashboardHarness as Harness
@@ -51,3 +53,24 @@ async def test_fixed_mode_shows_no_call_to_apply(harness: Harness) -> None:
         header = screen_lines(app)[0]
         assert "a to apply" not in header and "(a)" not in header
         assert "advisor: 6" in header
+
+
+async def test_a_suggestion_from_a_ray_cluster_says_it_is_the_clusters(harness: Harness) -> None:
+    """What a supervisor running agents on a Ray cluster publishes: its figures are the cluster's."""
+    machine = {
+        "cpus": 2,
+        "mem_total": 2**33,
+        "mem_available": 2**32,
+        "scope": "cluster",
+        "nodes": 2,
+        "slots": 4,
+    }
+    facts = SupervisorFacts(
+        supervisor_pid=1, cap=2, cap_mode=CapMode("suggest"), suggested_cap=4, machine=machine
+    )
+    app = harness.app(probe=lambda: SupervisorState.from_facts(facts))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        header = screen_lines(app)[0]
+        assert "suggested 4 for the cluster — a to apply" in header, header
+        assert "cluster of 2 nodes, 4 slots" in header, header

@@ -16,19 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine.agents import PRESETS, masked
+from kugetsu_tui.engine.config.agent_keys import AGENT, HOOK
 from kugetsu_tui.engine.config.keys import (
-    AGENT,
     BUILTIN_AGENTS,
     CAP_MODES,
     CAPACITY,
     EVENT_NAMES,
     EXECUTOR,
-    HOOK,
     MCP,
     PLACEHOLDERS,
     PRESSURE_MODES,
     QUEUE,
     REPO,
+    REVIEW,
     SECTIONS,
     TABLES,
     TOP,
@@ -40,6 +40,7 @@ from kugetsu_tui.engine.config.keys import (
 from kugetsu_tui.engine.config.kinds import (
     DURATION_HINT,
     SIZE_HINT,
+    Answer,
     Invalid,
     format_duration,
     parse_duration,
@@ -59,6 +60,7 @@ __all__ = [
     "PRESSURE_MODES",
     "SIZE_HINT",
     "AgentConfig",
+    "Answer",
     "Config",
     "Hook",
     "builtin_agents",
@@ -76,6 +78,7 @@ _TOP = (
     | CAPACITY.defaults()
     | QUEUE.defaults()
     | WORKTREE.defaults()
+    | REVIEW.defaults()
     | EXECUTOR.defaults()
     | MCP.defaults()
     | WEB.defaults()
@@ -106,6 +109,8 @@ class AgentConfig:
     on_stall: str = _AGENT["on_stall"]
     args: tuple[str, ...] = ()  # folded into `command`, before its {prompt} element
     terminal: bool = _AGENT["terminal"]  # in a tmux pane a person can attach to
+    answer: tuple[Answer, ...] = ()  # rules that answer a terminal agent's routine prompts
+    timeout_counts_waiting: bool = _AGENT["timeout_counts_waiting"]  # false: waiting pauses it
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.
@@ -117,6 +122,8 @@ class AgentConfig:
                 object.__setattr__(self, name, getattr(preset, name) if preset else ())
         if self.env is None:
             object.__setattr__(self, "env", {})
+        if self.answer is None:
+            object.__setattr__(self, "answer", ())
         if self.args:
             at = next((i for i, part in enumerate(self.command) if "{prompt}" in part), len(self.command))
             object.__setattr__(self, "command", (*self.command[:at], *self.args, *self.command[at:]))
@@ -159,6 +166,7 @@ class Config:
     web_token_file: str | None = _TOP["web_token_file"]
     web_max_sessions: int = _TOP["web_max_sessions"]
     worktree_commit: bool = _TOP["worktree_commit"]
+    review_strategy: str = _TOP["review_strategy"]  # how `kugetsu merge` lands a task by default
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]

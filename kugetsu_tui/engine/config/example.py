@@ -6,7 +6,8 @@ import json
 import textwrap
 from typing import Any
 
-from kugetsu_tui.engine.config.keys import AGENT, BUILTIN_AGENTS, HOOK, REPO, SECTIONS, TOP, Key
+from kugetsu_tui.engine.config.agent_keys import AGENT, HOOK
+from kugetsu_tui.engine.config.keys import BUILTIN_AGENTS, REPO, SECTIONS, TOP, Key
 from kugetsu_tui.engine.config.kinds import Duration, Kind, Size, format_duration, format_size
 
 EXAMPLE_HEADER = """\
@@ -44,6 +45,8 @@ def _toml(kind: Kind, value: Any) -> str:
         value = list(value)
     if isinstance(value, dict):  # an inline table
         return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return "[" + ", ".join(_toml(kind, v) for v in value) + "]"  # inline tables
     return json.dumps(value)
 
 

@@ -273,9 +273,53 @@ class Events:
         return tuple(self.types(name) for name in events)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A rule that answers a routine prompt of a terminal agent: when the last lines of its
+    screen match `match`, type `send` and Enter, at most `max` times an attempt."""
+
+    match: str
+    send: str
+    max: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """[[agents.NAME.answer]] tables: match (a regular expression), send (text), max."""
+
+    expected: str = 'tables like [[agents.NAME.answer]] match = "Proceed\\? \\[y/N\\]", send = "y"'
+    limits = ""
+
+    def __call__(self, value: Any) -> tuple[Answer, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise TypeError(value)
+        return tuple(self._rule(n, rule) for n, rule in enumerate(value, 1))
+
+    def _rule(self, n: int, rule: dict[str, Any]) -> Answer:
+        unknown = sorted(set(rule) - {"match", "send", "max"})
+        if unknown:
+            raise Invalid(f"#{n}: unknown key {unknown[0]} (expected match, send, max)")
+        match, send = rule.get("match"), rule.get("send")
+        if not isinstance(match, str) or not match:
+            raise Invalid(f"#{n} match: expected a regular expression, got {match!r}")
+        try:
+            re.compile(match)
+        except re.error as err:
+            raise Invalid(f"#{n} match: {match!r} is not a regular expression ({err})") from None
+        # Typed as keys are: a control character (a newline, an escape) would be a key press.
+        if not isinstance(send, str) or any(ord(c) < 32 or ord(c) == 127 for c in send):
+            raise Invalid(f"#{n} send: expected text without control characters, got {send!r}")
+        try:
+            most = ANSWER_MAX(rule.get("max", 3))
+        except (TypeError, ValueError):
+            raise Invalid(f"#{n} max: expected {ANSWER_MAX.expected}, got {rule.get('max')!r}") from None
+        return Answer(match, send, most)
+
+
 CAP = Whole(1, 1024)  # the cap, its advisor's bounds, and max_live per agent or repo
 ATTEMPTS = Whole(1, 1000)
 PRIORITY = Whole(-1_000_000, 1_000_000)
 TIMEOUT = Duration(above_zero=True)  # a task's --timeout
 ROW_ID = Whole(0, 2**63 - 1)  # SQLite's INTEGER: an event id for --since
 TASK_ID = Whole(1, 2**63 - 1)
+ANSWER_MAX = Whole(1, 100)  # answers one rule may give an attempt

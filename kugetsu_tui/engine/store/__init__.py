@@ -12,11 +12,12 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kugetsu_tui.engine.messages import Event
 from kugetsu_tui.engine.model import (
     AddRefused,
     EventType,
@@ -27,11 +28,9 @@ from kugetsu_tui.engine.model import (
     check_transition,
     readable,
 )
+from kugetsu_tui.engine.store.admission import Admission
 from kugetsu_tui.engine.store.reads import Reads
 from kugetsu_tui.engine.store.schema import (
-    _ATTEMPTS_AT,
-    _BAD_ENDS,
-    _DEPS_UNMET,
     _LIVE,
     _LIVE_SQL,
     _SCHEMA,
@@ -54,12 +53,16 @@ from kugetsu_tui.engine.store.side import Side
 __all__ = ["QUEUE_ORDER", "IllegalTransition", "Store", "StoreCorrupt", "disk_full", "event_data"]
 
 
-class Store(Reads, Side):
+class Store(Admission, Reads, Side):
     """One connection to `state.db`. Cheap to open; one per process (or thread)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._batched = False  # inside batch(): writes join its transaction
+        # With keep_written, the events this connection wrote that nobody took yet
+        # (take_written): the supervisor hands them on without reading them back.
+        self.keep_written = False
+        self._written: list[Event] = []
         new = not path.exists()
         if new:
             # Create it private before SQLite touches it.
@@ -112,6 +115,7 @@ class Store(Reads, Side):
             yield self.db
             return
         self.db.execute("BEGIN IMMEDIATE")
+        written = len(self._written)
         try:
             yield self.db
             self.db.execute("COMMIT")
@@ -120,6 +124,7 @@ class Store(Reads, Side):
             # leaves the transaction open.)
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
+            del self._written[written:]
             raise
 
     @contextmanager
@@ -139,10 +144,18 @@ class Store(Reads, Side):
                 self._batched = False
 
     def _event(self, ts: float, type_: EventType | str, task_id: int | None, data: dict[str, Any]) -> None:
-        self.db.execute(
+        cursor = self.db.execute(
             "INSERT INTO events (ts, type, task_id, data) VALUES (?, ?, ?, ?)",
             (ts, str(type_), task_id, json.dumps(data, ensure_ascii=False)),
         )
+        if self.keep_written:
+            assert cursor.lastrowid is not None
+            self._written.append(Event(cursor.lastrowid, ts, EventType(type_), task_id, data))
+
+    def take_written(self) -> list[Event]:
+        """The events this connection wrote since the last call, in id order."""
+        taken, self._written = self._written, []
+        return taken
 
     def add(
         self,
@@ -189,161 +202,53 @@ class Store(Reads, Side):
                         "(expected fewer: wait for some to start, or raise max_queued)",
                     )
                 queued += 1
-                cur = db.execute(
-                    "INSERT INTO tasks (prompt, agent, repo, no_worktree, priority, max_attempts,"
-                    " timeout, state, created_at, queued_at, updated_at, key, base, after_any, parent)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        _stored_prompt(new.prompt),
-                        new.agent,
-                        new.repo,
-                        int(new.no_worktree),
-                        new.priority,
-                        new.max_attempts,
-                        new.timeout,
-                        now,
-                        now,
-                        now,
-                        new.key,
-                        new.base,
-                        int(new.after_any),
-                        new.parent,
-                    ),
-                )
-                task_id = int(cur.lastrowid or 0)
-                ids.append(task_id)
-                db.executemany(
-                    "INSERT OR IGNORE INTO deps (task_id, after_id) VALUES (?, ?)",
-                    [(task_id, after) for after in new.after],
-                )
-                data: dict[str, Any] = {
-                    "state": "queued",
-                    "prompt": readable(new.prompt[:EVENT_PROMPT_CHARS]),
-                    "agent": new.agent,
-                    "repo": new.repo,
-                    "priority": new.priority,
-                    "max_attempts": new.max_attempts,
-                }
-                if new.after:
-                    data["after"] = list(new.after)
-                if new.key is not None:
-                    data["key"] = new.key
-                if new.parent is not None:
-                    data["parent"] = new.parent
-                self._event(now, EventType.TASK_QUEUED, task_id, data)
+                ids.append(self._insert(new, now))
         return ids
 
-    def fail_dependants(self, now: float) -> list[Task]:
-        """Fail queued tasks whose dependency failed, was cancelled or expired (unless they
-        run after any outcome), and theirs in turn, in one transaction."""
-        failed: list[Task] = []
-        with self._write() as db:
-            while True:
-                rows = db.execute(
-                    # Driven from deps, so a long queue with no dependencies costs nothing.
-                    "SELECT t.id, min(p.id), p.state FROM deps d CROSS JOIN tasks p ON p.id = d.after_id"
-                    " CROSS JOIN tasks t ON t.id = d.task_id WHERE t.state = 'queued' AND t.after_any = 0"
-                    f" AND p.state IN {_BAD_ENDS} GROUP BY t.id"
-                ).fetchall()
-                if not rows:
-                    return failed
-                for task_id, after_id, state in rows:
-                    word = "failed" if state == "failed" else state
-                    reason = f"dependency {after_id} {word}"
-                    db.execute(
-                        "UPDATE tasks SET state = 'failed', reason = ?, ended_at = ?, updated_at = ?"
-                        " WHERE id = ?",
-                        (reason, now, now, task_id),
-                    )
-                    row = db.execute(_TASK_SELECT + " WHERE id = ?", (task_id,)).fetchone()
-                    task = _task_from_row(row)
-                    self._event(now, EventType.TASK_ERROR, task_id, event_data(task))
-                    failed.append(task)
-
-    def admit(
-        self,
-        cap: int,
-        now: float,
-        limit: int | None = None,
-        *,
-        agent_max: Mapping[str, int] | None = None,
-        repo_max: Mapping[str, int] | None = None,
-        cooling: Collection[str] = (),
-    ) -> list[Task]:
-        """Mark queued tasks `starting` while live < cap, in one atomic step.
-
-        Counts live, walks the runnable queued tasks in order (priority desc, id asc: not
-        held, backoff passed, dependencies met), skips those whose agent or repo is at its
-        own limit or whose agent is cooling down, marks the rest starting and writes their
-        events, all inside one BEGIN IMMEDIATE transaction. Fails closed: a task that is not
-        admitted here is untouched (no attempt spent)."""
-        agent_max = agent_max or {}
-        repo_max = repo_max or {}
-        with self._write() as db:
-            live = int(db.execute(f"SELECT count(*) FROM tasks WHERE {_LIVE_SQL}", _LIVE).fetchone()[0])
-            free = cap - live
-            if limit is not None:
-                free = min(free, limit)
-            if free <= 0:
-                return []
-            by_agent: dict[str, int] = {}
-            by_repo: dict[str, int] = {}
-            if agent_max or repo_max:
-                for agent, repo, n in db.execute(
-                    f"SELECT agent, repo, count(*) FROM tasks WHERE {_LIVE_SQL} GROUP BY agent, repo", _LIVE
-                ):
-                    by_agent[agent] = by_agent.get(agent, 0) + n
-                    by_repo[repo] = by_repo.get(repo, 0) + n
-            constrained = bool(agent_max or repo_max or cooling)
-            sql = (
-                _TASK_SELECT + " WHERE state = 'queued' AND held = 0"
-                f" AND (not_before IS NULL OR not_before <= ?) AND NOT {_DEPS_UNMET} " + QUEUE_ORDER
-            )
-            params: tuple[Any, ...] = (now,)
-            if not constrained:
-                sql += " LIMIT ?"
-                params = (now, free)
-            picked: list[Sequence[Any]] = []
-            for row in db.execute(sql, params):  # lazily: stops reading once the slots are filled
-                task = _task_from_row(row)
-                if task.agent in cooling:
-                    continue
-                if task.agent in agent_max and by_agent.get(task.agent, 0) >= agent_max[task.agent]:
-                    continue
-                if task.repo in repo_max and by_repo.get(task.repo or "", 0) >= repo_max[task.repo or ""]:
-                    continue
-                by_agent[task.agent] = by_agent.get(task.agent, 0) + 1
-                by_repo[task.repo or ""] = by_repo.get(task.repo or "", 0) + 1
-                picked.append(row)
-                if len(picked) >= free:
-                    break
-            admitted = []
-            for row in picked:
-                task = _task_from_row(
-                    row,
-                    {
-                        "state": State.STARTING,
-                        "attempts": row[_ATTEMPTS_AT] + 1,
-                        "started_at": now,
-                        "ended_at": None,
-                        "exit_code": None,
-                        "reason": None,
-                        "not_before": None,
-                        "pid": None,
-                        "pid_started": None,
-                        "updated_at": now,
-                    },
-                )
-                check_transition(task.id, State(row[_STATE_AT]), State.STARTING)
-                db.execute(
-                    "UPDATE tasks SET state = 'starting', attempts = ?, started_at = ?,"
-                    " ended_at = NULL, exit_code = NULL, reason = NULL, not_before = NULL,"
-                    " pid = NULL, pid_started = NULL, needs_input = NULL, updated_at = ? WHERE id = ?",
-                    (task.attempts, now, now, task.id),
-                )
-                self._event(now, EventType.TASK_DEQUEUED, task.id, event_data(task))
-                admitted.append(task)
-            return admitted
+    def _insert(self, new: NewTask, now: float) -> int:
+        """One new queued task, its dependencies and its task_queued event; its id."""
+        cur = self.db.execute(
+            "INSERT INTO tasks (prompt, agent, repo, no_worktree, priority, max_attempts,"
+            " timeout, state, created_at, queued_at, updated_at, key, base, after_any, parent)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+            (
+                _stored_prompt(new.prompt),
+                new.agent,
+                new.repo,
+                int(new.no_worktree),
+                new.priority,
+                new.max_attempts,
+                new.timeout,
+                now,
+                now,
+                now,
+                new.key,
+                new.base,
+                int(new.after_any),
+                new.parent,
+            ),
+        )
+        task_id = int(cur.lastrowid or 0)
+        self.db.executemany(
+            "INSERT OR IGNORE INTO deps (task_id, after_id) VALUES (?, ?)",
+            [(task_id, after) for after in new.after],
+        )
+        data: dict[str, Any] = {
+            "state": "queued",
+            "prompt": readable(new.prompt[:EVENT_PROMPT_CHARS]),
+            "agent": new.agent,
+            "repo": new.repo,
+            "priority": new.priority,
+            "max_attempts": new.max_attempts,
+        }
+        if new.after:
+            data["after"] = list(new.after)
+        if new.key is not None:
+            data["key"] = new.key
+        if new.parent is not None:
+            data["parent"] = new.parent
+        self._event(now, EventType.TASK_QUEUED, task_id, data)
+        return task_id
 
     def transition(
         self,
@@ -409,22 +314,6 @@ class Store(Reads, Side):
                 f"UPDATE tasks SET {assignments} WHERE id = ?",
                 (*[_sql_value(v) for v in values.values()], task_id),
             )
-
-    def set_needs_input(self, task_id: int, message: str | None, now: float, by: str = "") -> bool:
-        """Raise (a message) or clear (None) a live task's needs-input flag; True if it
-        changed. Raising writes a task_needs_input event; a task not live is left alone."""
-        with self._write() as db:
-            row = db.execute(
-                f"SELECT needs_input FROM tasks WHERE id = ? AND {_LIVE_SQL}", (task_id, *_LIVE)
-            ).fetchone()
-            if row is None or row[0] == message or (message is not None and row[0] is not None):
-                return False
-            db.execute(
-                "UPDATE tasks SET needs_input = ?, updated_at = ? WHERE id = ?", (message, now, task_id)
-            )
-            if message is not None:
-                self._event(now, EventType.TASK_NEEDS_INPUT, task_id, {"reason": message, "by": by})
-            return True
 
     def record(
         self, now: float, type_: EventType, task_id: int | None = None, data: dict[str, Any] | None = None

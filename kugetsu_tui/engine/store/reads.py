@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine import slots
-from kugetsu_tui.engine.model import (
-    Event,
-    State,
-    Task,
-)
+from kugetsu_tui.engine.messages import Event
+from kugetsu_tui.engine.model import State, Task
 from kugetsu_tui.engine.store.schema import (
     _DEPS_UNMET,
     _LIVE,

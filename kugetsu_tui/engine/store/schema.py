@@ -146,6 +146,8 @@ EVENT_PROMPT_CHARS = 200
 
 _STATE_AT = _TASK_COLUMNS.index("state")
 _ATTEMPTS_AT = _TASK_COLUMNS.index("attempts")
+_AGENT_AT = _TASK_COLUMNS.index("agent")
+_REPO_AT = _TASK_COLUMNS.index("repo")
 _PROMPT_AT = _TASK_COLUMNS.index("prompt")
 _USAGE_AT = _TASK_COLUMNS.index("reported_usage")
 _BOOL_AT = tuple(_TASK_COLUMNS.index(c) for c in ("no_worktree", "held", "after_any"))

@@ -1,5 +1,5 @@
 """The store's side tables: requests from other processes to the supervisor, the facts it
-publishes (meta), and usage samples of running agents."""
+publishes (meta), and usage samples of running agents; and a live task's needs-input flag."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from kugetsu_tui.engine.model import (
-    Request,
-    RequestAction,
-)
+from kugetsu_tui.engine.messages import Request, RequestAction
+from kugetsu_tui.engine.model import EventType
+from kugetsu_tui.engine.store.schema import _LIVE, _LIVE_SQL
 
 
 class Side:
@@ -23,6 +22,44 @@ class Side:
     if TYPE_CHECKING:
 
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def _event(
+            self, ts: float, type_: EventType | str, task_id: int | None, data: dict[str, Any]
+        ) -> None: ...
+
+    def set_needs_input(self, task_id: int, message: str | None, now: float, by: str = "") -> bool:
+        """Raise (a message) or clear (None) a live task's needs-input flag; True if it
+        changed. Raising writes a task_needs_input event, clearing a task_input_given one
+        (by: "person", "output" when the agent showed new output, "notify"); a task not
+        live is left alone."""
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT needs_input FROM tasks WHERE id = ? AND {_LIVE_SQL}", (task_id, *_LIVE)
+            ).fetchone()
+            if row is None or row[0] == message or (message is not None and row[0] is not None):
+                return False
+            db.execute(
+                "UPDATE tasks SET needs_input = ?, updated_at = ? WHERE id = ?", (message, now, task_id)
+            )
+            if message is not None:
+                self._event(now, EventType.TASK_NEEDS_INPUT, task_id, {"reason": message, "by": by})
+            else:
+                self._event(now, EventType.TASK_INPUT_GIVEN, task_id, {"by": by, "was": row[0]})
+            return True
+
+    def give_input(self, task_id: int, now: float, by: str, **data: Any) -> bool:
+        """Record input typed into a live task (by "person" or "rule", with what was sent):
+        a task_input_given event, and its needs-input flag cleared. False if not live."""
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT needs_input FROM tasks WHERE id = ? AND {_LIVE_SQL}", (task_id, *_LIVE)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None:
+                db.execute("UPDATE tasks SET needs_input = NULL, updated_at = ? WHERE id = ?", (now, task_id))
+            self._event(now, EventType.TASK_INPUT_GIVEN, task_id, {"by": by, "was": row[0], **data})
+            return True
 
     def record_usage(self, readings: Sequence[tuple[int, dict[str, Any]]], now: float) -> None:
         """Store the latest usage of many live tasks in one transaction (no event rows:

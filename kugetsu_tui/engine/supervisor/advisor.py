@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from kugetsu_tui.engine import runner, terminal
+from kugetsu_tui.engine import runner
 from kugetsu_tui.engine.capacity import (
     Machine,
     Suggestion,
@@ -24,10 +23,12 @@ from kugetsu_tui.engine.capacity import (
     read_machine,
     suggest_cap,
 )
-from kugetsu_tui.engine.model import EventType, State, SupervisorFacts
+from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
+from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.model import EventType, State
 from kugetsu_tui.engine.store import disk_full
-from kugetsu_tui.engine.supervisor import output, reload, requests
-from kugetsu_tui.engine.text import one_line
+from kugetsu_tui.engine.supervisor import cluster, output, reload, requests
+from kugetsu_tui.engine.supervisor.waiting import watch_for_input
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -83,7 +84,6 @@ async def sample_once(sup: Supervisor) -> None:
         proc = sup.procs.get(roots.get(pid, -1))
         if proc is not None and proc.pid == pid:
             proc.descendants |= usage.members  # ended at settle if they outlive the attempt
-    sup.machine = machine
     sup.memory = (time.monotonic(), machine.mem_available)
     readings = [(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots]
     # Agents on other machines are measured there (the Ray executor brings the readings).
@@ -92,15 +92,29 @@ async def sample_once(sup: Supervisor) -> None:
     sup.store.record_usage(readings, now)
     cpu = {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots}
     cpu |= {task_id: u.cpu_percent for task_id, u in remote.items()}
+    await watch_for_input(sup)  # first: a task waiting for a person is not stalled
     output.check_running(sup, now, cpu)
-    agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
-    raw = suggest_cap(
-        machine,
-        limits_for(sup.config),
-        profile_in_play(sup.store, sup.config),
-        len(sup.procs) + len(sup.starting),
-        agents_cpu,
-    )
+    reading = await cluster.sample(sup)
+    if reading is not None or sup.cluster_down is None:  # (out of reach: its last figures stay)
+        agents_cpu = sum(u.cpu_percent or 0.0 for u in trees.values()) / 100
+        _advise(sup, machine, reading, agents_cpu, now)
+    relieve_memory_pressure(sup, machine, now)
+    publish(sup, now)
+
+
+def _advise(
+    sup: Supervisor, machine: Machine, reading: ClusterReading | None, agents_cpu: float, now: float
+) -> None:
+    """Suggest a cap from this machine, or from the cluster the agents run on (reading);
+    apply it in auto mode."""
+    live = len(sup.procs) + len(sup.starting)
+    limits, profile = limits_for(sup.config), profile_in_play(sup.store, sup.config)
+    if reading is None:
+        sup.machine = machine
+        raw = suggest_cap(machine, limits, profile, live, agents_cpu)
+    else:
+        sup.machine = cluster.as_machine(reading)
+        raw = cluster.suggest(reading, limits, profile, live, agents_cpu)
     smoothed = sup.smoother.update(raw.cap, raw.by_memory)
     reason = raw.reason
     if smoothed != raw.cap:
@@ -108,9 +122,6 @@ async def sample_once(sup: Supervisor) -> None:
     sup.suggestion = Suggestion(smoothed, reason, raw.by_memory, raw.each_rss)
     if sup.config.cap_mode == "auto" and sup.suggestion.cap != sup.cap:
         requests.set_cap(sup, smoothed, now, reason=f"suggested {smoothed}: {reason}")
-    relieve_memory_pressure(sup, machine, now)
-    await watch_for_input(sup)
-    publish(sup, now)
 
 
 def _usage(u: TreeUsage) -> dict[str, Any]:
@@ -139,65 +150,6 @@ def relieve_memory_pressure(sup: Supervisor, machine: Machine, now: float) -> No
         sup.pressure.record_resume(task_id)
 
 
-# Per supervisor: task -> (what was seen last sample, what was seen when its flag was raised).
-# What is seen is a terminal agent's screen, or the size of another agent's log.
-_SEEN: weakref.WeakKeyDictionary[Supervisor, dict[int, tuple[object, object]]] = weakref.WeakKeyDictionary()
-
-
-def _look(sup: Supervisor, tasks: dict[int, bool]) -> dict[int, object]:
-    """In a thread: each task's screen (terminal agents) or log size (others)."""
-    seen: dict[int, object] = {}
-    for task_id, is_terminal in tasks.items():
-        if is_terminal:
-            seen[task_id] = terminal.capture(sup.home.root, task_id)
-        else:
-            try:
-                seen[task_id] = os.stat(sup.home.log_path(task_id)).st_size
-            except OSError:
-                seen[task_id] = None
-    return seen
-
-
-async def watch_for_input(sup: Supervisor) -> None:
-    """Raise "needs input" on a terminal agent whose screen has not changed since the last
-    sample and ends in a question; clear a raised flag once the agent shows new output."""
-    running = {t.id: t for t in sup.store.live() if t.state is State.RUNNING}
-    agents = sup.config.agents
-    watched = {
-        p.task_id: bool(agents.get(p.agent) and agents[p.agent].terminal)
-        for p in sup.procs.values()
-        if p.task_id in running and not p.exited and p.pid > 0
-    }
-    watched = {t: is_terminal for t, is_terminal in watched.items() if is_terminal or running[t].needs_input}
-    memory = _SEEN.setdefault(sup, {})
-    for gone in set(memory) - set(watched):
-        del memory[gone]
-    if not watched:
-        return
-    seen = await asyncio.to_thread(_look, sup, watched)
-    now = sup.clock()
-    for task_id, now_seen in seen.items():
-        before, raised_at = memory.get(task_id, (None, None))
-        task = sup.store.get(task_id)
-        if task is None or task.state is not State.RUNNING:
-            memory.pop(task_id, None)
-            continue
-        if task.needs_input is not None:
-            if raised_at is None:
-                raised_at = now_seen  # first seen flagged: output after this clears it
-            elif now_seen != raised_at:
-                sup.store.set_needs_input(task_id, None, now)
-                raised_at = None
-        else:
-            raised_at = None
-            question = terminal.prompt_line(now_seen) if isinstance(now_seen, str) else None
-            if question and now_seen == before:
-                note = one_line(question)[:200]
-                if sup.store.set_needs_input(task_id, note, now, by="screen"):
-                    raised_at = now_seen
-        memory[task_id] = (now_seen, raised_at)
-
-
 def publish(sup: Supervisor, now: float) -> None:
     """What status and attached dashboards show about this supervisor."""
     facts = SupervisorFacts(
@@ -206,9 +158,9 @@ def publish(sup: Supervisor, now: float) -> None:
         cap_mode=sup.config.cap_mode,
         suggested_cap=sup.suggestion.cap if sup.suggestion else None,
         cap_reason=sup.suggestion.reason if sup.suggestion else None,
-        machine=sup.machine.to_json() if sup.machine else None,
+        machine=cluster.machine_facts(sup),
         admission_blocked=sup.admission_blocked,
         config_error=sup.config_error,
         cooldowns={a: u for a, (u, _) in sup.cooldowns.items() if u > now},
     )
-    sup.store.set_meta(facts.to_meta(), now)
+    sup.store.set_meta({**facts.to_meta(), "nodes": cluster.node_facts(sup)}, now)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine.model import Ending, Task
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import Task
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
@@ -25,6 +26,7 @@ class Proc:
     started: float | None = None  # the attempt's start time, as Spawned.started
     timeout: float | None = None  # the task's timeout, seconds
     deadline: float | None = None  # when this attempt times out
+    timeout_left: float | None = None  # set while its timeout is paused (waiting for a person)
     ending: Ending | None = None  # set once we started ending it
     kill_at: float | None = None  # when SIGKILL follows SIGTERM
     exited: bool = False

@@ -25,9 +25,11 @@ from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Sugge
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
 from kugetsu_tui.engine.executor.local import LocalExecutor
+from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.hooks import Hooks
-from kugetsu_tui.engine.model import ActionResult, Ending, Event, EventType, iso
+from kugetsu_tui.engine.messages import ActionResult, Ending, Event
+from kugetsu_tui.engine.model import EventType, iso
 from kugetsu_tui.engine.store import Store, disk_full
 from kugetsu_tui.engine.supervisor import advisor, deadlines, recovery, reload, requests, settle, start
 from kugetsu_tui.engine.supervisor.attempt import Proc, end
@@ -35,6 +37,9 @@ from kugetsu_tui.engine.supervisor.attempt import Proc, end
 Clock = Callable[[], float]
 IDLE_POLL = 0.5  # how often an idle loop looks for work added by other processes
 SETTLE_POLL = 0.05  # while an ended agent's stray children are still being stopped
+# How long a spawned attempt's RUNNING mark may wait for a tick that has other work: with
+# fast agents their exits wake the loop first, and the mark shares that tick's commit.
+MARK_DELAY = 0.05
 
 AGENT_ENV_WITHHELD = frozenset({"KUGETSU_HOME"})
 
@@ -61,6 +66,8 @@ def executor_for(home: Home, config: Config) -> Executor:
 
 
 class Supervisor:
+    # Long by design: every piece of state the jobs (requests, start, settle, deadlines,
+    # advisor, recovery) share is declared here, once, with what it means.
     def __init__(
         self,
         home: Home,
@@ -117,13 +124,17 @@ class Supervisor:
         self.suggestion: Suggestion | None = None
         self.memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
         self.admission_blocked: str | None = None
+        self.cluster: ClusterReading | None = None  # the Ray cluster's last reading, if agents run there
+        self.cluster_down: str | None = None  # why the cluster cannot be reached (admission waits)
         self.pressure = PressureRelief()  # memory_pressure = "pause_newest"
         self.config_error: str | None = None
         self.loaded_signature = reload.config_signature(self)
         self.hooks = Hooks(config.hooks, spawn=self.in_background, report=self._hook_failed, clock=clock)
         self._wake = asyncio.Event()
+        self._wake_soon: asyncio.TimerHandle | None = None
         self._store: Store | None = None
         self._last_event = 0
+        self._emitted_version = -1  # the store's data_version when events were last read
         self._services: list[asyncio.Task[None]] = []
 
     def spawner(self) -> ThreadPoolExecutor:
@@ -141,6 +152,11 @@ class Supervisor:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_soon(self) -> None:
+        """A tick within MARK_DELAY: for writes that can wait to share a commit."""
+        if self._wake_soon is None and self.event_loop is not None:
+            self._wake_soon = self.event_loop.call_later(MARK_DELAY, self._wake.set)
 
     def stop(self) -> None:
         """Stop admitting and return from run(); agents keep running, to be re-adopted."""
@@ -163,6 +179,7 @@ class Supervisor:
 
     def _open(self, loop: asyncio.AbstractEventLoop, signals: tuple[signal.Signals, ...]) -> None:
         self._store = Store(self.home.db_path)
+        self._store.keep_written = True
         self._last_event = self.store.last_event_id()
         self.store.record(
             self.clock(), EventType.SUPERVISOR_STARTED, None, {"pid": os.getpid(), "cap": self.cap}
@@ -276,6 +293,9 @@ class Supervisor:
     # --- the tick ---------------------------------------------------------------------
 
     def tick(self) -> None:
+        if self._wake_soon is not None:
+            self._wake_soon.cancel()
+            self._wake_soon = None
         now = self.clock()
         with self.unless_disk_full():
             if self.disk_full is not None:
@@ -365,7 +385,12 @@ class Supervisor:
 
     def emit_events(self) -> None:
         """Hand the events written since the last call to the summary, hooks and on_events."""
-        events = self.store.events(since=self._last_event)
+        events = self.store.take_written()
+        if self.data_version != self._emitted_version or not _follows(events, self._last_event):
+            # Another process wrote events too (the store changed under us, or a gap in
+            # the ids): read them all back in order, ours among them.
+            self._emitted_version = self.data_version
+            events = self.store.events(since=self._last_event)
         if not events:
             return
         self._last_event = events[-1].id
@@ -398,3 +423,8 @@ class Supervisor:
 
     def reload_config(self) -> None:
         reload.reload_config(self)
+
+
+def _follows(events: list[Event], last: int) -> bool:
+    """These events' ids run on from `last` without a gap."""
+    return not events or (events[0].id == last + 1 and events[-1].id - events[0].id == len(events) - 1)

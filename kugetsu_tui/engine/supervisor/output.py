@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from kugetsu_tui.engine import agents, runner
 from kugetsu_tui.engine.agents import Outcome, Verdict
 from kugetsu_tui.engine.config import format_duration
-from kugetsu_tui.engine.model import AgentUsage, Ending, EventType
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import AgentUsage, EventType
 from kugetsu_tui.engine.supervisor.attempt import Proc, end
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) ->
     log = sup.home.log_path(proc.task_id)
     tail = runner.log_tail(log, READ_LOG if parsed else READ_TEXT_LOG)
     reading = agents.read_log(agent.output if agent is not None else "text", agents.this_attempt(tail))
-    if parsed:  # only a parser finds these; a plain-text agent's are never set
+    if reading.result is not None or reading.usage is not None or reading.session_id is not None:
+        # (admission cleared result and usage; the session stays until a new one is reported)
         sup.store.update(
             proc.task_id,
             now,

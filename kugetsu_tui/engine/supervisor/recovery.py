@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine.model import Ending, EventType, State, Task
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import EventType, State, Task
 from kugetsu_tui.engine.supervisor.attempt import Proc, end, watch, watched
+from kugetsu_tui.engine.supervisor.deadlines import time_waited
 from kugetsu_tui.engine.supervisor.settle import interrupted, settle
 from kugetsu_tui.engine.supervisor.start import end_orphaned_setup, with_timeout
 
@@ -79,6 +81,9 @@ def _reconcile_unrecorded(sup: Supervisor, task: Task, now: float) -> None:
 
 def _adopt(sup: Supervisor, task: Task, proc: Proc, now: float) -> None:
     """Watch a re-adopted attempt; one whose cancel was acknowledged is ended at once."""
+    agent = sup.config.agents.get(task.agent)
+    if agent is not None and not agent.timeout_counts_waiting and proc.deadline is not None:
+        proc.deadline += time_waited(sup.store.events(task_id=task.id), proc.admitted_at or 0.0, now)
     watch(sup, proc)
     if task.cancel_requested_at is not None:
         end(sup, proc, Ending.CANCEL, now)

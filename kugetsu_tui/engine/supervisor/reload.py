@@ -34,7 +34,8 @@ async def watch_config(sup: Supervisor) -> None:
         return
     # Imported beside the loop, not in it: it takes tens of milliseconds, as the first
     # agents run.
-    await asyncio.to_thread(importlib.import_module, "watchfiles")
+    for module in ("watchfiles", "anyio._backends._asyncio"):  # (awatch's backend, imported late)
+        await asyncio.to_thread(importlib.import_module, module)
     from watchfiles import awatch
 
     name = path.name

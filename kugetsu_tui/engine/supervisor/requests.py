@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine.model import ActionResult, Ending, EventType, Request, RequestAction, State
+from kugetsu_tui.engine.messages import ActionResult, Ending, Request, RequestAction
+from kugetsu_tui.engine.model import EventType, State
 from kugetsu_tui.engine.supervisor import advisor, start
 from kugetsu_tui.engine.supervisor.attempt import end
 

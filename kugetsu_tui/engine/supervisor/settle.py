@@ -16,7 +16,8 @@ from kugetsu_tui.engine import agents, review, runner
 from kugetsu_tui.engine.agents import Outcome, Verdict
 from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.executor import Leftovers
-from kugetsu_tui.engine.model import LIVE_STATES, Ending, EventType, State, Task, iso
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import LIVE_STATES, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor
 from kugetsu_tui.engine.supervisor.attempt import Proc, terminate

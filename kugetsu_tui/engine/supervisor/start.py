@@ -17,9 +17,10 @@ from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
 from kugetsu_tui.engine.commands import build_command
 from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
 from kugetsu_tui.engine.home import private_dir
-from kugetsu_tui.engine.model import Ending, EventType, State, Task
+from kugetsu_tui.engine.messages import Ending
+from kugetsu_tui.engine.model import EventType, State, Task
 from kugetsu_tui.engine.store import disk_full
-from kugetsu_tui.engine.supervisor import advisor, settle
+from kugetsu_tui.engine.supervisor import advisor, cluster, settle
 from kugetsu_tui.engine.supervisor.attempt import end, watch, watched
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
     """Mark as many queued tasks starting as the cap allows; they are spawned after commit."""
     if len(sup.procs) + len(sup.starting) >= sup.cap and sup.store.live_count() >= sup.cap:
         return []
-    blocked = advisor.memory_block(sup)
+    blocked = cluster.block(sup) or advisor.memory_block(sup)
     room = None if blocked else _memory_room(sup)
     if room == 0:
         assert sup.memory is not None
@@ -227,7 +228,9 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
     try:
         launch, spawned = await sup.event_loop.run_in_executor(sup.spawner(), _make_attempt, sup, task, cwd)
     except SpawnError as err:
-        spawn_failed(sup, task, str(err))
+        if not cluster.went_away(sup, task, err, now):
+            spawn_failed(sup, task, str(err))
+        sup.wake()
         return
     except OSError as err:
         if not disk_full(err):
@@ -237,13 +240,13 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
         sup.out_of_space(err)
         why = "out of disk space before it could start"
         sup.write_or_defer(partial(settle.interrupted, sup, task.id, now, why, refund=True))
+        sup.wake()
         return
     finally:
         sup.spawning.discard(task.id)
         sup.starting.discard(task.id)
         cancelled = task.id in sup.cancel_on_start  # while it was being spawned
         sup.cancel_on_start.discard(task.id)
-        sup.wake()
     proc = watched(with_timeout(sup, task), spawned.pid, child=True, started=spawned.started)
     sup.procs[task.id] = proc
     # Written by the next tick, in its one transaction with the settlements and admissions
@@ -265,6 +268,7 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
     watch(sup, proc)
     if cancelled:
         end(sup, proc, Ending.CANCEL, sup.clock())
+    sup.wake_soon()  # its RUNNING mark, unless an exit or a request wakes the loop first
 
 
 def _make_attempt(sup: Supervisor, task: Task, cwd: Path) -> tuple[Launch, Spawned]:

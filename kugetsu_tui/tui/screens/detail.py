@@ -15,7 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from kugetsu_tui.engine.commands import AgentCommand
-from kugetsu_tui.engine.model import Event, Task
+from kugetsu_tui.engine.messages import Event
+from kugetsu_tui.engine.model import Task
 from kugetsu_tui.engine.text import one_line, printable
 from kugetsu_tui.present import elapsed
 from kugetsu_tui.tui import look

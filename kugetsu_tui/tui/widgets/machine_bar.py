@@ -48,13 +48,16 @@ def queue_line(board: Board) -> Text:
     full = board.live >= board.cap
     line.append(f"{board.live}/{board.cap}", "yellow" if full else "green")
     suggested = sup.suggested_cap
+    scope = " for the cluster" if sup.cluster else ""
     if suggested is not None and suggested != board.cap:
         # Only in suggest mode is the suggestion waiting for a person; in fixed mode a dim
         # note, in auto mode the advisor applies it itself.
         if sup.cap_mode == "suggest":
-            line.append(f"  suggested {suggested} — a to apply", "cyan")
+            line.append(f"  suggested {suggested}{scope} — a to apply", "cyan")
         elif sup.cap_mode == "fixed":
-            line.append(f"  (advisor: {suggested})", "bright_black")
+            line.append(f"  (advisor: {suggested}{scope})", "bright_black")
+    if sup.cluster:
+        line.append(f"  ⎈ {sup.cluster}", "bright_black")
     # Queued and failed counts head their own panes; only the done count lives here.
     done = board.counts.get(State.SUCCEEDED, 0)
     line.append(f"  {STATE_SYMBOL[State.SUCCEEDED]} ", look.STATE_STYLE[State.SUCCEEDED])
