@@ -110,7 +110,8 @@ def advise_now(store: Store, config: Config) -> dict[str, Any]:
     """The advisor's suggestion computed here and now, for when no supervisor publishes one.
 
     Imports psutil, so only `status` without a supervisor pays for it."""
-    from kugetsu_tui.engine.capacity import limits_for, profile_in_play, read_machine, suggest_cap
+    from kugetsu_tui.engine.capacity import limits_for, profile_in_play, suggest_cap
+    from kugetsu_tui.engine.readings import read_machine
 
     machine = read_machine()
     profile = profile_in_play(store, config)

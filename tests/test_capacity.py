@@ -17,10 +17,10 @@ from kugetsu_tui.engine.capacity import (
     Limits,
     Machine,
     Smoother,
-    TreeMeter,
     learn_profile,
     suggest_cap,
 )
+from kugetsu_tui.engine.readings import TreeMeter
 from kugetsu_tui.engine.store import Store
 from tests.helpers.harness import FAKE_AGENT, Kugetsu, script, wait_until
 

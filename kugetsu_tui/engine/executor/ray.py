@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine import runner
-from kugetsu_tui.engine.capacity import TreeUsage
 from kugetsu_tui.engine.config import DEFAULT_EST_RSS, Config
 from kugetsu_tui.engine.executor import Launch, ray_cluster
 from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
@@ -53,6 +52,7 @@ from kugetsu_tui.engine.executor.ray_shared import (
     node_text,
 )
 from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.readings import TreeUsage
 from kugetsu_tui.engine.runner import Spawned, SpawnError
 from kugetsu_tui.errors import UsageError
 

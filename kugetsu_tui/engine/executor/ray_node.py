@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kugetsu_tui.engine import markers, runner
-from kugetsu_tui.engine.capacity import TreeMeter, TreeUsage
 from kugetsu_tui.engine.executor.ray_shared import (
     CHUNK,
     MEASURE_EVERY,
@@ -32,6 +31,7 @@ from kugetsu_tui.engine.executor.ray_shared import (
     import_ray,
 )
 from kugetsu_tui.engine.home import private_dir
+from kugetsu_tui.engine.readings import TreeMeter, TreeUsage
 from kugetsu_tui.engine.runner import SpawnError
 
 # Ends the agent's whole process group when the actor's worker process goes away (its node

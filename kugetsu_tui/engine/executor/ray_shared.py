@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kugetsu_tui.engine.capacity import TreeUsage
 from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.readings import TreeUsage
 from kugetsu_tui.engine.runner import SpawnError
 
 NAMESPACE = "kugetsu"

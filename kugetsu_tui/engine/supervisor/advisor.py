@@ -12,20 +12,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine import runner
-from kugetsu_tui.engine.capacity import (
-    Machine,
-    Suggestion,
-    TreeUsage,
-    available_memory,
-    gib,
-    limits_for,
-    profile_in_play,
-    read_machine,
-    suggest_cap,
-)
+from kugetsu_tui.engine.capacity import Machine, Suggestion, gib, limits_for, profile_in_play, suggest_cap
 from kugetsu_tui.engine.executor.ray_cluster import ClusterReading
 from kugetsu_tui.engine.messages import SupervisorFacts
 from kugetsu_tui.engine.model import EventType, State
+from kugetsu_tui.engine.readings import TreeUsage, available_memory, read_machine
 from kugetsu_tui.engine.store import disk_full
 from kugetsu_tui.engine.supervisor import cluster, output, reload, requests
 from kugetsu_tui.engine.supervisor.waiting import watch_for_input

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from kugetsu_tui.engine.agents import Activity, Cooldown
-from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion, TreeMeter
+from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
 from kugetsu_tui.engine.executor.local import LocalExecutor
@@ -30,6 +30,7 @@ from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.hooks import Hooks
 from kugetsu_tui.engine.messages import ActionResult, Ending, Event
 from kugetsu_tui.engine.model import EventType, iso
+from kugetsu_tui.engine.readings import TreeMeter
 from kugetsu_tui.engine.store import Store, disk_full
 from kugetsu_tui.engine.supervisor import advisor, deadlines, recovery, reload, requests, settle, start
 from kugetsu_tui.engine.supervisor.attempt import Proc, end
