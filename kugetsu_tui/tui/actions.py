@@ -22,10 +22,10 @@ from textual.binding import Binding, BindingType
 from kugetsu_tui.tui.handlers.cap import accept_cap, cap_down, cap_up
 from kugetsu_tui.tui.handlers.queue import cancel_task, hold_release, new_task, pause_resume, requeue
 from kugetsu_tui.tui.handlers.review import discard_task, merge_task, open_done, show_diff
+from kugetsu_tui.tui.handlers.terminal import attach, editor, open_task, shell
 from kugetsu_tui.tui.handlers.view import (
     clear_filter,
     cycle_failed_kind,
-    details,
     focus_log,
     open_filter,
     quit_dashboard,
@@ -124,14 +124,15 @@ ACTIONS: tuple[Action, ...] = (
         "Accept suggested cap", "set the cap to the suggestion", accept_cap, footer=False,
     ),
     Action(
-        "details", "enter", "details", "details: full prompt, command line, worktree, timings, events",
-        "Task details", "prompt, command, worktree, timings, events", details,
+        "details", "enter", "details",
+        "details: prompt, command, worktree, timings, events; a live terminal task: attach",
+        "Task details", "prompt, command, worktree, timings, events", open_task,
         panes=TASK_PANES, footer=False,
     ),
     Action(
-        "focus_log", "l", "log", "focus the log of the selected task",
-        "Focus log", "scroll the selected task's output", focus_log,
-        panes=TASK_PANES, footer=False,
+        "attach", "A", "attach", "attach to a live terminal task's session (tmux's prefix + d detaches)",
+        "Attach to terminal", "step into the selected terminal agent's session", attach,
+        panes=frozenset({ACTIVE}), footer=False,
     ),
     Action(
         "failed_kind", "f", "kinds", "Failed pane: all / failed / cancelled / expired",
@@ -156,6 +157,21 @@ ACTIONS: tuple[Action, ...] = (
         "discard", "x", "discard", "discard the selected task's worktree and branch (asks first)",
         "Discard task", "remove the selected task's work, after asking", discard_task,
         panes=frozenset({FAILED, DONE, DIFF}), confirms=True, footer=False,
+    ),
+    Action(
+        "shell", "o", "shell", "a shell in the selected task's worktree (exit to come back)",
+        "Shell in worktree", "open $SHELL in the selected task's worktree", shell,
+        panes=frozenset({ACTIVE, FAILED, DONE, DIFF}), footer=False,
+    ),
+    Action(
+        "editor", "e", "editor", "open the selected task's worktree in $EDITOR",
+        "Edit worktree", "open the selected task's worktree in $EDITOR", editor,
+        panes=frozenset({ACTIVE, FAILED, DONE, DIFF}), footer=False,
+    ),
+    Action(
+        "focus_log", "l", "log", "focus the log of the selected task",
+        "Focus log", "scroll the selected task's output", focus_log,
+        panes=TASK_PANES, footer=False,
     ),
     Action(
         "filter", "slash", "filter", "filter every pane by text (escape clears)",
