@@ -46,6 +46,7 @@ FEW_ACTIVE = 10  # up to this many live tasks, their elapsed times tick every se
 MANY_ACTIVE_STEP = 5  # beyond, every this many seconds
 # Keys by which a person moves the focus or the cursor; other keys (c, p, ?, …) act on
 # the selection and leave it where it is.
+MOVED_GRACE = 1.5  # seconds after a refresh moved the cursor off its task: keys wait
 MOVING_KEYS = frozenset(
     {"tab", "shift+tab", "up", "down", "left", "right", "pageup", "pagedown", "home", "end"}
 )
@@ -191,6 +192,8 @@ class DashboardScreen(Screen[None]):
         # acts (c, then n in the dialog) must not pin the focus to a pane its task is leaving.
         if event.key in MOVING_KEYS:
             self._settle_focus_until = 0.0
+            for table in self.tables:
+                table.moved_off = None  # where the cursor is now, the person chose
 
     def _settle_focus(self) -> None:
         untouched = self.focused is self.queued and self.queued.cursor_row == 0
@@ -207,6 +210,16 @@ class DashboardScreen(Screen[None]):
     @property
     def selected_task_id(self) -> int | None:
         return self.last_table.cursor_task_id
+
+    def moved_off(self) -> int | None:
+        """The task the selection was on until a refresh took it out of its pane a moment
+        ago (the cursor now on a neighbour the person may not have seen yet), once: asking
+        again returns None, so a second press acts on the task now selected."""
+        table = self.last_table
+        moved, table.moved_off = table.moved_off, None
+        if moved is None or time.monotonic() - moved[1] > MOVED_GRACE:
+            return None
+        return moved[0]
 
     def sync_selection(self) -> None:
         task_id = self.selected_task_id

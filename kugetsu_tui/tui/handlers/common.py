@@ -18,6 +18,16 @@ def selected_task(app: KugetsuApp) -> Task | None:
 
 
 def need_task(app: KugetsuApp) -> Task | None:
+    """The selected task, or None after saying why there is none to act on."""
+    if app.screen is app.dashboard and (gone := app.dashboard.moved_off()) is not None:
+        # The key was likely meant for the task that just left, not for its neighbour.
+        now = app.dashboard.selected_task_id
+        app.notify(
+            f"task {gone} just left this pane; the cursor is on task {now} now: press again for it",
+            severity="warning",
+            timeout=4,
+        )
+        return None
     task = selected_task(app)
     if task is None:
         app.notify("no task selected", severity="warning", timeout=3)
