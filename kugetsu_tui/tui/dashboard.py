@@ -232,6 +232,7 @@ class DashboardScreen(Screen[None]):
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         if isinstance(event.widget, TaskTable):
+            event.widget.moved_off = None  # the person sees where its cursor is now
             self.last_table = event.widget
             self.sync_selection()
 

@@ -6,15 +6,17 @@ import os
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine.intake import Intake
-from kugetsu_tui.engine.model import ActionResult, NewTask, State
+from kugetsu_tui.engine.model import ActionResult, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.present import agent_to_offer
 from kugetsu_tui.tui.handlers.common import need_task, short
-from kugetsu_tui.tui.screens.confirm import ConfirmScreen
+from kugetsu_tui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
 
 if TYPE_CHECKING:
     from kugetsu_tui.tui.app import KugetsuApp
+
+CHILDREN_NAMED = 10  # a cancel dialog names at most this many children
 
 
 def pause_resume(app: KugetsuApp) -> None:
@@ -40,11 +42,39 @@ def cancel_task(app: KugetsuApp) -> None:
             app.act("cancel", lambda: app.control.cancel([task.id]))
 
     what = "end its agent (SIGTERM, then SIGKILL)" if task.state.is_live else "drop it from the queue"
+    detail = f"{short(one_line(task.prompt), 200)}\n\nThis will {what}."
+    children = unsettled_children(app, task)
+    if children:
+        ask_about_children(app, task, children, detail)
+        return
+    app.push_screen(ConfirmScreen(f"Cancel task {task.id}?", detail, yes="Cancel it"), answered)
+
+
+def unsettled_children(app: KugetsuApp, task: Task) -> list[Task]:
+    """The tasks this one added from inside its run that are still queued or live."""
+    ids = app.store.children([task.id]).get(task.id, [])
+    found = (app.store.get(child) for child in ids)
+    return [t for t in found if t is not None and not t.state.is_settled]
+
+
+def ask_about_children(app: KugetsuApp, task: Task, children: list[Task], detail: str) -> None:
+    """Cancelling a planner: its children may be orphaned work, so offer to cancel them too."""
+    ids = [t.id for t in children]
+    named = ", ".join(str(i) for i in ids[:CHILDREN_NAMED]) + (", …" if len(ids) > CHILDREN_NAMED else "")
+    noun = "child" if len(ids) == 1 else "children"
+
+    def answered(choice: str | None) -> None:
+        if choice == "also":
+            app.act("cancel", lambda: app.control.cancel([task.id, *ids]))
+        elif choice == "yes":
+            app.act("cancel", lambda: app.control.cancel([task.id]))
+
     app.push_screen(
-        ConfirmScreen(
-            f"Cancel task {task.id}?",
-            f"{short(one_line(task.prompt), 200)}\n\nThis will {what}.",
-            yes="Cancel it",
+        ChoiceScreen(
+            f"Cancel task {task.id}? It has {len(ids)} {noun} not finished.",
+            f"{detail}\n\nIts {noun} (queued or live): {named}.",
+            also=f"Cancel it and {len(ids)} {noun}",
+            yes="Only this task",
         ),
         answered,
     )

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from kugetsu_tui.tui.app import KugetsuApp
 
 DETAIL_EVENTS = 200  # the detail view shows this many of a task's latest events
+DETAIL_CHILDREN = 50  # and this many of its children
 
 
 def details(app: KugetsuApp) -> None:
@@ -26,6 +27,8 @@ def details(app: KugetsuApp) -> None:
     if agent is not None:
         command = build_command(agent, task, working_dir(task, app.home), app.home)
     events = app.store.events(task_id=task.id)[-DETAIL_EVENTS:]
+    child_ids = app.store.children([task.id]).get(task.id, [])[:DETAIL_CHILDREN]
+    children = [child for child in map(app.store.get, child_ids) if child is not None]
     app.push_screen(
         DetailScreen(
             task,
@@ -34,6 +37,7 @@ def details(app: KugetsuApp) -> None:
             log_path=app.home.log_path(task.id),
             wait_reason=app.board.view.wait_reason.get(task.id),
             now=app.clock(),
+            children=children,
         )
     )
 

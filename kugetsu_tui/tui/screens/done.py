@@ -51,7 +51,7 @@ def done_cells(task: Task) -> tuple[Text, ...]:
         files,
         Text(str(review), style=REVIEW_STYLE[review]),
         look.plain(task.agent),
-        look.plain(task.prompt),
+        look.prompt(task),
     )
 
 

@@ -104,7 +104,7 @@ class TaskTable(DataTable[Text]):
             else:
                 self._update_in_place(rows, gone)
             self._put_cursor_on(keep)
-        if keep is not None and keep not in wanted and self.cursor_task_id is not None:
+        if keep is not None and keep not in wanted and self.cursor_task_id is not None and self.has_focus:
             self.moved_off = (keep, time.monotonic())
 
     def _update_in_place(self, rows: Sequence[tuple[int, Cells]], gone: list[int]) -> None:
