@@ -20,6 +20,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
 from kugetsu_tui.tui.handlers.cap import accept_cap, cap_down, cap_up
+from kugetsu_tui.tui.handlers.marks import toggle_mark
 from kugetsu_tui.tui.handlers.queue import cancel_task, hold_release, new_task, pause_resume, requeue
 from kugetsu_tui.tui.handlers.review import discard_task, merge_task, open_done, show_diff
 from kugetsu_tui.tui.handlers.terminal import attach, editor, open_task, shell
@@ -133,6 +134,12 @@ ACTIONS: tuple[Action, ...] = (
         "attach", "A", "attach", "attach to a live terminal task's session (tmux's prefix + d detaches)",
         "Attach to terminal", "step into the selected terminal agent's session", attach,
         panes=frozenset({ACTIVE}), footer=False,
+    ),
+    Action(
+        "mark", "space", "mark",
+        "mark / unmark a task; c r m x then act on every marked task (escape unmarks all)",
+        "Mark task", "mark the selected task to act on several at once", toggle_mark,
+        panes=TASK_PANES, footer=False,
     ),
     Action(
         "failed_kind", "f", "kinds", "Failed pane: all / failed / cancelled / expired",

@@ -10,7 +10,7 @@ dialog is open.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -91,6 +91,7 @@ class DashboardScreen(Screen[None]):
         self._elapsed_ticks = 0
         self._settle_focus_until = 0.0
         self._path_key: object = None
+        self.marked: set[int] = set()  # tasks marked with space, acted on together
 
     def compose(self) -> ComposeResult:
         yield self.machine_bar
@@ -132,6 +133,8 @@ class DashboardScreen(Screen[None]):
         if failed_key != self._failed_key:
             self._failed_key = failed_key
             self.failed.show(board)
+        if self.marked and not board.text_filter:
+            self._drop_marks_not_on(board)
         self._show_empty_state(board)
         if self._settle_focus_until:
             self._settle_focus()
@@ -204,6 +207,41 @@ class DashboardScreen(Screen[None]):
             self.active.focus()
             self.last_table = self.active
             self.active.move_cursor(row=0)
+
+    # --- marks ----------------------------------------------------------------------
+
+    def toggle_mark(self) -> None:
+        """space: mark or unmark the selected task, then move on to the next row."""
+        table = self.last_table
+        task_id = table.cursor_task_id
+        if task_id is None:
+            self.notify("no task selected", severity="warning", timeout=3)
+            return
+        self.marked ^= {task_id}
+        self._show_marks()
+        table.action_cursor_down()
+
+    def unmark(self, task_ids: Iterable[int] | None = None) -> None:
+        """Drop these marks (all of them when None)."""
+        if task_ids is None:
+            self.marked.clear()
+        else:
+            self.marked.difference_update(task_ids)
+        self._show_marks()
+
+    def _drop_marks_not_on(self, board: Board) -> None:
+        """A marked task that left every pane is no longer in sight: unmark it."""
+        gone = {task_id for task_id in self.marked if board.get(task_id) is None}
+        if gone:
+            self.unmark(gone)
+
+    def _show_marks(self) -> None:
+        marked = frozenset(self.marked)
+        for table in self.tables:
+            if table.marked != marked:
+                table.marked = marked
+                if self._board is not None:
+                    table.show(self._board)
 
     # --- selection ------------------------------------------------------------------
 

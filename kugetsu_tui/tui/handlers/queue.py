@@ -10,6 +10,7 @@ from kugetsu_tui.engine.model import ActionResult, NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.present import agent_to_offer
 from kugetsu_tui.tui.handlers.common import need_task, short
+from kugetsu_tui.tui.handlers.marks import act_on_marked, marked_tasks
 from kugetsu_tui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
 
@@ -30,6 +31,10 @@ def pause_resume(app: KugetsuApp) -> None:
 
 
 def cancel_task(app: KugetsuApp) -> None:
+    if marked := marked_tasks(app):
+        what = "Queued ones leave the queue; live ones' agents end (SIGTERM, then SIGKILL)."
+        act_on_marked(app, "cancel", marked, app.control.cancel, what)
+        return
     task = need_task(app)
     if task is None:
         return
@@ -81,6 +86,11 @@ def ask_about_children(app: KugetsuApp, task: Task, children: list[Task], detail
 
 
 def requeue(app: KugetsuApp) -> None:
+    if marked := marked_tasks(app):
+        act_on_marked(
+            app, "requeue", marked, app.control.requeue, "Each is queued again with fresh attempts."
+        )
+        return
     task = need_task(app)
     if task is not None:
         app.act("requeue", lambda: app.control.requeue([task.id]))

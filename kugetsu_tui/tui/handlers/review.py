@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
 from kugetsu_tui.tui.handlers.common import acted, need_task, short
+from kugetsu_tui.tui.handlers.marks import act_on_marked, marked_tasks, merge_all
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ def show_diff(app: KugetsuApp) -> None:
 def merge_task(app: KugetsuApp) -> None:
     from kugetsu_tui.engine import review
 
+    if marked := marked_tasks(app):
+        what = "Each task's branch is merged where it started; then its worktree and branch go."
+        act_on_marked(app, "merge", marked, lambda ids: merge_all(app, ids), what)
+        return
     task = need_task(app)
     if task is None:
         return
@@ -70,6 +75,10 @@ def close_diff(app: KugetsuApp, task_id: int) -> None:
 
 
 def discard_task(app: KugetsuApp) -> None:
+    if marked := marked_tasks(app):
+        what = "This removes each one's worktree and branch, whatever is in them."
+        act_on_marked(app, "discard", marked, app.control.discard, what)
+        return
     task = need_task(app)
     if task is None:
         return

@@ -87,4 +87,9 @@ def open_filter(app: KugetsuApp) -> None:
 
 
 def clear_filter(app: KugetsuApp) -> None:
+    """escape: drop the marks first, if any; then the filter."""
+    if app.dashboard.marked:
+        app.dashboard.unmark()
+        app.notify("marks cleared", timeout=2)
+        return
     app.dashboard.clear_filter()

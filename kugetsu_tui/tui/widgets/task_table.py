@@ -25,6 +25,7 @@ from kugetsu_tui.engine.text import printable
 from kugetsu_tui.tui.board import Board
 
 Cells = Mapping[str, Text]
+MARK_STYLE = "bold magenta"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class TaskTable(DataTable[Text]):
         self.tasks: dict[int, Task] = {}
         self._title = ""
         self.moved_off: tuple[int, float] | None = None  # (task id, monotonic time)
+        self.marked: frozenset[int] = frozenset()  # marked with space: their ID cell says so
 
     # --- what subclasses provide ------------------------------------------------------
 
@@ -83,7 +85,12 @@ class TaskTable(DataTable[Text]):
         if title != self._title:  # setting a border title repaints, even when unchanged
             self._title = title
             self.border_title = Text(printable(title))  # Text, not markup: a filter may hold brackets
-        self.reconcile([(t.id, self.cells_for(t, board)) for t in tasks])
+        self.reconcile([(t.id, self._with_mark(t.id, self.cells_for(t, board))) for t in tasks])
+
+    def _with_mark(self, task_id: int, cells: Cells) -> Cells:
+        if task_id not in self.marked:
+            return cells
+        return {**cells, "id": Text(f"●{task_id}", style=MARK_STYLE, justify="right", no_wrap=True)}
 
     @property
     def cursor_task_id(self) -> int | None:
