@@ -133,7 +133,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "attach", "A", "attach", "attach to a live terminal task's session (tmux's prefix + d detaches)",
         "Attach to terminal", "step into the selected terminal agent's session", attach,
-        panes=frozenset({ACTIVE}), footer=False,
+        panes=frozenset({ACTIVE}),
     ),
     Action(
         "mark", "space", "mark",
@@ -144,7 +144,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "failed_kind", "f", "kinds", "Failed pane: all / failed / cancelled / expired",
         "Failed pane kinds", "all / failed / cancelled / expired",
-        cycle_failed_kind, panes=frozenset({FAILED}), footer=False,
+        cycle_failed_kind, panes=frozenset({FAILED}),
     ),
     Action(
         "done", "v", "done", "the Done view: finished tasks, what they changed, merged or not",
@@ -153,7 +153,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "diff", "d", "diff", "the selected task's diff against where it started (n / p: files)",
         "Show diff", "what the selected task changed", show_diff,
-        panes=frozenset({FAILED, DONE}), footer=False,
+        panes=frozenset({FAILED, DONE}),
     ),
     Action(
         "merge", "m", "merge", "merge the selected task's branch where it started (asks first)",
@@ -215,6 +215,16 @@ async def run(action_id: str, app: KugetsuApp) -> None:
 
 def bindings() -> list[BindingType]:
     return [action.binding() for action in ACTIONS]
+
+
+def footer_actions(pane: str | None) -> frozenset[str]:
+    """The footer's keys with the focus in `pane`: those that act there, and those that act
+    anywhere (as binding actions, `do('id')`)."""
+    return frozenset(
+        f"do({action.id!r})"
+        for action in ACTIONS
+        if action.footer and (not action.panes or pane in action.panes)
+    )
 
 
 def screen_bindings(pane: str) -> list[Binding]:

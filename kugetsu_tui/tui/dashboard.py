@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.present import STATE_SYMBOL, agent_to_offer, agents_found
@@ -32,6 +32,7 @@ from kugetsu_tui.tui.widgets.empty_state import EmptyState
 from kugetsu_tui.tui.widgets.failed_pane import FailedPane
 from kugetsu_tui.tui.widgets.log_pane import LogPane
 from kugetsu_tui.tui.widgets.machine_bar import MachineBar
+from kugetsu_tui.tui.widgets.pane_footer import PaneFooter
 from kugetsu_tui.tui.widgets.queued_pane import QueuedPane
 from kugetsu_tui.tui.widgets.task_table import TaskTable
 
@@ -103,7 +104,7 @@ class DashboardScreen(Screen[None]):
                 yield self.failed
             yield self.log_pane
         yield self.filter_box
-        yield Footer(compact=True, show_command_palette=False)  # every key fits in 80 columns
+        yield PaneFooter(self.footer_actions, compact=True, show_command_palette=False)
 
     @property
     def tables(self) -> tuple[TaskTable, ...]:
@@ -244,6 +245,17 @@ class DashboardScreen(Screen[None]):
                     table.show(self._board)
 
     # --- selection ------------------------------------------------------------------
+
+    def focused_pane(self) -> str | None:
+        """Which pane the focus is in (actions.ACTIVE, …, LOG), None elsewhere."""
+        panes = {self.active: actions.ACTIVE, self.queued: actions.QUEUED, self.failed: actions.FAILED}
+        focused = self.focused
+        if focused is self.log_pane:
+            return actions.LOG
+        return panes.get(focused) if isinstance(focused, TaskTable) else None
+
+    def footer_actions(self) -> frozenset[str]:
+        return actions.footer_actions(self.focused_pane())
 
     @property
     def selected_task_id(self) -> int | None:

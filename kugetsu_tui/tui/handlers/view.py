@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine.commands import build_command, working_dir
+from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.handlers.common import need_task
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
@@ -49,29 +50,44 @@ def show_help(app: KugetsuApp) -> None:
 
 
 async def quit_dashboard(app: KugetsuApp) -> None:
-    """Quit, after asking when agents are live (they keep running either way)."""
+    """Quit, after saying what happens to live agents and queued tasks when it matters
+    (agents keep running either way; queued tasks wait while no supervisor runs)."""
     if app.quitting:
         return
     live = app.store.live_count()
-    if not live:
+    queued = app.store.counts().get(State.QUEUED, 0)
+    hosting = app.supervisor is not None
+    if not live and not (hosting and queued):
         await app.shut_down()
         return
-    if app.supervisor is not None:
-        where = (
-            "They keep running after you quit; the next supervisor (kugetsu, "
-            "kugetsu run) finds them again and settles them."
-        )
-    elif app.elsewhere.pid:
-        where = f"They keep running under the supervisor pid {app.elsewhere.pid}."
-    else:
-        where = "They keep running; the next supervisor finds them again."
 
     async def answered(yes: bool | None) -> None:
         if yes:
             await app.shut_down()
 
-    agents = "agent is" if live == 1 else "agents are"
-    app.push_screen(ConfirmScreen(f"Quit? {live} {agents} live.", where, yes="Quit"), answered)
+    question, what = quit_words(live, queued, hosting=hosting, pid=app.elsewhere.pid)
+    app.push_screen(ConfirmScreen(question, what, yes="Quit"), answered)
+
+
+def quit_words(live: int, queued: int, *, hosting: bool, pid: int | None) -> tuple[str, str]:
+    """The quit dialog's question and what quitting does, by who runs the agents."""
+    agents = f"{live} live agent{'' if live == 1 else 's'}"
+    tasks = f"{queued} queued task{'' if queued == 1 else 's'}"
+    question = f"Quit? {agents}{f', {tasks}' if queued else ''}."
+    if not hosting and pid:
+        who = f"The supervisor (pid {pid})" if pid > 0 else "The supervisor in another process"
+        return question, f"{who} keeps running: {agents} and {tasks} go on under it."
+    said = []
+    if live:
+        verb, them = ("keeps", "it") if live == 1 else ("keep", "them")
+        said.append(
+            f"{agents} {verb} running; the next supervisor (kugetsu, kugetsu run) finds {them} again."
+        )
+    if queued:
+        verb = "waits" if queued == 1 else "wait"
+        now = "; this dashboard's supervisor stops when you quit" if hosting else ""
+        said.append(f"{tasks} {verb} until a supervisor runs{now}.")
+    return question, " ".join(said)
 
 
 def focus_log(app: KugetsuApp) -> None:
