@@ -139,7 +139,7 @@ ACTIONS: tuple[Action, ...] = (
         "mark", "space", "mark",
         "mark / unmark a task; c r m x then act on every marked task (escape unmarks all)",
         "Mark task", "mark the selected task to act on several at once", toggle_mark,
-        panes=TASK_PANES, footer=False,
+        panes=frozenset({*TASK_PANES, DONE}), footer=False,
     ),
     Action(
         "failed_kind", "f", "kinds", "Failed pane: all / failed / cancelled / expired",

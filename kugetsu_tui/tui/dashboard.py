@@ -230,6 +230,10 @@ class DashboardScreen(Screen[None]):
             self.marked.difference_update(task_ids)
         self._show_marks()
 
+    def shows(self, task_id: int) -> bool:
+        """Whether the task is in some pane now (a marked task out of sight is not acted on)."""
+        return self._board is not None and self._board.get(task_id) is not None
+
     def _drop_marks_not_on(self, board: Board) -> None:
         """A marked task that left every pane is no longer in sight: unmark it."""
         gone = {task_id for task_id in self.marked if board.get(task_id) is None}
