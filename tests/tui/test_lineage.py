@@ -34,6 +34,8 @@ async def test_children_are_marked_and_the_details_name_parent_and_children(
         text = "\n".join(screen_lines(app))
         assert f"↳ {planner} part 1" in text and f"↳ {planner} part 2" in text
         queued.focus()
+        await wait_for(pilot, lambda: app.focused is queued, "the Queued pane focused")
+        await pilot.press("down", "up")  # a person who moved keeps the focus where they put it
         await wait_for(pilot, lambda: app.dashboard.selected_task_id == kids[0], "the first child selected")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), "the child's details")
@@ -53,12 +55,14 @@ async def test_cancelling_a_parent_offers_to_cancel_its_children(harness: Dashbo
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         active = app.dashboard.active
-        await wait_for(pilot, lambda: active.row_count == 2 and app.focused is active, "both planners")
+        await wait_for(pilot, lambda: harness.state(second) is State.RUNNING, "both planners")
+        active.focus()
+        await wait_for(pilot, lambda: active.row_count == 2 and app.focused is active, "both planners shown")
         first_kids = [add_child(harness, first, f"one's part {n}") for n in (1, 2)]
         second_kids = [add_child(harness, second, f"two's part {n}") for n in (1, 2, 3)]
         await wait_for(pilot, lambda: app.dashboard.queued.row_count == 5, "the children queued")
 
-        await pilot.press("home")
+        await pilot.press("up", "up")
         assert app.dashboard.selected_task_id == first
         await pilot.press("c")
         assert isinstance(app.screen, ChoiceScreen)
@@ -70,7 +74,7 @@ async def test_cancelling_a_parent_offers_to_cancel_its_children(harness: Dashbo
         assert all(not harness.state(kid).is_settled for kid in first_kids)
 
         await wait_for(pilot, lambda: active.cursor_task_id == second, "the second planner selected")
-        await pilot.press("home")  # seen: the key is meant for it
+        await pilot.press("up")  # seen: the key is meant for it
         await pilot.press("c")
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("a")  # the planner and its children

@@ -64,6 +64,7 @@ async def test_requeue_and_discard_act_on_every_marked_failed_task(harness: Dash
         failed = app.dashboard.failed
         await wait_for(pilot, lambda: failed.row_count == 3, "three failed tasks")
         failed.focus()
+        await wait_for(pilot, lambda: app.focused is failed, "the Failed pane focused")
         await pilot.press("up", "up", "up", "space", "space")
         marked = set(app.dashboard.marked)
         assert len(marked) == 2

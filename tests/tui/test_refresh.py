@@ -108,7 +108,9 @@ async def test_a_key_right_after_the_selected_task_left_does_not_act_on_its_neig
     async with app.run_test(size=SIZE) as pilot:
         active = app.dashboard.active
         await wait_for(pilot, lambda: all(harness.state(i) is State.RUNNING for i in ids), "3 running")
+        active.focus()
         await wait_for(pilot, lambda: active.row_count == 3 and app.focused is active, "the Active pane")
+        await pilot.press("up", "up")
         await pilot.press("down")
         assert app.dashboard.selected_task_id == ids[1]
         # Task 2 ends by another hand; the cursor falls on a neighbour just as `p` is pressed.

@@ -50,6 +50,7 @@ async def test_attach_on_a_task_without_a_terminal_says_so_and_enter_shows_detai
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
+        app.dashboard.active.focus()
         await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
         await pilot.press("A")
         await wait_for(pilot, lambda: any("has no live terminal" in n for n in _notes(app)), "the notice")
@@ -74,6 +75,7 @@ async def test_attach_where_the_app_cannot_suspend_names_the_attach_command(
         await wait_for(
             pilot, lambda: (t := harness.store.get(task)) and t.needs_input, "the agent to ask", WAIT
         )
+        app.dashboard.active.focus()
         await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the task selected")
         command = shlex.join(terminal.attach_argv(harness.home.root, task))
         for key in ("A", "enter"):  # enter on a live terminal task attaches too
@@ -143,6 +145,18 @@ class OuterTerminal:
         self.run("send-keys", *keys)
 
 
+def _select(outer: OuterTerminal, task: int) -> None:
+    """Move the focus (tab) until the task is the selected one, as a person would: the log
+    pane's title names the selected task."""
+    for _ in range(6):
+        try:
+            wait_until(lambda: f"Log · task {task}" in outer.screen(), f"task {task} selected", 2.0)
+            return
+        except pytest.fail.Exception:
+            outer.keys("Tab")
+    raise AssertionError(f"task {task} never got selected:\n{outer.screen()}")
+
+
 def _clients(home: Path) -> str:
     inner = [str(shutil.which("tmux")), "-S", str(terminal.socket_path(home)), "list-clients"]
     return subprocess.run(inner, capture_output=True, text=True).stdout.strip()
@@ -160,6 +174,7 @@ def test_A_hands_the_terminal_to_the_agent_and_the_dashboard_comes_back_on_detac
     outer.run("new-session", "-d", "-x", "110", "-y", "30", "--", *dashboard)
     try:
         wait_until(lambda: "1 need input" in outer.screen(), "the dashboard to show the asking agent", WAIT)
+        _select(outer, task)
         outer.keys("A")
         wait_until(lambda: _clients(home), "the dashboard to attach to the agent's session")
         wait_until(lambda: "Proceed? [y/N]" in outer.screen() and "Active" not in outer.screen(),
