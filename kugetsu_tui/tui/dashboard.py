@@ -259,7 +259,19 @@ class DashboardScreen(Screen[None]):
         return panes.get(focused) if isinstance(focused, TaskTable) else None
 
     def footer_actions(self) -> frozenset[str]:
+        if self.app.screen is not self:
+            return frozenset()  # a dialog is in front (see PaneFooter)
         return actions.footer_actions(self.focused_pane())
+
+    def on_screen_suspend(self) -> None:
+        self._recompose_footer()
+
+    def on_screen_resume(self) -> None:
+        self._recompose_footer()
+
+    def _recompose_footer(self) -> None:
+        footer = self.query_one(PaneFooter)
+        footer.call_later(footer.recompose)  # in the footer's own context, as Textual does
 
     @property
     def selected_task_id(self) -> int | None:

@@ -36,3 +36,16 @@ async def test_the_footer_follows_the_focused_pane(harness: DashboardHarness) ->
             line = footer()
             assert all(key in line for key in ANYWHERE), (pane.id, line)
             assert not any(key in line for key in hidden), (pane.id, line)
+
+
+async def test_the_footer_is_empty_while_a_dialog_is_in_front(harness: DashboardHarness) -> None:
+    harness.add("queued, to be asked about")
+    app = harness.app(supervise=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id is not None, "a selection")
+        await wait_for(pilot, lambda: "c cancel" in screen_lines(app)[-1], "the footer")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: "cancel" not in screen_lines(app)[-1], "the footer to empty")
+        assert "q quit" not in screen_lines(app)[-1]
+        await pilot.press("n")
+        await wait_for(pilot, lambda: "c cancel" in screen_lines(app)[-1], "the footer back")

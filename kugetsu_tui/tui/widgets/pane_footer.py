@@ -5,7 +5,7 @@ but the footer names only those that apply to the focused pane plus those that a
 anywhere, so that at 80 columns what is shown is what is useful. The screen says which
 actions those are (`footer_actions`); the footer asks again whenever the focus moves
 (Textual recomposes a footer when the screen's bindings change, and a focus change does
-that).
+that). While a dialog covers the screen, its keys do nothing, so the footer is empty.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class PaneFooter(Footer):
 
     def compose(self) -> ComposeResult:
         shown = self.shown()
+        if not shown:
+            return  # a dialog is in front: its own keys are on its buttons
         for widget in super().compose():
             if isinstance(widget, FooterKey) and widget.action not in shown:
                 continue
