@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine.config import save_setting
@@ -395,3 +396,35 @@ class Control:
             task.id, task.state, now=self.clock(), event=event, expect={task.state}, extra=data, **changes
         )
         self.poke()  # a running supervisor hands the event to the hooks
+
+    # --- stepping into a task: its terminal, its worktree --------------------------------
+
+    def attach_argv(self, task_id: int) -> list[str]:
+        """The command that attaches a terminal to a live terminal task's session, or
+        UsageError; attaching answers its needs-input flag, so that is cleared."""
+        from kugetsu_tui.engine import terminal
+
+        task = self.store.get(task_id)
+        if task is None:
+            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+        if not task.is_live or not terminal.is_live(self.home.root, task_id):
+            raise UsageError(
+                f"task {task_id} ({task.state}) has no live terminal "
+                "(expected a running task of an agent with terminal = true)"
+            )
+        self.store.set_needs_input(task_id, None, self.clock())
+        return terminal.attach_argv(self.home.root, task_id)
+
+    def work_dir(self, task_id: int) -> Path:
+        """The folder a task's work is in (its worktree, or its repo when it ran without
+        one), or UsageError when nothing of it is left."""
+        task = self.store.get(task_id)
+        if task is None:
+            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
+        where = task.worktree or (task.repo if task.no_worktree else None)
+        if where is None or not Path(where).is_dir():
+            raise UsageError(
+                f"task {task_id} has no worktree left (removed when it was clean, merged or "
+                "discarded); expected a task with a worktree (`kugetsu status` shows [kept PATH])"
+            )
+        return Path(where)

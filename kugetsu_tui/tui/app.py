@@ -6,7 +6,7 @@ wake it directly. If one already runs (`kugetsu run --headless --forever` elsewh
 app attaches: it reads the store, and its actions become request rows, exactly as the
 CLI's would. If that supervisor goes away, the app takes over.
 
-The keys and what they do are in `actions.py`; each that changes the queue ends in a
+The keys are in `actions.py`, what they do in `handlers/`; each that changes the queue ends in a
 call to `Control` (through `act`), the same calls the CLI makes; the app never signals
 a process. Quitting stops only the in-process supervisor loop: the agents keep
 running and the next supervisor re-adopts them.
@@ -46,6 +46,7 @@ from kugetsu_tui.present import BROWSER_ENV, cluster_label, kugetsu_command, sup
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
+from kugetsu_tui.tui.handlers.view import quit_dashboard
 from kugetsu_tui.tui.readings import MachineReading, MachineSampler, sample_machine
 
 REFRESH_EVERY = 0.5  # seconds between looks at the store
@@ -318,7 +319,7 @@ class KugetsuApp(App[int]):
             self._config_mtime = self._mtime()
 
     async def action_quit(self) -> None:
-        await actions.quit_dashboard(self)  # also for ctrl+q and Textual's own ways to quit
+        await quit_dashboard(self)  # also for ctrl+q and Textual's own ways to quit
 
     async def shut_down(self) -> None:
         self.quitting = True

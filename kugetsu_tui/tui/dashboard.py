@@ -10,7 +10,7 @@ dialog is open.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.present import STATE_SYMBOL, agent_to_offer, agents_found
@@ -32,6 +32,7 @@ from kugetsu_tui.tui.widgets.empty_state import EmptyState
 from kugetsu_tui.tui.widgets.failed_pane import FailedPane
 from kugetsu_tui.tui.widgets.log_pane import LogPane
 from kugetsu_tui.tui.widgets.machine_bar import MachineBar
+from kugetsu_tui.tui.widgets.pane_footer import PaneFooter
 from kugetsu_tui.tui.widgets.queued_pane import QueuedPane
 from kugetsu_tui.tui.widgets.task_table import TaskTable
 
@@ -46,6 +47,7 @@ FEW_ACTIVE = 10  # up to this many live tasks, their elapsed times tick every se
 MANY_ACTIVE_STEP = 5  # beyond, every this many seconds
 # Keys by which a person moves the focus or the cursor; other keys (c, p, ?, …) act on
 # the selection and leave it where it is.
+MOVED_GRACE = 1.5  # seconds after a refresh moved the cursor off its task: keys wait
 MOVING_KEYS = frozenset(
     {"tab", "shift+tab", "up", "down", "left", "right", "pageup", "pagedown", "home", "end"}
 )
@@ -90,6 +92,7 @@ class DashboardScreen(Screen[None]):
         self._elapsed_ticks = 0
         self._settle_focus_until = 0.0
         self._path_key: object = None
+        self.marked: set[int] = set()  # tasks marked with space, acted on together
 
     def compose(self) -> ComposeResult:
         yield self.machine_bar
@@ -101,7 +104,7 @@ class DashboardScreen(Screen[None]):
                 yield self.failed
             yield self.log_pane
         yield self.filter_box
-        yield Footer(compact=True, show_command_palette=False)  # every key fits in 80 columns
+        yield PaneFooter(self.footer_actions, compact=True, show_command_palette=False)
 
     @property
     def tables(self) -> tuple[TaskTable, ...]:
@@ -131,6 +134,8 @@ class DashboardScreen(Screen[None]):
         if failed_key != self._failed_key:
             self._failed_key = failed_key
             self.failed.show(board)
+        if self.marked and not board.text_filter:
+            self._drop_marks_not_on(board)
         self._show_empty_state(board)
         if self._settle_focus_until:
             self._settle_focus()
@@ -191,6 +196,8 @@ class DashboardScreen(Screen[None]):
         # acts (c, then n in the dialog) must not pin the focus to a pane its task is leaving.
         if event.key in MOVING_KEYS:
             self._settle_focus_until = 0.0
+            for table in self.tables:
+                table.moved_off = None  # where the cursor is now, the person chose
 
     def _settle_focus(self) -> None:
         untouched = self.focused is self.queued and self.queued.cursor_row == 0
@@ -202,11 +209,83 @@ class DashboardScreen(Screen[None]):
             self.last_table = self.active
             self.active.move_cursor(row=0)
 
+    # --- marks ----------------------------------------------------------------------
+
+    def toggle_mark(self) -> None:
+        """space: mark or unmark the selected task, then move on to the next row."""
+        table = self.last_table
+        task_id = table.cursor_task_id
+        if task_id is None:
+            self.notify("no task selected", severity="warning", timeout=3)
+            return
+        self.marked ^= {task_id}
+        self._show_marks()
+        table.action_cursor_down()
+
+    def unmark(self, task_ids: Iterable[int] | None = None) -> None:
+        """Drop these marks (all of them when None)."""
+        if task_ids is None:
+            self.marked.clear()
+        else:
+            self.marked.difference_update(task_ids)
+        self._show_marks()
+
+    def shows(self, task_id: int) -> bool:
+        """Whether the task is in some pane now (a marked task out of sight is not acted on)."""
+        return self._board is not None and self._board.get(task_id) is not None
+
+    def _drop_marks_not_on(self, board: Board) -> None:
+        """A marked task that left every pane is no longer in sight: unmark it."""
+        gone = {task_id for task_id in self.marked if board.get(task_id) is None}
+        if gone:
+            self.unmark(gone)
+
+    def _show_marks(self) -> None:
+        marked = frozenset(self.marked)
+        for table in self.tables:
+            if table.marked != marked:
+                table.marked = marked
+                if self._board is not None:
+                    table.show(self._board)
+
     # --- selection ------------------------------------------------------------------
+
+    def focused_pane(self) -> str | None:
+        """Which pane the focus is in (actions.ACTIVE, …, LOG), None elsewhere."""
+        panes = {self.active: actions.ACTIVE, self.queued: actions.QUEUED, self.failed: actions.FAILED}
+        focused = self.focused
+        if focused is self.log_pane:
+            return actions.LOG
+        return panes.get(focused) if isinstance(focused, TaskTable) else None
+
+    def footer_actions(self) -> frozenset[str]:
+        if self.app.screen is not self:
+            return frozenset()  # a dialog is in front (see PaneFooter)
+        return actions.footer_actions(self.focused_pane())
+
+    def on_screen_suspend(self) -> None:
+        self._recompose_footer()
+
+    def on_screen_resume(self) -> None:
+        self._recompose_footer()
+
+    def _recompose_footer(self) -> None:
+        footer = self.query_one(PaneFooter)
+        footer.call_later(footer.recompose)  # in the footer's own context, as Textual does
 
     @property
     def selected_task_id(self) -> int | None:
         return self.last_table.cursor_task_id
+
+    def moved_off(self) -> int | None:
+        """The task the selection was on until a refresh took it out of its pane a moment
+        ago (the cursor now on a neighbour the person may not have seen yet), once: asking
+        again returns None, so a second press acts on the task now selected."""
+        table = self.last_table
+        moved, table.moved_off = table.moved_off, None
+        if moved is None or time.monotonic() - moved[1] > MOVED_GRACE:
+            return None
+        return moved[0]
 
     def sync_selection(self) -> None:
         task_id = self.selected_task_id
@@ -219,6 +298,7 @@ class DashboardScreen(Screen[None]):
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         if isinstance(event.widget, TaskTable):
+            event.widget.moved_off = None  # the person sees where its cursor is now
             self.last_table = event.widget
             self.sync_selection()
 

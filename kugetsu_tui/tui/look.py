@@ -12,7 +12,7 @@ import time
 
 from rich.text import Text
 
-from kugetsu_tui.engine.model import State
+from kugetsu_tui.engine.model import State, Task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.present import STATE_SYMBOL, elapsed
 
@@ -39,6 +39,16 @@ def state_text(state: State, *, held: bool = False) -> Text:
 def plain(value: str, style: str = "") -> Text:
     """User text as a single line, cut with an ellipsis by the column it lands in."""
     return Text(one_line(value), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def prompt(task: Task) -> Text:
+    """The prompt column: a task added from inside another task's run starts with its
+    parent's id (`↳ 12`), so a planner's children read as its children."""
+    if task.parent is None:
+        return plain(task.prompt)
+    text = Text.assemble((f"↳ {task.parent} ", "bright_black"), one_line(task.prompt))
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
 
 
 def right(value: str, style: str = "") -> Text:

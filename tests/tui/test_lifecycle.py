@@ -32,7 +32,7 @@ async def test_quit_with_live_agents_asks_and_leaves_them_for_the_next_superviso
         await wait_for(pilot, lambda: harness.state(task) is State.RUNNING, "the agent to run")
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
-        assert "keep running" in str(app.screen.detail)
+        assert str(app.screen.detail).startswith("1 live agent keeps running; the next supervisor")
         await pilot.press("n")
         assert app.screen is app.dashboard and app.is_running
         await pilot.press("q", "y")
@@ -100,3 +100,31 @@ async def test_attaches_to_a_headless_supervisor_and_takes_over_when_it_stops(
         if headless.poll() is None:
             headless.kill()
             headless.wait()
+
+
+def test_the_quit_dialog_says_what_happens_to_agents_and_queued_tasks() -> None:
+    from kugetsu_tui.tui.handlers.view import quit_words
+
+    assert quit_words(2, 3, hosting=True, pid=None) == (
+        "Quit? 2 live agents, 3 queued tasks.",
+        "2 live agents keep running; the next supervisor (kugetsu, kugetsu run) finds them again. "
+        "3 queued tasks wait until a supervisor runs; this dashboard's supervisor stops when you quit.",
+    )
+    assert quit_words(1, 0, hosting=False, pid=4242) == (
+        "Quit? 1 live agent.",
+        "The supervisor (pid 4242) keeps running: 1 live agent and 0 queued tasks go on under it.",
+    )
+
+
+async def test_quit_while_hosting_with_only_queued_tasks_asks(harness: DashboardHarness) -> None:
+    harness.configure(cap=1)
+    first, second = harness.add("runs"), harness.add("waits")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: harness.state(first) is State.RUNNING, "the first agent")
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Quit? 1 live agent, 1 queued task."
+        assert "1 queued task waits until a supervisor runs" in app.screen.detail
+        await pilot.press("n")
+        assert harness.state(second) is State.QUEUED

@@ -97,3 +97,51 @@ def test_queued_tasks_show_dependency_limit_and_cooldown_reasons(harness: Dashbo
     assert reasons[blocked] == "agent sleeper at its limit (1/1 live)"
     assert reasons[later] == f"waiting for task {running} (starting)"
     assert reasons[cooled].startswith("cooldown: failer until")
+
+
+async def test_a_key_right_after_the_selected_task_left_does_not_act_on_its_neighbour(
+    harness: DashboardHarness,
+) -> None:
+    harness.configure(cap=3)
+    ids = [harness.add(f"running {n}") for n in range(3)]
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        active = app.dashboard.active
+        await wait_for(pilot, lambda: all(harness.state(i) is State.RUNNING for i in ids), "3 running")
+        active.focus()
+        await wait_for(pilot, lambda: active.row_count == 3 and app.focused is active, "the Active pane")
+        await pilot.press("up", "up")
+        await pilot.press("down")
+        assert app.dashboard.selected_task_id == ids[1]
+        # Task 2 ends by another hand; the cursor falls on a neighbour just as `p` is pressed.
+        Control(harness.home, harness.store).cancel([ids[1]])
+        await wait_for(pilot, lambda: active.row_count == 2, "the cancelled task to leave")
+        neighbour = app.dashboard.selected_task_id
+        assert neighbour in (ids[0], ids[2])
+        await pilot.press("p")
+        notes = [n.message for n in app._notifications]
+        assert notes[-1] == (
+            f"task {ids[1]} just left this pane; the cursor is on task {neighbour} now: press again for it"
+        )
+        await pilot.pause(0.3)
+        assert harness.state(neighbour) is State.RUNNING and harness.store.pending_requests() == []
+        await pilot.press("p")  # now seen: the second press acts on it
+        await wait_for(pilot, lambda: harness.state(neighbour) is State.PAUSED, "the neighbour paused")
+
+
+async def test_the_cursor_follows_its_task_while_keys_and_refreshes_interleave(
+    harness: DashboardHarness,
+) -> None:
+    ids = [harness.add(f"task number {n}") for n in range(8)]
+    app = harness.app(supervise=False)
+    async with app.run_test(size=SIZE) as pilot:
+        queued = app.dashboard.queued
+        await wait_for(pilot, lambda: app.focused is queued and queued.row_count == 8, "the queue")
+        for step in range(1, 6):
+            await pilot.press("down")
+            at = queued.cursor_task_id
+            harness.add(f"urgent {step}", priority=step)  # sorts in above the cursor
+            await wait_for(pilot, lambda step=step: queued.row_count == 8 + step, "the urgent task")
+            assert queued.cursor_task_id == at == app.dashboard.selected_task_id
+            assert app.dashboard.log_pane.task_id == at
+        assert queued.cursor_task_id == ids[5]

@@ -220,6 +220,44 @@ async def test_discard_asks_naming_the_task_and_n_changes_nothing(work: Work) ->
         await wait_for(pilot, lambda: "discarded" in "\n".join(screen_lines(app)), "the row to say discarded")
 
 
+async def test_marked_tasks_in_the_done_view_merge_after_one_question(work: Work) -> None:
+    fixed, empty, docs = three_tasks(work)
+    app = work.app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_done(pilot, app)
+        await pilot.press("space", "down", "space")  # docs (the latest) and fixed; not empty
+        assert screen.marked == {docs, fixed}
+        assert str(screen.table.get_row_at(0)[0]) == f"●{docs}"
+        await pilot.press("m")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert confirm.question == "Merge 2 marked tasks?"
+        assert confirm.detail.startswith(f"Tasks {fixed}, {docs}.")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.screen is screen, "back on the Done view")
+        for task_id in (fixed, docs):
+            task = work.store.get(task_id)
+            assert task is not None and task.review == "merged", task_id
+        assert (work.repo / "README.md").read_text() == "# demo\n\nA small parser.\n"
+        assert (work.repo / "NOTES.md").read_text() == "tabs now\n"
+        assert not screen.marked
+        task = work.store.get(empty)
+        assert task is not None and task.review != "merged"
+
+
+async def test_escape_in_the_done_view_drops_marks_before_going_back(work: Work) -> None:
+    three_tasks(work)
+    app = work.app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_done(pilot, app)
+        await pilot.press("space")
+        assert screen.marked
+        await pilot.press("escape")
+        assert app.screen is screen and not screen.marked
+        await pilot.press("escape")
+        assert app.screen is app.dashboard
+
+
 async def test_done_view_reads_the_next_page_when_the_cursor_gets_there(work: Work) -> None:
     now = T0 - 5000
     new = [

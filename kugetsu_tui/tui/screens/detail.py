@@ -35,12 +35,19 @@ def event_row(event: Event) -> tuple[Text, Text, Text]:
 
 
 def detail_table(
-    task: Task, *, command: AgentCommand | None, log_path: Path, wait_reason: str | None, now: float
+    task: Task,
+    *,
+    command: AgentCommand | None,
+    log_path: Path,
+    wait_reason: str | None,
+    now: float,
+    children: Sequence[Task] = (),
 ) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    for label, text in (*_what_rows(task, command, wait_reason), *_when_rows(task, now)):
+    rows = (*_what_rows(task, command, wait_reason), *_family_rows(task, children), *_when_rows(task, now))
+    for label, text in rows:
         table.add_row(label, text)
     table.add_row("usage", Text(usage_text(task)))
     table.add_row("log", Text(printable(str(log_path))))
@@ -68,6 +75,17 @@ def _what_rows(task: Task, command: AgentCommand | None, wait_reason: str | None
         ("exit", Text(exit_text(task.exit_code))),
         ("pid", Text(str(task.pid) if task.pid else "-")),
     ]
+    return rows
+
+
+def _family_rows(task: Task, children: Sequence[Task]) -> list[tuple[str, Text]]:
+    """Lineage: the task whose run added this one, and the tasks this one's run added."""
+    rows = []
+    if task.parent is not None:
+        rows.append(("parent", Text(f"task {task.parent}")))
+    if children:
+        kids = [Text.assemble(f"{t.id} ", look.state_text(t.state)) for t in children]
+        rows.append(("children", Text(", ").join(kids)))
     return rows
 
 
@@ -124,6 +142,7 @@ class DetailScreen(ModalScreen[None]):
         log_path: Path,
         wait_reason: str | None,
         now: float,
+        children: Sequence[Task] = (),
     ) -> None:
         super().__init__(classes="dialog-screen")
         self.task_shown = task
@@ -131,7 +150,9 @@ class DetailScreen(ModalScreen[None]):
             Text("Prompt", style="bold underline"),
             Text(printable(task.prompt, lines=True)),
             Text(""),
-            detail_table(task, command=command, log_path=log_path, wait_reason=wait_reason, now=now),
+            detail_table(
+                task, command=command, log_path=log_path, wait_reason=wait_reason, now=now, children=children
+            ),
             Text(""),
             Text(f"Events ({len(events)})", style="bold underline"),
             events_table(events),

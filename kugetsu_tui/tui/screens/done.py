@@ -9,6 +9,7 @@ under the cursor, by id.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
@@ -19,6 +20,7 @@ from textual.widgets import DataTable, Footer, Label
 
 from kugetsu_tui.engine.model import Review, State, Task
 from kugetsu_tui.tui import actions, look
+from kugetsu_tui.tui.widgets.task_table import MARK_STYLE
 
 if TYPE_CHECKING:
     from kugetsu_tui.tui.app import KugetsuApp
@@ -51,7 +53,7 @@ def done_cells(task: Task) -> tuple[Text, ...]:
         files,
         Text(str(review), style=REVIEW_STYLE[review]),
         look.plain(task.agent),
-        look.plain(task.prompt),
+        look.prompt(task),
     )
 
 
@@ -60,7 +62,7 @@ class DoneScreen(Screen[None]):
     DoneScreen #done-title { width: 1fr; height: 1; padding: 0 1; background: $panel; text-style: bold; }
     DoneScreen #done-table { height: 1fr; background: $surface; }
     """
-    BINDINGS = [*actions.screen_bindings(actions.DONE), Binding("escape,v", "app.pop_screen", "back")]
+    BINDINGS = [*actions.screen_bindings(actions.DONE), Binding("escape,v", "back", "back")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,6 +70,7 @@ class DoneScreen(Screen[None]):
         self.title_label = Label("", id="done-title")
         self.ids: list[int] = []
         self.total = 0
+        self.marked: set[int] = set()  # marked with space: merge / discard act on all of them
 
     def compose(self) -> ComposeResult:
         yield self.title_label
@@ -106,8 +109,36 @@ class DoneScreen(Screen[None]):
 
     def _add(self, tasks: list[Task]) -> None:
         for task in tasks:
-            self.table.add_row(*done_cells(task), key=str(task.id))
+            cells = done_cells(task)
+            if task.id in self.marked:
+                cells = (self._id_cell(task.id), *cells[1:])
+            self.table.add_row(*cells, key=str(task.id))
             self.ids.append(task.id)
+
+    def _id_cell(self, task_id: int) -> Text:
+        if task_id in self.marked:
+            return Text(f"●{task_id}", style=MARK_STYLE, justify="right", no_wrap=True)
+        return look.right(str(task_id))
+
+    # --- marks (see handlers/marks.py) -------------------------------------------------
+
+    def toggle_mark(self) -> None:
+        task_id = self.selected_task_id
+        if task_id is None:
+            self.notify("no task selected", severity="warning", timeout=3)
+            return
+        self.marked ^= {task_id}
+        self.table.update_cell(str(task_id), "id", self._id_cell(task_id))
+        self.table.action_cursor_down()
+
+    def unmark(self, task_ids: Iterable[int] | None = None) -> None:
+        gone = set(self.marked) if task_ids is None else self.marked & set(task_ids)
+        self.marked -= gone
+        for task_id in gone & set(self.ids):
+            self.table.update_cell(str(task_id), "id", self._id_cell(task_id))
+
+    def shows(self, task_id: int) -> bool:
+        return task_id in self.ids
 
     def _title(self) -> None:
         shown = f" · {len(self.ids)} shown" if len(self.ids) < self.total else ""
@@ -121,6 +152,14 @@ class DoneScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         if self.ids or self.total:
             self.reload()
+
+    def action_back(self) -> None:
+        """escape: drop the marks first, if any; then back to the main screen."""
+        if self.marked:
+            self.unmark()
+            self.notify("marks cleared", timeout=2)
+        else:
+            self.app.pop_screen()
 
     async def action_do(self, action_id: str) -> None:
         await actions.run(action_id, self.kapp)

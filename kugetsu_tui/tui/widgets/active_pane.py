@@ -67,5 +67,5 @@ class ActivePane(TaskTable):
             "cpu": look.right(look.percent(task.cpu_percent)),
             "rss": look.right(look.size(task.rss)),
             "branch": look.plain(place, "bright_black"),
-            "prompt": look.plain(task.prompt),
+            "prompt": look.prompt(task),
         }

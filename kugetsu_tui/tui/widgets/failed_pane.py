@@ -109,6 +109,6 @@ class FailedPane(TaskTable):
             "try": look.right(f"{task.attempts}/{task.max_attempts}"),
             "when": look.right(look.clock(task.ended_at)),
             "agent": look.plain(task.agent),
-            "prompt": look.plain(task.prompt),
+            "prompt": look.prompt(task),
             "why": look.plain(self.why(task), "bright_black"),
         }

@@ -4,6 +4,11 @@ Reads only what was appended since the last look (one stat per refresh when noth
 changed), starts from the last part of a long log, and never reads more than a bounded
 chunk per refresh, so a chatty agent cannot stall the dashboard.
 
+It keeps to the end of the output (`following`) until the person scrolls up, and again
+once they scroll back to the end. That is its own flag, not Textual's "is the view at
+the end": a pane that shrinks (the panes above it grew) leaves the view above the end
+without anyone scrolling, and an animated scroll up was undone by the next line.
+
 What an agent printed never reaches the terminal as it was: colours (SGR sequences) are
 parsed into styles, every other escape sequence is dropped and other control characters
 are shown as `\\xNN` (engine.text.printable), so output cannot retitle the terminal,
@@ -19,6 +24,7 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Span, Text
+from textual import events
 from textual.strip import Strip
 from textual.widgets import Log
 
@@ -54,17 +60,45 @@ class LogPane(Log):
         self._partial = ""
         self._title = ""
         self._spans: list[list[Span]] = []  # the colours of each line in Log's _lines
+        self.following = True  # keep to the end as output comes (until the person scrolls up)
 
     # --- what Log shows: plain safe text in its lines, colours kept beside them ----------
 
     def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> LogPane:
         shown = [shown_line(line) for line in lines]
         shown = [text for text in shown if text.plain]  # Log drops empty lines itself
-        super().write_lines([text.plain for text in shown], scroll_end)
+        if not self.following and self.is_vertical_scroll_end:
+            self.following = True  # the person scrolled back down to the end
+        super().write_lines([text.plain for text in shown], scroll_end=False)
         self._spans.extend(list(text.spans) for text in shown)
         if len(self._spans) > len(self.lines):  # Log dropped its oldest lines
             del self._spans[: len(self._spans) - len(self.lines)]
+        follow = self.following if scroll_end is None else scroll_end
+        if follow and not self.is_vertical_scrollbar_grabbed:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
         return self
+
+    # The person's ways up stop the following, and move at once (an animation still under
+    # way when the next line comes would read as "at the end").
+    def action_scroll_up(self) -> None:
+        self.following = False
+        self.scroll_up(animate=False)
+
+    def action_page_up(self) -> None:
+        self.following = False
+        self.scroll_page_up(animate=False)
+
+    def action_scroll_home(self) -> None:
+        self.following = False
+        self.scroll_home(animate=False)
+
+    def action_scroll_end(self) -> None:
+        self.following = True
+        self.scroll_end(animate=False)
+
+    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self.following = False
+        super()._on_mouse_scroll_up(event)
 
     def write(self, data: str, scroll_end: bool | None = None) -> LogPane:
         return self.write_lines(data.splitlines(), scroll_end)
@@ -99,6 +133,7 @@ class LogPane(Log):
         if task_id == self.task_id:
             return
         self.task_id, self.path = task_id, path
+        self.following = True
         self._offset = 0
         self._partial = ""
         self.clear()

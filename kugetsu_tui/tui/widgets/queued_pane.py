@@ -51,5 +51,5 @@ class QueuedPane(TaskTable):
             "agent": look.plain(task.agent),
             "age": look.right(look.age(board.now - task.queued_at)),
             "why": why_text,
-            "prompt": look.plain(task.prompt),
+            "prompt": look.prompt(task),
         }

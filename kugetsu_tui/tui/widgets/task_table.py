@@ -3,12 +3,15 @@
 Rows are keyed by task id. Each refresh hands over the rows it wants, in order; the
 table removes rows that left, adds rows that came, updates only the cells whose text
 changed, reorders only when the order changed, and puts the cursor back on the task it
-was on. Columns have fixed widths (auto width truncates and jumps); the flexible ones
+was on. When that task left the table, the cursor lands on a neighbour the person did not
+choose: the table remembers which task left and when (`moved_off`), so that a key pressed
+a moment later is not taken as meant for the neighbour. Columns have fixed widths (auto width truncates and jumps); the flexible ones
 share what the terminal leaves, and some appear only on wide terminals.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,6 +25,7 @@ from kugetsu_tui.engine.text import printable
 from kugetsu_tui.tui.board import Board
 
 Cells = Mapping[str, Text]
+MARK_STYLE = "bold magenta"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class TaskTable(DataTable[Text]):
         self._widths: tuple[int, ...] = ()
         self.tasks: dict[int, Task] = {}
         self._title = ""
+        self.moved_off: tuple[int, float] | None = None  # (task id, monotonic time)
+        self.marked: frozenset[int] = frozenset()  # marked with space: their ID cell says so
 
     # --- what subclasses provide ------------------------------------------------------
 
@@ -79,7 +85,12 @@ class TaskTable(DataTable[Text]):
         if title != self._title:  # setting a border title repaints, even when unchanged
             self._title = title
             self.border_title = Text(printable(title))  # Text, not markup: a filter may hold brackets
-        self.reconcile([(t.id, self.cells_for(t, board)) for t in tasks])
+        self.reconcile([(t.id, self._with_mark(t.id, self.cells_for(t, board))) for t in tasks])
+
+    def _with_mark(self, task_id: int, cells: Cells) -> Cells:
+        if task_id not in self.marked:
+            return cells
+        return {**cells, "id": Text(f"●{task_id}", style=MARK_STYLE, justify="right", no_wrap=True)}
 
     @property
     def cursor_task_id(self) -> int | None:
@@ -100,6 +111,8 @@ class TaskTable(DataTable[Text]):
             else:
                 self._update_in_place(rows, gone)
             self._put_cursor_on(keep)
+        if keep is not None and keep not in wanted and self.cursor_task_id is not None and self.has_focus:
+            self.moved_off = (keep, time.monotonic())
 
     def _update_in_place(self, rows: Sequence[tuple[int, Cells]], gone: list[int]) -> None:
         """Remove the rows gone, add the new ones, update only the cells that changed,

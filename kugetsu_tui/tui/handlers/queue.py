@@ -1,0 +1,143 @@
+"""Handlers that change the queue: pause / resume, cancel, requeue, hold / release, new."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from kugetsu_tui.engine.intake import Intake
+from kugetsu_tui.engine.messages import ActionResult
+from kugetsu_tui.engine.model import NewTask, State, Task
+from kugetsu_tui.engine.text import one_line
+from kugetsu_tui.present import agent_to_offer
+from kugetsu_tui.tui.handlers.common import need_task, short
+from kugetsu_tui.tui.handlers.marks import act_on_marked, marked_tasks
+from kugetsu_tui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
+from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+
+if TYPE_CHECKING:
+    from kugetsu_tui.tui.app import KugetsuApp
+
+CHILDREN_NAMED = 10  # a cancel dialog names at most this many children
+
+
+def pause_resume(app: KugetsuApp) -> None:
+    task = need_task(app)
+    if task is None:
+        return
+    if task.state is State.PAUSED:
+        app.act("resume", lambda: app.control.resume([task.id]))
+    else:
+        app.act("pause", lambda: app.control.pause([task.id]))
+
+
+def cancel_task(app: KugetsuApp) -> None:
+    if marked := marked_tasks(app):
+        what = "Queued ones leave the queue; live ones' agents end (SIGTERM, then SIGKILL)."
+        act_on_marked(app, "cancel", marked, app.control.cancel, what)
+        return
+    task = need_task(app)
+    if task is None:
+        return
+    if not (task.state is State.QUEUED or task.state.is_live):
+        app.act("cancel", lambda: app.control.cancel([task.id]))  # says why not
+        return
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            app.act("cancel", lambda: app.control.cancel([task.id]))
+
+    what = "end its agent (SIGTERM, then SIGKILL)" if task.state.is_live else "drop it from the queue"
+    detail = f"{short(one_line(task.prompt), 200)}\n\nThis will {what}."
+    children = unsettled_children(app, task)
+    if children:
+        ask_about_children(app, task, children, detail)
+        return
+    app.push_screen(ConfirmScreen(f"Cancel task {task.id}?", detail, yes="Cancel it"), answered)
+
+
+def unsettled_children(app: KugetsuApp, task: Task) -> list[Task]:
+    """The tasks this one added from inside its run that are still queued or live."""
+    ids = app.store.children([task.id]).get(task.id, [])
+    found = (app.store.get(child) for child in ids)
+    return [t for t in found if t is not None and not t.state.is_settled]
+
+
+def ask_about_children(app: KugetsuApp, task: Task, children: list[Task], detail: str) -> None:
+    """Cancelling a planner: its children may be orphaned work, so offer to cancel them too."""
+    ids = [t.id for t in children]
+    named = ", ".join(str(i) for i in ids[:CHILDREN_NAMED]) + (", …" if len(ids) > CHILDREN_NAMED else "")
+    noun = "child" if len(ids) == 1 else "children"
+
+    def answered(choice: str | None) -> None:
+        if choice == "also":
+            app.act("cancel", lambda: app.control.cancel([task.id, *ids]))
+        elif choice == "yes":
+            app.act("cancel", lambda: app.control.cancel([task.id]))
+
+    app.push_screen(
+        ChoiceScreen(
+            f"Cancel task {task.id}? It has {len(ids)} {noun} not finished.",
+            f"{detail}\n\nIts {noun} (queued or live): {named}.",
+            also=f"Cancel it and {len(ids)} {noun}",
+            yes="Only this task",
+        ),
+        answered,
+    )
+
+
+def requeue(app: KugetsuApp) -> None:
+    if marked := marked_tasks(app):
+        act_on_marked(
+            app, "requeue", marked, app.control.requeue, "Each is queued again with fresh attempts."
+        )
+        return
+    task = need_task(app)
+    if task is not None:
+        app.act("requeue", lambda: app.control.requeue([task.id]))
+
+
+def hold_release(app: KugetsuApp) -> None:
+    task = need_task(app)
+    if task is None:
+        return
+    if task.state is State.QUEUED and task.held:
+        app.act("release", lambda: app.control.release([task.id]))
+    else:
+        app.act("hold", lambda: app.control.hold([task.id]))
+
+
+def new_task(app: KugetsuApp) -> None:
+    repo = app.last_repo or guess_repo(app)
+
+    def added(new: NewTask | None) -> None:
+        if new is None:
+            return
+        app.last_repo = new.repo or ""
+        app.act(
+            "add",
+            lambda: [
+                ActionResult(True, "queued", i)
+                for i in app.control.add([new], max_queued=app.config.max_queued)
+            ],
+        )
+
+    app.push_screen(
+        NewTaskScreen(
+            agents=sorted(app.config.agents),
+            agent=agent_to_offer(app.config, app.find_agent),
+            repo=repo,
+            intake=Intake(app.config, app.store),
+        ),
+        added,
+    )
+
+
+def guess_repo(app: KugetsuApp) -> str:
+    """The form's first guess: the repo of a task on the board, else where we were started."""
+    board = app.board
+    for group in (board.active, board.queued, board.failed):
+        for task in group:
+            if task.repo:
+                return task.repo
+    return os.getcwd()
