@@ -203,11 +203,6 @@ class Watch:
         live = self.store.live()
         if len(live) < cap:
             return None, None
-        kids = self.store.children([t.id for t in live])
-        queued_kids = {
-            parent: [c for c in children if (t := self.store.get(c)) is not None and t.state is State.QUEUED]
-            for parent, children in kids.items()
-        }
         names = ", ".join(map(str, waiting))
         warning = None
         if self.caller is not None and any(t.id == self.caller for t in live):
@@ -215,7 +210,7 @@ class Watch:
                 f"your task {self.caller} holds one of the {cap} slots ({len(live)}/{cap} live) while "
                 f"task {names} waits for one; it starts only when some live task ends"
             )
-        if all(queued_kids.get(t.id) for t in live):
+        if self._all_wait_for_children([t.id for t in live]):
             parents = ", ".join(str(t.id) for t in live)
             return (
                 f"deadlock: all {cap} slots are held by tasks {parents}, each waiting for queued "
@@ -224,6 +219,16 @@ class Watch:
                 warning,
             )
         return None, warning
+
+    def _all_wait_for_children(self, live: list[int]) -> bool:
+        """Every one of these live tasks has a queued child of its own."""
+        kids = self.store.children(live)
+
+        def queued(task_id: int) -> bool:
+            task = self.store.get(task_id)
+            return task is not None and task.state is State.QUEUED
+
+        return all(any(queued(c) for c in kids.get(parent, [])) for parent in live)
 
 
 # --- argument checks: the CLI's messages for the same mistakes -------------------------

@@ -71,18 +71,8 @@ async def sample_once(sup: Supervisor) -> None:
     roots = {p.pid: p.task_id for p in sup.procs.values() if not p.exited and p.pid > 0}
     machine, trees = await asyncio.to_thread(_read, sup, list(roots), list(roots.values()))
     now = sup.clock()
-    for pid, usage in trees.items():
-        proc = sup.procs.get(roots.get(pid, -1))
-        if proc is not None and proc.pid == pid:
-            proc.descendants |= usage.members  # ended at settle if they outlive the attempt
     sup.memory = (time.monotonic(), machine.mem_available)
-    readings = [(roots[pid], _usage(u)) for pid, u in trees.items() if pid in roots]
-    # Agents on other machines are measured there (the Ray executor brings the readings).
-    remote: dict[int, TreeUsage] = dict(getattr(sup.executor, "remote_usage", {}))
-    readings += [(task_id, _usage(u)) for task_id, u in remote.items() if task_id in sup.procs]
-    sup.store.record_usage(readings, now)
-    cpu = {roots[pid]: u.cpu_percent for pid, u in trees.items() if pid in roots}
-    cpu |= {task_id: u.cpu_percent for task_id, u in remote.items()}
+    cpu = _record_usage(sup, roots, trees, now)
     await watch_for_input(sup)  # first: a task waiting for a person is not stalled
     output.check_running(sup, now, cpu)
     reading = await cluster.sample(sup)
@@ -91,6 +81,22 @@ async def sample_once(sup: Supervisor) -> None:
         _advise(sup, machine, reading, agents_cpu, now)
     relieve_memory_pressure(sup, machine, now)
     publish(sup, now)
+
+
+def _record_usage(
+    sup: Supervisor, roots: dict[int, int], trees: dict[int, TreeUsage], now: float
+) -> dict[int, float | None]:
+    """Store each live attempt's usage (measured here, or on its node by the Ray executor);
+    each one's CPU percent, by task."""
+    by_task = {roots[pid]: usage for pid, usage in trees.items() if pid in roots}
+    for pid, usage in trees.items():
+        proc = sup.procs.get(roots.get(pid, -1))
+        if proc is not None and proc.pid == pid:  # (still that attempt: the read took a while)
+            proc.descendants |= usage.members  # ended at settle if they outlive the attempt
+    remote: dict[int, TreeUsage] = dict(getattr(sup.executor, "remote_usage", {}))
+    by_task |= {task_id: usage for task_id, usage in remote.items() if task_id in sup.procs}
+    sup.store.record_usage([(task_id, _usage(u)) for task_id, u in by_task.items()], now)
+    return {task_id: u.cpu_percent for task_id, u in by_task.items()}
 
 
 def _advise(
@@ -124,11 +130,7 @@ def relieve_memory_pressure(sup: Supervisor, machine: Machine, now: float) -> No
     one pause or resume at a time; this carries it out."""
     if sup.config.memory_pressure != "pause_newest":
         return
-    live = [t for t in sup.store.live() if t.id in sup.procs]
-    running = [(t.id, t.started_at or 0.0) for t in live if t.state is State.RUNNING]
-    paused = {
-        t.id: float(t.rss or 0) for t in live if t.state is State.PAUSED and t.id in sup.pressure.paused
-    }
+    running, paused = _running_and_paused(sup)
     step = sup.pressure.decide(now, machine.mem_available, sup.config.memory_reserve, running, paused)
     if step is None:
         return
@@ -139,6 +141,21 @@ def relieve_memory_pressure(sup: Supervisor, machine: Machine, now: float) -> No
             sup.pressure.record_pause(task_id, now)
     elif requests.resume(sup, task_id, now).ok or task_id not in sup.procs:
         sup.pressure.record_resume(task_id)
+
+
+def _running_and_paused(sup: Supervisor) -> tuple[list[tuple[int, float]], dict[int, float]]:
+    """What PressureRelief decides over: (task, started at) of each running attempt, and
+    the memory held by each it paused that is still paused."""
+    running: list[tuple[int, float]] = []
+    paused: dict[int, float] = {}
+    for task in sup.store.live():
+        if task.id not in sup.procs:
+            continue
+        if task.state is State.RUNNING:
+            running.append((task.id, task.started_at or 0.0))
+        elif task.state is State.PAUSED and task.id in sup.pressure.paused:
+            paused[task.id] = float(task.rss or 0)
+    return running, paused
 
 
 def publish(sup: Supervisor, now: float) -> None:

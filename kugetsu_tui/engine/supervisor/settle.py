@@ -56,46 +56,14 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     sup.activity.pop(task_id, None)
     # The sampling timer caps logs that grow; this catches what an agent wrote since.
     runner.cap_log(sup.home.log_path(task_id), int(sup.config.max_log))
-    if proc.ending is None and proc.deadline is not None and now >= proc.deadline:
-        # Its exit was learned only past its deadline (it ended while no supervisor ran,
-        # or while this one was stopped): judged by when it ended, not when that was seen.
-        ended = sup.executor.ended_at(task_id)
-        if ended is not None and ended >= proc.deadline:
-            proc.ending = Ending.TIMEOUT
+    if proc.ending is None and _ended_past_deadline(sup, proc, now):
+        proc.ending = Ending.TIMEOUT
     verdict = read_attempt(sup, proc, now, status)
     if proc.ending is not None:
         sup.executor.kill_strays(task_id, proc.pid)  # its grace ran out with its group's
-    if proc.ending is Ending.STOP:
-        task = interrupted(sup, task_id, now, "stopped with the supervisor (--stop-agents)", refund=True)
-    elif proc.ending is Ending.CANCEL:
-        task = cancelled(sup, task_id, now, status)
-    elif proc.ending is Ending.TIMEOUT:
-        timeout = format_duration(proc.timeout) if proc.timeout else "?"
-        task = ended_badly(sup, proc, now, status, verdict, f"timed out after {timeout}")
-    elif proc.ending is Ending.STALL:
-        task = ended_badly(sup, proc, now, status, verdict, stalled_reason(sup, proc))
-    elif proc.ending is Ending.REPORTED:
-        task = ended_badly(sup, proc, now, status, verdict, verdict.reason or "ended on an error it reported")
-    elif status == 0 and verdict.outcome is Outcome.SUCCEEDED:
-        rate_limit_cleared(sup, proc.agent)
-        task = sup.store.transition(
-            task_id,
-            State.SUCCEEDED,
-            now=now,
-            expect=set(LIVE_STATES),
-            event=EventType.TASK_COMPLETED,
-            ended_at=now,
-            exit_code=0,
-            reason=None,
-        )
-    elif status is None and sup.executor.ended_at(task_id) is not None:
-        # Its wrapper saw it end but could not write how (a full disk leaves the exit
-        # file empty): the agent ran to its end, so it is not run again.
-        task = fail(sup, task_id, now, None, UNKNOWN_EXIT, retry=False)
-    elif status is None:
-        task = interrupted(sup, task_id, now, "agent vanished without an exit status")
+        task = _ended_by_us(sup, proc, now, status, verdict)
     else:
-        task = ended_badly(sup, proc, now, status, verdict, failure_reason(status, verdict))
+        task = _ended_by_itself(sup, proc, now, status, verdict)
     # Whatever it started that outlives it is ended (in a sweep beside the loop, by the
     # executor), whether it succeeded or not.
     sup.leftovers.append(
@@ -105,6 +73,58 @@ def settle(sup: Supervisor, proc: Proc, now: float) -> None:
     )
     if task is not None and task.state.is_settled:
         clean_worktree(sup, task)
+
+
+def _ended_past_deadline(sup: Supervisor, proc: Proc, now: float) -> bool:
+    """An exit learned only past the deadline (it ended while no supervisor ran, or while
+    this one was stopped) is judged by when it ended, not by when that was seen."""
+    if proc.deadline is None or now < proc.deadline:
+        return False
+    ended = sup.executor.ended_at(proc.task_id)
+    return ended is not None and ended >= proc.deadline
+
+
+def _ended_by_us(
+    sup: Supervisor, proc: Proc, now: float, status: int | None, verdict: Verdict
+) -> Task | None:
+    """An attempt the supervisor ended: how it settles follows why it was ended."""
+    task_id = proc.task_id
+    if proc.ending is Ending.STOP:
+        return interrupted(sup, task_id, now, "stopped with the supervisor (--stop-agents)", refund=True)
+    if proc.ending is Ending.CANCEL:
+        return cancelled(sup, task_id, now, status)
+    if proc.ending is Ending.TIMEOUT:
+        timeout = format_duration(proc.timeout) if proc.timeout else "?"
+        return ended_badly(sup, proc, now, status, verdict, f"timed out after {timeout}")
+    if proc.ending is Ending.STALL:
+        return ended_badly(sup, proc, now, status, verdict, stalled_reason(sup, proc))
+    return ended_badly(sup, proc, now, status, verdict, verdict.reason or "ended on an error it reported")
+
+
+def _ended_by_itself(
+    sup: Supervisor, proc: Proc, now: float, status: int | None, verdict: Verdict
+) -> Task | None:
+    """An attempt that ended on its own: succeeded, failed, or gone without a status."""
+    task_id = proc.task_id
+    if status == 0 and verdict.outcome is Outcome.SUCCEEDED:
+        rate_limit_cleared(sup, proc.agent)
+        return sup.store.transition(
+            task_id,
+            State.SUCCEEDED,
+            now=now,
+            expect=set(LIVE_STATES),
+            event=EventType.TASK_COMPLETED,
+            ended_at=now,
+            exit_code=0,
+            reason=None,
+        )
+    if status is None and sup.executor.ended_at(task_id) is not None:
+        # Its wrapper saw it end but could not write how (a full disk leaves the exit
+        # file empty): the agent ran to its end, so it is not run again.
+        return fail(sup, task_id, now, None, UNKNOWN_EXIT, retry=False)
+    if status is None:
+        return interrupted(sup, task_id, now, "agent vanished without an exit status")
+    return ended_badly(sup, proc, now, status, verdict, failure_reason(status, verdict))
 
 
 def sweep_leftovers(sup: Supervisor, *, now: bool = False) -> None:
