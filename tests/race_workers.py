@@ -68,7 +68,9 @@ def add(home: str, barrier: str, workdir: str, n: int, tag: str) -> None:
     for i in range(n):
         out = io.StringIO()
         with redirect_stdout(out):
-            code = cli.main(["--home", home, "add", "--no-worktree", "--repo", workdir, f"{tag} task {i}"])
+            code = cli.main(
+                ["--home", home, "add", "--force", "--no-worktree", "--repo", workdir, f"{tag} task {i}"]
+            )
         if code != 0:
             print(json.dumps({"error": code}))
             sys.exit(code)
