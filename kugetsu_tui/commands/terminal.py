@@ -10,7 +10,6 @@ import sys
 import time
 
 from kugetsu_tui.commands.context import Context
-from kugetsu_tui.engine import terminal
 from kugetsu_tui.engine.intake import caller_task
 from kugetsu_tui.engine.text import one_line
 from kugetsu_tui.errors import UsageError
@@ -19,9 +18,7 @@ DEFAULT_NOTE = "needs input"
 
 
 def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
-    task_id = ctx.control.terminal_task(args.id).id
-    ctx.store.set_needs_input(task_id, None, time.time(), by="person")
-    argv = terminal.attach_argv(ctx.home.root, task_id)
+    argv = ctx.control.attach_argv(args.id)
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     ctx.store.close()
     sys.stdout.flush()

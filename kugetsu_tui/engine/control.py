@@ -404,15 +404,8 @@ class Control:
         UsageError; attaching answers its needs-input flag, so that is cleared."""
         from kugetsu_tui.engine import terminal
 
-        task = self.store.get(task_id)
-        if task is None:
-            raise UsageError(f"no task {task_id} (expected an id listed by `kugetsu status`)")
-        if not task.is_live or not terminal.is_live(self.home.root, task_id):
-            raise UsageError(
-                f"task {task_id} ({task.state}) has no live terminal "
-                "(expected a running task of an agent with terminal = true)"
-            )
-        self.store.set_needs_input(task_id, None, self.clock())
+        self.terminal_task(task_id)
+        self.store.set_needs_input(task_id, None, self.clock(), by="person")
         return terminal.attach_argv(self.home.root, task_id)
 
     def work_dir(self, task_id: int) -> Path:
