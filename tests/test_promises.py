@@ -22,6 +22,7 @@ import pytest
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.home import Home
+from kugetsu_tui.engine.markers import SETUP_FILE
 from kugetsu_tui.engine.supervisor import Supervisor
 from tests.helpers.harness import PY, Kugetsu, ended, script, wait_until
 
@@ -211,6 +212,9 @@ def test_a_setup_orphaned_by_a_killed_supervisor_is_ended_and_run_again(kg: Kuge
     first = kg.start_supervisor()
     wait_until(started.exists, "the worktree setup to start")
     orphan = int(runs.read_text().split()[0])
+    # Killed once it has noted the setup's group (between starting a setup and noting it,
+    # a kill leaves one that only its own end stops: a window of one file write).
+    wait_until((kg.home / "runs" / str(task) / SETUP_FILE).exists, "the supervisor to note the setup")
     kill9(first)
     started.unlink()
     second = kg.start_supervisor()

@@ -21,7 +21,14 @@ def carry_out_requests(sup: Supervisor, now: float) -> None:
     if version == sup.data_version:
         return  # no other process wrote anything since we last looked
     sup.data_version = version
-    for request in sup.store.pending_requests():
+    pending = sup.store.pending_requests()
+    if pending and sup.running_marks:
+        # Marks that wait for a tick's commit are written before any answer: whoever
+        # reads an answer sees the attempts that were running when it was given.
+        with sup.store.batch():
+            sup.write_running_marks()
+        sup.running_marks.clear()
+    for request in pending:
         result = carry_out(sup, request, now)
         sup.store.finish_request(request.id, result.encode(), now)
 
