@@ -19,7 +19,8 @@ from kugetsu_tui.engine.model import (
 )
 
 # 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent; 5: tasks.result,
-# tasks.reported_usage; 6: a task's base, changes and review; 7: tasks.needs_input; 8: tasks.session_id. The schema's statements are
+# tasks.reported_usage; 6: a task's base, changes and review; 7: tasks.needs_input; 8: tasks.session_id,
+# tasks_measured. The schema's statements are
 # idempotent and missing columns are added, so an older home is brought up to date by running them again.
 SCHEMA_VERSION = 8
 
@@ -88,6 +89,8 @@ CREATE INDEX IF NOT EXISTS tasks_waiting_since ON tasks (queued_at) WHERE state 
 CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (updated_at);
 -- The newest tasks of one state (status lists ended tasks newest first) without a sort.
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, id);
+-- The advisor's look at an agent's measured attempts: not a scan of every finished task.
+CREATE INDEX IF NOT EXISTS tasks_measured ON tasks (agent, ended_at) WHERE peak_rss IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     ts      REAL    NOT NULL,
