@@ -109,16 +109,14 @@ def cluster_label(machine: Mapping[str, Any] | None) -> str | None:
 def advise_now(store: Store, config: Config) -> dict[str, Any]:
     """The advisor's suggestion computed here and now, for when no supervisor publishes one.
 
-    Imports psutil, so only `status` without a supervisor pays for it."""
+    One instant: no CPU percent (unknown, not 0)."""
     from kugetsu_tui.engine.capacity import limits_for, profile_in_play, suggest_cap
-    from kugetsu_tui.engine.readings import read_machine
+    from kugetsu_tui.engine.readings import read_machine_once
 
-    machine = read_machine()
+    machine = read_machine_once()
     profile = profile_in_play(store, config)
     suggestion = suggest_cap(machine, limits_for(config), profile, store.live_count())
-    json_machine = machine.to_json()
-    json_machine["cpu_percent"] = None  # one instant gives no CPU percent: unknown
-    return {"suggested_cap": suggestion.cap, "cap_reason": suggestion.reason, "machine": json_machine}
+    return {"suggested_cap": suggestion.cap, "cap_reason": suggestion.reason, "machine": machine.to_json()}
 
 
 def constraints(

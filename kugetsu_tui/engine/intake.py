@@ -65,6 +65,7 @@ class Intake:
         self.check_program = check_program
         self.parent = caller_task(store, environ)
         self._repos: dict[tuple[str, bool], str] = {}
+        self._checked_programs: set[str] = set()  # agents whose program was found
 
     def task(self, spec: Spec, where: str = "", *, typed: bool = True) -> NewTask:
         """`spec` (keys of ADD_KEYS, absent = default) as a NewTask; `where` prefixes errors.
@@ -121,8 +122,10 @@ class Intake:
         check_terminal(agent)
         # On a cluster the program is looked for on the node that runs it, not here.
         local = self.config.executor_kind == "local"
-        if self.check_program and local and (missing := missing_program(agent, self.environ)):
-            raise UsageError(missing)
+        if self.check_program and local and name not in self._checked_programs:
+            if missing := missing_program(agent, self.environ):
+                raise UsageError(missing)
+            self._checked_programs.add(name)  # (a file of 10,000 tasks looks once per agent)
         if agent.prompt_via == PromptVia.ARGV:
             _fits_argv(prompt)
         return name

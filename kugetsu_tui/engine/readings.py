@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kugetsu_tui.engine.capacity import Machine
@@ -86,7 +86,7 @@ class TreeMeter:
 
 
 def read_machine() -> Machine:
-
+    """The machine now, CPU percent since the last call (psutil keeps the window)."""
     import psutil
 
     mem = psutil.virtual_memory()
@@ -103,6 +103,32 @@ def read_machine() -> Machine:
         mem_available=int(mem.available),
         swap_total=int(swap.total),
         swap_used=int(swap.used),
+    )
+
+
+def read_machine_once() -> Machine:
+    """The machine at one instant, for a process that reads it once (`status` with no
+    supervisor running): no CPU percent (an instant has none), and no psutil to import
+    where /proc/meminfo tells it all."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            info = {k: int(v.split()[0]) * 1024 for k, _, v in (line.partition(b":") for line in f)}
+        mem_total, available = info[b"MemTotal"], info[b"MemAvailable"]
+        swap_total, swap_free = info.get(b"SwapTotal", 0), info.get(b"SwapFree", 0)
+    except (OSError, ValueError, IndexError, KeyError):
+        return replace(read_machine(), cpu_percent=None)
+    try:
+        load1: float | None = os.getloadavg()[0]
+    except OSError:
+        load1 = None
+    return Machine(
+        cpus=os.cpu_count() or 1,
+        cpu_percent=None,
+        load1=load1,
+        mem_total=mem_total,
+        mem_available=available,
+        swap_total=swap_total,
+        swap_used=swap_total - swap_free,
     )
 
 
