@@ -93,13 +93,17 @@ def scratch(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def fresh_home(parent: Path, cap: int, agents: dict[str, list[str]], default: str) -> Path:
-    """A new, private KUGETSU_HOME with these agents and this cap."""
+def fresh_home(
+    parent: Path, cap: int, agents: dict[str, list[str]], default: str, *, est_rss: str | None = None
+) -> Path:
+    """A new, private KUGETSU_HOME with these agents and this cap (and, with est_rss, what
+    each agent is expected to hold until measured: the memory guard admits by it)."""
     home = Path(tempfile.mkdtemp(prefix="home-", dir=parent))
     home.chmod(0o700)
     lines = [f'default_agent = "{default}"', "", "[capacity]", f"cap = {cap}", ""]
     for name, argv in agents.items():
-        lines += [f"[agents.{name}]", "command = " + json.dumps(argv), ""]
+        lines += [f"[agents.{name}]", "command = " + json.dumps(argv)]
+        lines += [f'est_rss = "{est_rss}"', ""] if est_rss else [""]
     (home / "config.toml").write_text("\n".join(lines))
     return home
 

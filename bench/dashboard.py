@@ -247,7 +247,9 @@ def main() -> None:
     modes: dict[str, dict[str, Any]] = {}
     for mode, label in MODES.items():
         with scratch("dashboard") as work:
-            home = fresh_home(work, live, {"sleep": ["sleep", "600"], "fail": ["false"]}, "sleep")
+            # `sleep` holds a few MiB: said so, or the memory guard would admit by a coding
+            # agent's estimate and hold most of the 50 back.
+            home = fresh_home(work, live, {"sleep": ["sleep", "600"], "fail": ["false"]}, "sleep", est_rss="16MiB")
             supervisor = fill(home, work, queued, live, failed, supervise=mode == "attached")
             rounds = []
             try:

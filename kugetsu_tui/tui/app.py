@@ -50,6 +50,7 @@ from kugetsu_tui.tui.handlers.view import quit_dashboard
 from kugetsu_tui.tui.readings import MachineReading, MachineSampler, sample_machine
 
 REFRESH_EVERY = 0.5  # seconds between looks at the store
+REBUILD_EVERY = 2.0  # seconds a board is shown again with nothing changed in the store
 SAMPLE_EVERY = 1.0  # seconds between readings of the machine
 LOOK_AROUND_EVERY = 2.0  # seconds between checks of the lock and of config.toml
 SOON = 0.1  # after the supervisor reports events, refresh this soon
@@ -91,6 +92,7 @@ class KugetsuApp(App[int]):
         self.control = Control(home, store=self.store)
         self.reader = BoardReader(self.store)
         self.board = Board()
+        self._board_config: Config | None = None  # the config the board was explained with
         self.dashboard = DashboardScreen(home.log_path)
         self.supervisor: Supervisor | None = None
         self.machine: MachineReading | None = None
@@ -215,17 +217,29 @@ class KugetsuApp(App[int]):
             and not self._supervisor_broke
         ):
             self._start_supervisor()  # none runs (any more): this dashboard supervises
-        if self.reader.poll(force=self._dirty):
+        changed = self.reader.poll(force=self._dirty)
+        if changed:
             self._generation += 1
         self._dirty = False
-        self.board = self.reader.board(
-            cap=self.current_cap(),
-            supervisor=self.supervisor_state(),
-            now=self.clock(),
-            text_filter=self.dashboard.text_filter,
-            config=self.config,
-        )
-        self.dashboard.show(self.board, self._generation)
+        now, state, cap = self.clock(), self.supervisor_state(), self.current_cap()
+        board = self.board
+        # Explaining the queue's window is most of a refresh: done again when something
+        # changed, else every REBUILD_EVERY seconds (for the countdowns in wait reasons).
+        if (
+            changed
+            or now - board.now >= REBUILD_EVERY
+            or state != board.supervisor
+            or cap != board.cap
+            or self.dashboard.text_filter != board.text_filter
+            or self.config is not self._board_config
+        ):
+            self._board_config = self.config
+            self.board = self.reader.board(
+                cap=cap, supervisor=state, now=now, text_filter=self.dashboard.text_filter, config=self.config
+            )
+            self.dashboard.show(self.board, self._generation)
+        else:
+            self.dashboard.log_pane.poll()  # the one thing that moves without the store
         self._check_requests()
 
     def _look_around(self, *, force: bool = False) -> None:

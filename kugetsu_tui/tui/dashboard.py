@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -120,6 +120,7 @@ class DashboardScreen(Screen[None]):
         active_key = (board.versions[0], self.text_filter)
         if active_key != self._active_key:
             self._active_key = active_key
+            self.active.hold = len(board.active) > FEW_ACTIVE  # (metering steps with the tick)
             self.active.show(board)
         queued_key = (
             board.versions[1],
@@ -173,7 +174,9 @@ class DashboardScreen(Screen[None]):
             return
         if len(self._board.active) > FEW_ACTIVE and self._elapsed_ticks % MANY_ACTIVE_STEP:
             return
-        self.active.show(self._board)
+        self.active.hold = False
+        # (the board may be a moment old: the times are of now)
+        self.active.show(replace(self._board, now=cast("KugetsuApp", self.app).clock()))
 
     def focus_first(self) -> None:
         """Start where the first key press matters: the first running task, else the queue.

@@ -20,6 +20,11 @@ from kugetsu_tui.tui.widgets.task_table import Cells, Column, TaskTable
 class ActivePane(TaskTable):
     _pane_height = 0
     _asking: frozenset[int] = frozenset()  # tasks shown as needing input (notified once each)
+    # With many rows, a redraw of all of them on every metering (2 s) is most of the
+    # dashboard's idle CPU: while `hold` is set, each row keeps the time, CPU and RSS it
+    # last showed (they step with the dashboard's tick); a change of state shows at once.
+    hold = False
+    _metered: dict[int, tuple[Text, Text, Text]] | None = None
 
     COLUMNS = (
         Column("id", "ID", 4),
@@ -37,6 +42,8 @@ class ActivePane(TaskTable):
         return board.active
 
     def show(self, board: Board) -> None:
+        if not self.hold or self._metered is None:
+            self._metered = {}
         super().show(board)
         asking = {t.id: t.needs_input for t in board.active if t.needs_input}
         for task_id in sorted(asking.keys() - self._asking):
@@ -58,14 +65,23 @@ class ActivePane(TaskTable):
         place = ""
         if task.repo:
             place = Path(task.repo).name + (f":{task.branch}" if task.branch else "")
+        shown = self._metered if self._metered is not None else {}
+        metered = shown.get(task.id) if self.hold else None
+        if metered is None:
+            metered = (
+                look.right(elapsed(board.now - since if since else None)),
+                look.right(look.percent(task.cpu_percent)),
+                look.right(look.size(task.rss)),
+            )
+            shown[task.id] = metered
         return {
             "id": look.right(str(task.id)),
             "state": Text("! input", "bold yellow") if task.needs_input else look.state_text(task.state),
             "agent": look.plain(task.agent),
             "try": look.right(f"{task.attempts}/{task.max_attempts}"),
-            "elapsed": look.right(elapsed(board.now - since if since else None)),
-            "cpu": look.right(look.percent(task.cpu_percent)),
-            "rss": look.right(look.size(task.rss)),
+            "elapsed": metered[0],
+            "cpu": metered[1],
+            "rss": metered[2],
             "branch": look.plain(place, "bright_black"),
             "prompt": look.prompt(task),
         }
