@@ -98,6 +98,21 @@ def cluster_nodes(store: Store, now: float) -> list[dict[str, Any]] | None:
     return nodes if isinstance(nodes, list) and now - ts < META_FRESH else None
 
 
+def node_line(node: Mapping[str, Any]) -> str:
+    """One node of the cluster as status and the dashboard's header show it."""
+    from kugetsu_tui.engine.capacity import gib
+
+    host, address = printable(str(node.get("host"))), printable(str(node.get("address")))
+    cpus = node.get("cpus")
+    return (
+        f"node {host} {address} {printable(str(node.get('node_id')))[:12]}: "
+        f"{node.get('live')}/{node.get('slots')} agents live, "
+        f"{cpus:g} CPUs, {gib(node.get('memory') or 0)}"
+        if isinstance(cpus, int | float)
+        else f"node {host} {address}: {node.get('live')}/{node.get('slots')} agents live"
+    )
+
+
 def cluster_label(machine: Mapping[str, Any] | None) -> str | None:
     """The header's note that the advisor's figures are a Ray cluster's, or None."""
     if not machine or machine.get("scope") != "cluster":

@@ -109,6 +109,7 @@ def _print_nodes(report: dict[str, Any]) -> None:
     if not nodes:
         return
     from kugetsu_tui.engine.capacity import gib
+    from kugetsu_tui.present import node_line
 
     machine = report.get("machine") or {}
     print(
@@ -117,10 +118,7 @@ def _print_nodes(report: dict[str, Any]) -> None:
         "the suggested cap is the cluster's)"
     )
     for n in nodes:
-        print(
-            f"  node {printable(str(n['host']))} {printable(str(n['address']))} {printable(str(n['node_id']))[:12]}: "
-            f"{n['live']}/{n['slots']} agents live, {n['cpus']:g} CPUs, {gib(n['memory'])}"
-        )
+        print(f"  {node_line(n)}")
 
 
 def _print_status_json(ctx: Context, selection: Selection, now: float) -> int:

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -42,7 +43,7 @@ from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor, cluster
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
-from kugetsu_tui.present import BROWSER_ENV, cluster_label, kugetsu_command, supervisor_facts
+from kugetsu_tui.present import BROWSER_ENV, cluster_label, cluster_nodes, kugetsu_command, supervisor_facts
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen
@@ -196,6 +197,7 @@ class KugetsuApp(App[int]):
             config_error=supervisor.config_error,
             cooldowns={a: until for a, (until, _) in supervisor.cooldowns.items() if until},
             cluster=cluster_label(cluster.machine_facts(supervisor)),
+            nodes=tuple(cluster.node_facts(supervisor) or ()),
         )
 
     def current_cap(self) -> int:
@@ -251,7 +253,11 @@ class KugetsuApp(App[int]):
         if self.probe is not None:
             self.elsewhere = self.probe()
         elif self.supervisor is None:
-            self.elsewhere = SupervisorState.from_facts(supervisor_facts(self.store, self.home, time.time()))
+            now = time.time()
+            self.elsewhere = replace(
+                SupervisorState.from_facts(supervisor_facts(self.store, self.home, now)),
+                nodes=tuple(cluster_nodes(self.store, now) or ()),
+            )
         mtime = self._mtime()
         if mtime != self._config_mtime:
             self._config_mtime = mtime

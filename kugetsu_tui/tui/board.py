@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.messages import SupervisorFacts
@@ -42,6 +43,7 @@ class SupervisorState:
     config_error: str | None = None
     cooldowns: Mapping[str, float] = field(default_factory=dict)  # agent -> until
     cluster: str | None = None  # agents run on a Ray cluster: the advisor's figures are its
+    nodes: tuple[Mapping[str, Any], ...] = ()  # that cluster's nodes, as status --json has them
 
     @property
     def running(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.messages import SupervisorFacts
 from kugetsu_tui.engine.model import CapMode
@@ -74,3 +76,41 @@ async def test_a_suggestion_from_a_ray_cluster_says_it_is_the_clusters(harness: 
         header = screen_lines(app)[0]
         assert "suggested 4 for the cluster — a to apply" in header, header
         assert "cluster of 2 nodes, 4 slots" in header, header
+
+
+async def test_the_header_has_a_line_per_node_of_the_cluster(harness: Harness) -> None:
+    """Agents on a Ray cluster: each node's live agents of its slots, CPUs and memory, one
+    line each (as `kugetsu status` prints them), the header growing to hold them."""
+    machine = {
+        "cpus": 6,
+        "mem_total": 3 * 2**33,
+        "mem_available": 2**33,
+        "scope": "cluster",
+        "nodes": 6,
+        "slots": 12,
+    }
+    nodes = tuple(
+        {
+            "node_id": f"{n:02d}" * 14,
+            "host": f"box{n}",
+            "address": f"127.0.0.{n + 1}",
+            "live": n % 3,
+            "slots": 2,
+            "cpus": 1,
+            "memory": 2**33,
+        }
+        for n in range(6)
+    )
+    facts = SupervisorFacts(supervisor_pid=1, cap=4, cap_mode=CapMode("fixed"), machine=machine)
+    app = harness.app(probe=lambda: replace(SupervisorState.from_facts(facts), nodes=nodes))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = screen_lines(app)
+        shown = [line.strip() for line in lines[2:8]]
+        assert shown[0].startswith("⎈ node box0 127.0.0.1 000000000000: 0/2 agents live, 1 CPUs, 8.0 GiB"), (
+            lines[:8]
+        )
+        assert shown[1].startswith("⎈ node box1 127.0.0.2"), lines[:8]
+        assert "1/2 agents live" in shown[1]
+        assert shown[4].startswith("⎈ … and 2 more nodes (kugetsu status)"), lines[:8]
+        assert "Active" in lines[7], lines[:8]  # the panes start below the header's 7 lines

@@ -11,10 +11,12 @@ from textual.widgets import Static
 
 from kugetsu_tui.engine.model import State
 from kugetsu_tui.engine.text import one_line, printable
-from kugetsu_tui.present import BROWSER_ENV, STATE_SYMBOL
+from kugetsu_tui.present import BROWSER_ENV, STATE_SYMBOL, node_line
 from kugetsu_tui.tui import look
 from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.readings import MachineReading
+
+NODE_LINES = 4  # node lines in the header at most; status lists them all
 
 
 def machine_line(reading: MachineReading | None) -> Text:
@@ -76,6 +78,7 @@ class MachineBar(Static):
         super().__init__(id=id)
         self.reading: MachineReading | None = None
         self._shown: tuple[str, list[Span]] | None = None
+        self._height = 2
         self.browser = os.environ.get(BROWSER_ENV)
 
     def show(self, board: Board, reading: MachineReading | None) -> None:
@@ -89,7 +92,17 @@ class MachineBar(Static):
         for note in (board.supervisor.config_error, board.supervisor.admission_blocked):
             if note:
                 text.append(f"  ⚠ {one_line(note)}", "bold yellow")
+        nodes = board.supervisor.nodes
+        for node in nodes[:NODE_LINES]:  # agents on a Ray cluster: a line per node
+            text.append(f"\n⎈ {node_line(node)}", "bright_black")
+        if len(nodes) > NODE_LINES:
+            text.append(f"\n⎈ … and {len(nodes) - NODE_LINES} more nodes (kugetsu status)", "bright_black")
+        height = 2 + min(len(nodes), NODE_LINES + 1)
         key = (text.plain, list(text.spans))
         if key != self._shown:  # re-render only when something visible changed
             self._shown = key
-            self.update(text, layout=False)  # fixed height: no need to lay out the screen again
+            # Its height changes only when nodes come or go: else no new layout of the screen.
+            self.update(text, layout=height != self._height)
+            if height != self._height:
+                self._height = height
+                self.styles.height = height
