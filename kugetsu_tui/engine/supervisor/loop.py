@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from kugetsu_tui.engine.agents import Activity, Cooldown
+from kugetsu_tui.engine.agents import Activity, Cooldown, Slots
 from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
@@ -32,7 +32,7 @@ from kugetsu_tui.engine.messages import ActionResult, Ending, Event
 from kugetsu_tui.engine.model import EventType, iso
 from kugetsu_tui.engine.readings import TreeMeter
 from kugetsu_tui.engine.store import Store, disk_full
-from kugetsu_tui.engine.supervisor import advisor, deadlines, recovery, reload, requests, settle, start
+from kugetsu_tui.engine.supervisor import advisor, deadlines, limits, recovery, reload, requests, settle, start
 from kugetsu_tui.engine.supervisor.attempt import Proc, end
 
 Clock = Callable[[], float]
@@ -115,6 +115,7 @@ class Supervisor:
         self.background: set[asyncio.Task[None]] = set()
         self.cooldowns: dict[str, tuple[float, int]] = {}  # agent -> (until, rate limits in a row)
         self.rate_episodes: dict[str, Cooldown] = {}  # agent -> its last rate-limit episode
+        self.slots: dict[str, Slots] = {}  # agent -> its max_live as rate limits lowered it
         self.fatal_runs: dict[str, int] = {}  # agent -> fatal failures in a row
         self.suspended: dict[str, str] = {}  # agent -> why it is suspended
         self.activity: dict[int, Activity] = {}  # task -> when its attempt last showed life
@@ -189,6 +190,7 @@ class Supervisor:
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, self.wake)
         recovery.reconcile(self)
+        limits.restore(self)
         advisor.publish(self, self.clock())
         self._services = [
             loop.create_task(advisor.sample_forever(self)),
