@@ -6,7 +6,6 @@ slots given back by successes)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kugetsu_tui.engine.agents import RECOVER_AFTER, Activity, stall_check
@@ -133,8 +132,10 @@ class LiveSampler:
             tasks = self.tasks()
             states = [tasks[i]["state"] for i in ids]
             queued = [tasks[i]["wait_reason"] for i in ids if tasks[i]["state"] == "queued"]
-            return states.count("running") == running and len(queued) == len(ids) - running and (
-                waiting is None or all(r == waiting for r in queued)
+            return (
+                states.count("running") == running
+                and len(queued) == len(ids) - running
+                and (waiting is None or all(r == waiting for r in queued))
             )
 
         wait_until(there, f"{running} of {len(ids)} running, the rest waiting for {waiting}")
@@ -152,7 +153,10 @@ def test_a_rate_limit_halves_the_agents_slots_and_successes_give_them_back(kg: K
     sample = LiveSampler(kg)
     # Rate limited the first time (all four at once), then each runs until `hold`.
     steps = (["wait-file", gate], ["say", LIMITED])
-    hit = [kg.add(script(*steps, ["fail-then-ok", 1, kg.root / f"runs-{n}"], ["wait-file", hold])) for n in range(4)]
+    hit = [
+        kg.add(script(*steps, ["fail-then-ok", 1, kg.root / f"runs-{n}"], ["wait-file", hold]))
+        for n in range(4)
+    ]
     sample.until(hit, 4)
     gate.touch()
     slots = wait_until(lambda: (s := _slots(kg))["effective"] == 2 and s, "the limit halved")
@@ -191,7 +195,7 @@ def test_a_restarted_supervisor_keeps_the_lowered_limit(kg: Kugetsu) -> None:
     began = max(e["ts"] for e in kg.events() if e["type"] == "supervisor_started" and e["pid"] == second.pid)
 
     def published() -> dict[str, Any] | None:
-        store = Store(Path(kg.home) / "state.db")
+        store = Store(kg.home / "state.db")
         try:
             value, ts = store.meta().get("slots", (None, 0.0))
         finally:

@@ -115,7 +115,9 @@ def agent_slots(ceilings: Mapping[str, int], lowered: Mapping[str, AgentSlots]) 
     (`since` null: they were not)."""
     full = {"since": None, "rate_limited_at": None}
     return {
-        agent: {"slots": lowered[agent].to_json() if agent in lowered else {"effective": top, "max": top, **full}}
+        agent: {
+            "slots": lowered[agent].to_json() if agent in lowered else {"effective": top, "max": top, **full}
+        }
         for agent, top in ceilings.items()
     }
 

@@ -91,6 +91,8 @@ async def test_an_agent_held_back_by_rate_limits_shows_its_slots_in_the_header(h
         await pilot.pause()
         header = screen_lines(app)[0]
         assert "⇣ sleeper 1/2 slots" in header, header
-        await wait_for(pilot, lambda: app.board is not None and waiting in app.board.view.wait_reason, "the queue")
+        await wait_for(
+            pilot, lambda: app.board is not None and waiting in app.board.view.wait_reason, "the queue"
+        )
         assert app.board.view.wait_reason[waiting] == "agent sleeper at its limit (1/1 live)"
         assert running not in app.board.view.wait_reason

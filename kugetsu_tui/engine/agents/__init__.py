@@ -9,7 +9,14 @@ Pure: no I/O, no clock; the supervisor passes the log text and the times in. The
 below are the package's interface to the supervisor, the config and the faces.
 """
 
-from kugetsu_tui.engine.agents.cooldown import RECOVER_AFTER, Cooldown, Slots, credit_slots, cut_slots, next_cooldown
+from kugetsu_tui.engine.agents.cooldown import (
+    RECOVER_AFTER,
+    Cooldown,
+    Slots,
+    credit_slots,
+    cut_slots,
+    next_cooldown,
+)
 from kugetsu_tui.engine.agents.log import (
     PARSERS,
     attempt_footer,

@@ -32,7 +32,7 @@ from kugetsu_tui.engine.messages import ActionResult, Ending, Event
 from kugetsu_tui.engine.model import EventType, iso
 from kugetsu_tui.engine.readings import TreeMeter
 from kugetsu_tui.engine.store import Store, disk_full
-from kugetsu_tui.engine.supervisor import advisor, deadlines, limits, recovery, reload, requests, settle, start
+from kugetsu_tui.engine.supervisor import advisor, deadlines, recovery, reload, requests, settle, start
 from kugetsu_tui.engine.supervisor.attempt import Proc, end
 
 Clock = Callable[[], float]
@@ -190,7 +190,6 @@ class Supervisor:
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, self.wake)
         recovery.reconcile(self)
-        limits.restore(self)
         advisor.publish(self, self.clock())
         self._services = [
             loop.create_task(advisor.sample_forever(self)),
