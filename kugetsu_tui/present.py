@@ -15,7 +15,7 @@ from typing import Any
 
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.messages import SupervisorFacts, agent_slots, lowered_limits
 from kugetsu_tui.engine.model import LIVE_STATES, State, Task, iso
 from kugetsu_tui.engine.slots import Constraints, explain_queue
 from kugetsu_tui.engine.store import Store
@@ -141,6 +141,7 @@ def constraints(
     deps: Mapping[int, Sequence[tuple[int, State]]],
     blocked: str | None,
     cooling: Mapping[str, float],
+    lowered: Mapping[str, int] | None = None,  # agent -> max_live as rate limits lowered it
 ) -> Constraints:
     """What besides the cap holds queued tasks back, as the supervisor sees it. `tasks`
     must hold every live task (for the per-agent and per-repo counts); `deps` is
@@ -157,7 +158,7 @@ def constraints(
         blocked=blocked,
         deps=deps,
         cooling=cooling,
-        agent_max=config.agent_max_live,
+        agent_max=config.agent_max_live | dict(lowered or {}),
         repo_max=config.repo_max_live,
         agent_live=agent_live,
         repo_live=repo_live,
@@ -210,6 +211,7 @@ def status_summary(store: Store, home: Home, config: Config, now: float) -> tupl
         "admission_blocked": facts.admission_blocked,
         "config_error": facts.config_error,
         "cooldowns": {agent: iso(until) for agent, until in facts.cooldowns.items()},
+        "agents": agent_slots(config.agent_ceilings(cap), facts.slots),
         "suspended": suspended_agents(store, facts),
         "supervisor_pid": facts.supervisor_pid,
         "nodes": cluster_nodes(store, now) if published is not None else None,
@@ -372,6 +374,7 @@ class _Explainer:
             deps={},
             blocked=summary["admission_blocked"],
             cooling=_cooldowns(summary),
+            lowered=lowered_limits(summary.get("agents") or {}),
         )
         self.first: list[Task] = []
         free = self.cap - self.live

@@ -1,5 +1,6 @@
 """The agents' output read into results, usage and verdicts (captured real output under
-tests/agent_output/), the rate-limit episode policy, and the agent config keys."""
+tests/agent_output/), the rate-limit episode policy and how rate limits shape concurrency
+(AIMD), and the agent config keys."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from kugetsu_tui.engine import agents
-from kugetsu_tui.engine.agents import Cooldown, Outcome, next_cooldown, read_log, verdict
+from kugetsu_tui.engine.agents import (
+    RECOVER_AFTER,
+    Cooldown,
+    Outcome,
+    Slots,
+    credit_slots,
+    cut_slots,
+    next_cooldown,
+    read_log,
+    verdict,
+)
 from kugetsu_tui.engine.config import AgentConfig, config_from_dict
 from kugetsu_tui.engine.model import AgentUsage
 from kugetsu_tui.engine.store import SCHEMA_VERSION, Store
@@ -242,6 +253,33 @@ def test_a_reported_reset_is_used_and_extends_the_episode() -> None:
         None, now=0.0, attempt_started=None, reported_at=0.0, retry_after=1e9, base=30, longest=1800
     )
     assert capped.until == 1800.0
+
+
+# --- rate limits shape concurrency (AIMD) ---------------------------------------------------
+
+
+def test_an_episode_halves_the_limit_down_to_one() -> None:
+    first = cut_slots(None, 4, now=100.0)
+    assert (first.effective, first.since, first.limited_at) == (2, 100.0, 100.0)
+    assert cut_slots(first, 4, now=200.0).effective == 1
+    assert cut_slots(Slots(1, 0.0, 0.0), 4, now=300.0).effective == 1  # never below one
+    assert cut_slots(Slots(8, 0.0, 0.0), 3, now=300.0).effective == 1  # of the ceiling, if lower now
+    assert cut_slots(None, 5, now=0.0).effective == 2
+
+
+def test_each_clean_stretch_gives_one_slot_back_up_to_the_ceiling() -> None:
+    slots: Slots | None = cut_slots(None, 4, now=100.0)
+    seen = []
+    for n in range(2 * RECOVER_AFTER):
+        assert slots is not None
+        slots = credit_slots(slots, 4, now=200.0 + n, admitted_at=150.0)
+        seen.append(None if slots is None else slots.effective)
+    assert seen == [2] * (RECOVER_AFTER - 1) + [3] * RECOVER_AFTER + [None]  # None: back at 4
+    cut = cut_slots(None, 4, now=100.0)
+    before = credit_slots(cut, 4, now=200.0, admitted_at=99.0)  # admitted before the cut
+    assert before == cut
+    back = credit_slots(Slots(2, 100.0, 100.0, RECOVER_AFTER - 1), 4, now=300.0, admitted_at=150.0)
+    assert back == Slots(3, 300.0, 100.0, 0)  # since: when it changed; the count starts over
 
 
 # --- config -------------------------------------------------------------------------------

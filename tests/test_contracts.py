@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kugetsu_tui.engine.config import load_config
 from kugetsu_tui.engine.home import Home
-from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.messages import AgentSlots, SupervisorFacts
 from kugetsu_tui.engine.model import (
     BAD_ENDINGS,
     REQUEUEABLE_STATES,
@@ -95,6 +95,7 @@ def test_published_facts_read_back_as_they_were_written(tmp_path: Path) -> None:
         admission_blocked=None,
         config_error="bad key",
         cooldowns={"claude": 1_700_000_095.25},
+        slots={"claude": AgentSlots(2, 4, 1_700_000_090.5, 1_700_000_080.125)},
     )
     assert SupervisorFacts.from_meta(facts.to_meta()) == facts
 

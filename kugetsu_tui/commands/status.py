@@ -100,7 +100,18 @@ def _print_summary(report: dict[str, Any]) -> None:
     for key in ("admission_blocked", "config_error"):
         if report[key]:
             print(f"note: {one_line(report[key])}")
+    _print_slots(report)
     _print_nodes(report)
+
+
+def _print_slots(report: dict[str, Any]) -> None:
+    """A line per agent whose concurrency rate limits lowered: "claude: 2 of 4 slots,
+    rate-limited 14:02" (a slot comes back per clean stretch of successes)."""
+    for agent, info in sorted((report.get("agents") or {}).items()):
+        slots = info["slots"]
+        if slots["rate_limited_at"] is not None:
+            when = time.strftime("%H:%M", time.localtime(_ts(slots["rate_limited_at"])))
+            print(f"{printable(agent)}: {slots['effective']} of {slots['max']} slots, rate-limited {when}")
 
 
 def _print_nodes(report: dict[str, Any]) -> None:

@@ -83,6 +83,51 @@ class ActionResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentSlots:
+    """An agent's effective max_live as rate limits left it (of `max`, its ceiling), since
+    when, and when a rate limit last cut it."""
+
+    effective: int
+    max: int
+    since: float
+    rate_limited_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "effective": self.effective,
+            "max": self.max,
+            "since": iso(self.since),
+            "rate_limited_at": iso(self.rate_limited_at),
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> AgentSlots:
+        return cls(
+            int(value["effective"]),
+            int(value["max"]),
+            datetime.fromisoformat(value["since"]).timestamp(),
+            datetime.fromisoformat(value["rate_limited_at"]).timestamp(),
+        )
+
+
+def agent_slots(ceilings: Mapping[str, int], lowered: Mapping[str, AgentSlots]) -> dict[str, Any]:
+    """`status --json`'s `agents`: each agent's `slots`, as rate limits lowered them
+    (`since` null: they were not)."""
+    full = {"since": None, "rate_limited_at": None}
+    return {
+        agent: {
+            "slots": lowered[agent].to_json() if agent in lowered else {"effective": top, "max": top, **full}
+        }
+        for agent, top in ceilings.items()
+    }
+
+
+def lowered_limits(agents: Mapping[str, Any]) -> dict[str, int]:
+    """From `agent_slots`: the agents rate limits hold below their ceiling -> effective."""
+    return {a: int(v["slots"]["effective"]) for a, v in agents.items() if v["slots"]["since"] is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class SupervisorFacts:
     """What a running supervisor last published about itself (one meta row per field in
     the store): written by the advisor, read by `status` and by attached dashboards."""
@@ -96,6 +141,8 @@ class SupervisorFacts:
     admission_blocked: str | None = None
     config_error: str | None = None
     cooldowns: Mapping[str, float] = field(default_factory=dict)  # agent -> until (epoch seconds)
+    # Agents whose effective max_live rate limits lowered: agent -> AgentSlots.
+    slots: Mapping[str, AgentSlots] = field(default_factory=dict)
 
     def to_meta(self) -> dict[str, Any]:
         """The facts as JSON values, one per meta row (times as ISO text)."""
@@ -109,6 +156,7 @@ class SupervisorFacts:
             "admission_blocked": self.admission_blocked,
             "config_error": self.config_error,
             "cooldowns": {agent: iso(until) for agent, until in self.cooldowns.items()},
+            "slots": {agent: slots.to_json() for agent, slots in self.slots.items()},
         }
 
     @classmethod
@@ -133,4 +181,5 @@ class SupervisorFacts:
                 agent: datetime.fromisoformat(until).timestamp()
                 for agent, until in (values.get("cooldowns") or {}).items()
             },
+            slots={agent: AgentSlots.from_json(v) for agent, v in (values.get("slots") or {}).items()},
         )

@@ -40,7 +40,7 @@ from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.messages import ActionResult, Event
 from kugetsu_tui.engine.store import Store
-from kugetsu_tui.engine.supervisor import Supervisor, cluster
+from kugetsu_tui.engine.supervisor import Supervisor, cluster, limits
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
 from kugetsu_tui.present import BROWSER_ENV, cluster_label, cluster_nodes, kugetsu_command, supervisor_facts
@@ -196,6 +196,7 @@ class KugetsuApp(App[int]):
             admission_blocked=supervisor.admission_blocked,
             config_error=supervisor.config_error,
             cooldowns={a: until for a, (until, _) in supervisor.cooldowns.items() if until},
+            slots=limits.published(supervisor),
             cluster=cluster_label(cluster.machine_facts(supervisor)),
             nodes=tuple(cluster.node_facts(supervisor) or ()),
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kugetsu_tui.engine.config import Config
-from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.messages import AgentSlots, SupervisorFacts
 from kugetsu_tui.engine.model import BAD_ENDINGS, LIVE_STATES, CapMode, State, Task
 from kugetsu_tui.engine.slots import QueueView, explain_queue
 from kugetsu_tui.engine.store import Store
@@ -42,6 +42,7 @@ class SupervisorState:
     admission_blocked: str | None = None
     config_error: str | None = None
     cooldowns: Mapping[str, float] = field(default_factory=dict)  # agent -> until
+    slots: Mapping[str, AgentSlots] = field(default_factory=dict)  # agents rate limits hold back
     cluster: str | None = None  # agents run on a Ray cluster: the advisor's figures are its
     nodes: tuple[Mapping[str, Any], ...] = ()  # that cluster's nodes, as status --json has them
 
@@ -71,6 +72,7 @@ class SupervisorState:
             admission_blocked=facts.admission_blocked,
             config_error=facts.config_error,
             cooldowns=dict(facts.cooldowns),
+            slots=dict(facts.slots),
             cluster=cluster_label(facts.machine),
         )
 
@@ -208,6 +210,7 @@ class BoardReader:
                 deps=self.deps,
                 blocked=supervisor.admission_blocked,
                 cooling=supervisor.cooldowns,
+                lowered={agent: slots.effective for agent, slots in supervisor.slots.items()},
             ),
         )
         queued = self.queued

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from kugetsu_tui.engine.config import load_config
-from kugetsu_tui.engine.messages import SupervisorFacts
+from kugetsu_tui.engine.messages import AgentSlots, SupervisorFacts
 from kugetsu_tui.engine.model import CapMode
 from kugetsu_tui.tui.board import SupervisorState
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
@@ -114,3 +115,23 @@ async def test_the_header_has_a_line_per_node_of_the_cluster(harness: Harness) -
         assert "1/2 agents live" in shown[1]
         assert shown[4].startswith("⎈ … and 2 more nodes (kugetsu status)"), lines[:8]
         assert "Active" in lines[7], lines[:8]  # the panes start below the header's 7 lines
+
+
+async def test_an_agent_held_back_by_rate_limits_shows_its_slots_in_the_header(harness: Harness) -> None:
+    """A published lowered limit: "⇣ sleeper 1/2 slots", and the queue waits on it."""
+    harness.configure(cap=4)
+    running = harness.add("running")
+    harness.store.admit(4, time.time())  # one of its tasks is live
+    waiting = harness.add("waiting")
+    now = time.time()
+    facts = SupervisorFacts(supervisor_pid=1, cap=4, slots={"sleeper": AgentSlots(1, 2, now, now)})
+    app = harness.app(probe=lambda: SupervisorState.from_facts(facts))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        header = screen_lines(app)[0]
+        assert "⇣ sleeper 1/2 slots" in header, header
+        await wait_for(
+            pilot, lambda: app.board is not None and waiting in app.board.view.wait_reason, "the queue"
+        )
+        assert app.board.view.wait_reason[waiting] == "agent sleeper at its limit (1/1 live)"
+        assert running not in app.board.view.wait_reason

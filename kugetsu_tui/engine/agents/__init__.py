@@ -3,13 +3,20 @@ read what an attempt printed — one parser per output format (claude.py, codex.
 opencode.py) into a `Reading` (reading.py, log.py) — and what that means: `verdict`
 (verdict.py) turns a reading plus the exit status into success, a plain failure (retried),
 a fatal error (not retried) or a rate limit; `next_cooldown` (cooldown.py) is the
-rate-limit policy; `stall_check` (stall.py) flags an attempt gone quiet.
+rate-limit policy, `cut_slots`/`credit_slots` how rate limits shape concurrency; `stall_check` (stall.py) flags an attempt gone quiet.
 
 Pure: no I/O, no clock; the supervisor passes the log text and the times in. The names
 below are the package's interface to the supervisor, the config and the faces.
 """
 
-from kugetsu_tui.engine.agents.cooldown import Cooldown, next_cooldown
+from kugetsu_tui.engine.agents.cooldown import (
+    RECOVER_AFTER,
+    Cooldown,
+    Slots,
+    credit_slots,
+    cut_slots,
+    next_cooldown,
+)
 from kugetsu_tui.engine.agents.log import (
     PARSERS,
     attempt_footer,
@@ -48,6 +55,7 @@ __all__ = [
     "PARSERS",
     "PRESETS",
     "RATE_LIMIT_PATTERNS",
+    "RECOVER_AFTER",
     "RESULT_CHARS",
     "Activity",
     "Cooldown",
@@ -55,10 +63,13 @@ __all__ = [
     "Preset",
     "Reading",
     "Reported",
+    "Slots",
     "Verdict",
     "attempt_footer",
     "attempt_header",
     "attempt_output",
+    "credit_slots",
+    "cut_slots",
     "is_fatal_text",
     "is_mark",
     "masked",

@@ -179,6 +179,10 @@ class Config:
         """Agents with a limit of their own: name -> max_live."""
         return {a.name: a.max_live for a in self.agents.values() if a.max_live}
 
+    def agent_ceilings(self, cap: int) -> dict[str, int]:
+        """The most of each agent's tasks live at once under `cap`: its max_live, else the cap."""
+        return {a.name: max(min(a.max_live or cap, cap), 1) for a in self.agents.values()}
+
     def agent(self, name: str) -> AgentConfig:
         try:
             return self.agents[name]

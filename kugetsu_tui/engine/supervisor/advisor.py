@@ -18,7 +18,7 @@ from kugetsu_tui.engine.messages import SupervisorFacts
 from kugetsu_tui.engine.model import EventType, State
 from kugetsu_tui.engine.readings import TreeUsage, available_memory, read_machine
 from kugetsu_tui.engine.store import disk_full
-from kugetsu_tui.engine.supervisor import cluster, output, reload, requests
+from kugetsu_tui.engine.supervisor import cluster, limits, output, reload, requests
 from kugetsu_tui.engine.supervisor.waiting import watch_for_input
 
 if TYPE_CHECKING:
@@ -170,5 +170,6 @@ def publish(sup: Supervisor, now: float) -> None:
         admission_blocked=sup.admission_blocked,
         config_error=sup.config_error,
         cooldowns={a: u for a, (u, _) in sup.cooldowns.items() if u > now},
+        slots=limits.published(sup),
     )
     sup.store.set_meta({**facts.to_meta(), "nodes": cluster.node_facts(sup)}, now)

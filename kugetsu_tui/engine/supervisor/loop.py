@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from kugetsu_tui.engine.agents import Activity, Cooldown
+from kugetsu_tui.engine.agents import Activity, Cooldown, Slots
 from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
@@ -115,6 +115,7 @@ class Supervisor:
         self.background: set[asyncio.Task[None]] = set()
         self.cooldowns: dict[str, tuple[float, int]] = {}  # agent -> (until, rate limits in a row)
         self.rate_episodes: dict[str, Cooldown] = {}  # agent -> its last rate-limit episode
+        self.slots: dict[str, Slots] = {}  # agent -> its max_live as rate limits lowered it
         self.fatal_runs: dict[str, int] = {}  # agent -> fatal failures in a row
         self.suspended: dict[str, str] = {}  # agent -> why it is suspended
         self.activity: dict[int, Activity] = {}  # task -> when its attempt last showed life

@@ -12,6 +12,7 @@ from kugetsu_tui.engine.messages import Ending
 from kugetsu_tui.engine.model import EventType, State, Task
 from kugetsu_tui.engine.supervisor.attempt import Proc, end, watch, watched
 from kugetsu_tui.engine.supervisor.deadlines import time_waited
+from kugetsu_tui.engine.supervisor.limits import restore as restore_limits
 from kugetsu_tui.engine.supervisor.settle import interrupted, settle
 from kugetsu_tui.engine.supervisor.start import end_orphaned_setup, with_timeout
 
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 
 
 def reconcile(sup: Supervisor) -> None:
-    """Take over every task the store says is live: re-adopt, settle or requeue it."""
+    """Take over every task the store says is live: re-adopt, settle or requeue it; and
+    the agents' limits as rate limits left them (before any success counts toward them)."""
     now = sup.clock()
+    restore_limits(sup)
     for stored in sup.store.live():
         task = with_timeout(sup, stored)  # an adopted attempt keeps its default timeout too
         if task.pid is None:

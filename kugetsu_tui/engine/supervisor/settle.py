@@ -1,6 +1,7 @@
 """Settling ended attempts: succeeded, cancelled, or failed -> retried with backoff or
-failed for good; an attempt ended by a rate limit is given back and its agent cools
-down. A settled task's clean worktree is removed."""
+failed for good; an attempt ended by a rate limit is given back, its agent cools down
+and runs fewer at once until successes give the slots back (limits.py). A settled
+task's clean worktree is removed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from kugetsu_tui.engine.executor import Leftovers
 from kugetsu_tui.engine.messages import Ending
 from kugetsu_tui.engine.model import LIVE_STATES, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
-from kugetsu_tui.engine.supervisor import advisor
+from kugetsu_tui.engine.supervisor import advisor, limits
 from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
 from kugetsu_tui.engine.supervisor.output import describe_status, read_attempt, stalled_reason
 
@@ -108,6 +109,8 @@ def _ended_by_itself(
     task_id = proc.task_id
     if status == 0 and verdict.outcome is Outcome.SUCCEEDED:
         rate_limit_cleared(sup, proc.agent)
+        if limits.succeeded(sup, proc, now):
+            advisor.publish(sup, now)
         return sup.store.transition(
             task_id,
             State.SUCCEEDED,
@@ -341,6 +344,7 @@ def rate_limited(
         longest=agent.cooldown_max,
     )
     sup.rate_episodes[agent.name] = cooldown
+    slots = limits.rate_limited(sup, agent.name, now) if new else None  # once an episode
     if cooldown.until > now and cooldown != before:
         sup.cooldowns[agent.name] = (cooldown.until, cooldown.hits)
         advisor.publish(sup, now)
@@ -352,6 +356,7 @@ def rate_limited(
             "hits": cooldown.hits,
             "reset_reported": cooldown.reported,
             "reason": verdict.reason,
+            "slots": slots,
         }
         sup.store.record(now, EventType.COOLDOWN_STARTED, None, {**data, "task": task_id})
     source = "reset reported by the agent" if cooldown.reported else "backoff"

@@ -20,7 +20,7 @@ from kugetsu_tui.engine.home import private_dir
 from kugetsu_tui.engine.messages import Ending
 from kugetsu_tui.engine.model import EventType, State, Task
 from kugetsu_tui.engine.store import disk_full
-from kugetsu_tui.engine.supervisor import advisor, cluster, settle
+from kugetsu_tui.engine.supervisor import advisor, cluster, limits, settle
 from kugetsu_tui.engine.supervisor.attempt import end, watch, watched
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
         sup.cap,
         now,
         room,
-        agent_max=sup.config.agent_max_live,
+        agent_max=limits.agent_max(sup),
         repo_max=sup.config.repo_max_live,
         cooling=cooling,
     )

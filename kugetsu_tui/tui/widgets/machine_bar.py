@@ -70,6 +70,8 @@ def queue_line(board: Board) -> Text:
             line.append(
                 f"  ❄ {printable(agent)} until {time.strftime('%H:%M:%S', time.localtime(until))}", "cyan"
             )
+    for agent, slots in sorted(sup.slots.items()):  # held back after a rate limit
+        line.append(f"  ⇣ {printable(agent)} {slots.effective}/{slots.max} slots", "yellow")
     return line
 
 
