@@ -33,7 +33,7 @@ from kugetsu_tui.engine.model import NewTask, State, Task
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import UsageError
-from kugetsu_tui.present import kugetsu_command
+from kugetsu_tui.first_run import kugetsu_command
 
 # One wave: (priority, prompt, agent). The word before the colon tells the simulated agent
 # what to do (see sim_agent.py). The first four succeed at once.

@@ -43,7 +43,8 @@ from kugetsu_tui.engine.store import Store
 from kugetsu_tui.engine.supervisor import Supervisor, cluster, limits
 from kugetsu_tui.engine.text import printable
 from kugetsu_tui.errors import ConfigError, UsageError
-from kugetsu_tui.present import BROWSER_ENV, cluster_label, cluster_nodes, kugetsu_command, supervisor_facts
+from kugetsu_tui.first_run import kugetsu_command
+from kugetsu_tui.present import BROWSER_ENV, cluster_label, cluster_nodes, supervisor_facts
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board, BoardReader, SupervisorState
 from kugetsu_tui.tui.dashboard import DashboardScreen

@@ -23,7 +23,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
 from kugetsu_tui.engine.model import State
-from kugetsu_tui.present import STATE_SYMBOL, agent_to_offer, agents_found
+from kugetsu_tui.first_run import agent_to_offer, agents_found
+from kugetsu_tui.present import STATE_SYMBOL
 from kugetsu_tui.tui import actions
 from kugetsu_tui.tui.board import Board
 from kugetsu_tui.tui.readings import MachineReading

@@ -9,7 +9,7 @@ from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.messages import ActionResult
 from kugetsu_tui.engine.model import NewTask, State, Task
 from kugetsu_tui.engine.text import one_line
-from kugetsu_tui.present import agent_to_offer
+from kugetsu_tui.first_run import agent_to_offer
 from kugetsu_tui.tui.handlers.common import need_task, short
 from kugetsu_tui.tui.handlers.marks import act_on_marked, marked_tasks
 from kugetsu_tui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
