@@ -97,10 +97,25 @@ def _print_summary(report: dict[str, Any]) -> None:
             f"suggested cap {report['suggested_cap']} ({report['cap_mode']} mode): "
             f"{one_line(report['cap_reason'] or '')}"
         )
+    if report.get("budget"):
+        print(_budget_line(report["budget"]))
     for key in ("admission_blocked", "config_error"):
         if report[key]:
             print(f"note: {one_line(report[key])}")
     _print_nodes(report)
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    """What the agents reported they spent against [budget], and the tasks that reported nothing."""
+    cost, tokens = budget["cost_usd"], budget["tokens"]
+    parts = [
+        f"${cost['spent']:,.2f}" + (f" of ${cost['limit']:,.2f}" if cost["limit"] is not None else ""),
+        f"{tokens['spent']:,}" + (f" of {tokens['limit']:,}" if tokens["limit"] is not None else "") + " tokens",
+    ]
+    unmetered = budget["unmetered_tasks"]
+    if unmetered:
+        parts.append(f"{unmetered} task{'' if unmetered == 1 else 's'} unmetered (reported no usage)")
+    return "budget: " + " · ".join(parts)
 
 
 def _print_nodes(report: dict[str, Any]) -> None:
