@@ -108,10 +108,13 @@ def _print_summary(report: dict[str, Any]) -> None:
 def _budget_line(budget: dict[str, Any]) -> str:
     """What the agents reported they spent against [budget], and the tasks that reported nothing."""
     cost, tokens = budget["cost_usd"], budget["tokens"]
-    parts = [
-        f"${cost['spent']:,.2f}" + (f" of ${cost['limit']:,.2f}" if cost["limit"] is not None else ""),
-        f"{tokens['spent']:,}" + (f" of {tokens['limit']:,}" if tokens["limit"] is not None else "") + " tokens",
-    ]
+    parts = []  # each measure with a limit, or reported without one
+    if cost["limit"] is not None or cost["spent"] is not None:
+        of = f" of ${cost['limit']:,.2f}" if cost["limit"] is not None else ""
+        parts.append(f"${cost['spent'] or 0:,.2f}{of}")
+    if tokens["limit"] is not None or tokens["spent"] is not None:
+        of = f" of {tokens['limit']:,}" if tokens["limit"] is not None else ""
+        parts.append(f"{tokens['spent'] or 0:,}{of} tokens")
     unmetered = budget["unmetered_tasks"]
     if unmetered:
         parts.append(f"{unmetered} task{'' if unmetered == 1 else 's'} unmetered (reported no usage)")

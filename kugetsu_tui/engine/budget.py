@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Spent:
-    """The sums of what the agents reported: dollars, and tokens (input plus output)."""
+    """The sums of what the agents reported: dollars, and tokens (input plus output); each
+    None while no agent reported that figure at all."""
 
-    cost_usd: float = 0.0
-    tokens: int = 0
+    cost_usd: float | None = None
+    tokens: int | None = None
 
 
 def configured(config: Config) -> bool:
@@ -31,22 +32,26 @@ def configured(config: Config) -> bool:
 def exhausted(spent: Spent, config: Config) -> str | None:
     """Why nothing new may be admitted (the budget is spent), or None."""
     cost, tokens = config.budget_cost_usd, config.budget_tokens
-    if cost is not None and spent.cost_usd >= cost:
+    # (Rounded: a sum of reported floats, 0.02 + 0.03, must reach a limit of 0.05.)
+    if cost is not None and spent.cost_usd is not None and round(spent.cost_usd, 9) >= cost:
         return f"budget spent: ${spent.cost_usd:,.2f} of ${cost:,.2f}"
-    if tokens is not None and spent.tokens >= tokens:
+    if tokens is not None and spent.tokens is not None and spent.tokens >= tokens:
         return f"budget spent: {spent.tokens:,} of {tokens:,} tokens"
     return None
 
 
 def report(store: Store, config: Config) -> dict[str, Any] | None:
-    """`status --json`'s `budget`: each measure's spent and limit (null: no limit of that
-    kind) and how many tasks ran unmetered; None when no budget is configured (and then
-    nothing is read)."""
+    """`status --json`'s `budget`: each measure's spent (null: nothing reported) and limit
+    (null: no limit of that kind), and how many tasks ran unmetered; None when no budget is
+    configured (and then nothing is read)."""
     if not configured(config):
         return None
     spent = store.spent()
     return {
-        "cost_usd": {"spent": round(spent.cost_usd, 6), "limit": config.budget_cost_usd},
+        "cost_usd": {
+            "spent": None if spent.cost_usd is None else round(spent.cost_usd, 6),
+            "limit": config.budget_cost_usd,
+        },
         "tokens": {"spent": spent.tokens, "limit": config.budget_tokens},
         "unmetered_tasks": store.unmetered_tasks(),
     }

@@ -110,12 +110,15 @@ class Side:
         self.spend_reports += 1
 
     def spent(self) -> Spent:
-        """What every attempt's agent reported it used, summed (unreported figures left out)."""
-        cost, tokens = self.db.execute(
-            "SELECT total(cost_usd), total(coalesce(input_tokens, 0) + coalesce(output_tokens, 0))"
-            " FROM spend"
+        """What every attempt's agent reported it used, summed (unreported figures left out;
+        None where none was reported)."""
+        cost, tokens_in, tokens_out = self.db.execute(
+            "SELECT sum(cost_usd), sum(input_tokens), sum(output_tokens) FROM spend"
         ).fetchone()
-        return Spent(float(cost), int(tokens))
+        tokens: int | None = None
+        if tokens_in is not None or tokens_out is not None:
+            tokens = int(tokens_in or 0) + int(tokens_out or 0)
+        return Spent(None if cost is None else float(cost), tokens)
 
     def unmetered_tasks(self) -> int:
         """Tasks not live whose last attempt's agent reported no usage at all (they ran,
