@@ -65,7 +65,7 @@ def test_a_spent_budget_stops_admission_live_agents_run_on_and_raising_it_resume
     kg.wait_state(spender, "succeeded")
     reason = "budget spent: $0.06 of $0.05"
     task = wait_until(
-        lambda: (t := kg.task(waiting))["wait_reason"] == reason and t, "the queued task to wait for the budget"
+        lambda: (t := kg.task(waiting))["wait_reason"] == reason and t, "the queue to wait for the budget"
     )
     # Fail closed: untouched, no attempt spent, never dequeued.
     assert (task["state"], task["attempts"]) == ("queued", 0)
