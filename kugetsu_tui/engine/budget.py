@@ -55,4 +55,3 @@ def report(store: Store, config: Config) -> dict[str, Any] | None:
         "tokens": {"spent": spent.tokens, "limit": config.budget_tokens},
         "unmetered_tasks": store.unmetered_tasks(),
     }
-
