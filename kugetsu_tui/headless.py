@@ -10,6 +10,7 @@ import sys
 import time
 from typing import TextIO
 
+from kugetsu_tui.engine import budget
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.messages import Event
@@ -57,20 +58,29 @@ def run_headless(
 
     supervisor = Supervisor(home, config, forever=forever, on_events=show, stop_agents=stop_agents)
     code = asyncio.run(supervisor.run())
+    spent = budget.exhausted(supervisor.spent[1], supervisor.config) if supervisor.spent else None
     # With --json, stdout stays the stream of events; what is left goes to stderr.
-    print_left_waiting(home, sys.stderr if as_json else sys.stdout)
+    print_left_waiting(home, sys.stderr if as_json else sys.stdout, budget_spent=spent)
     return code
 
 
-def print_left_waiting(home: Home, out: TextIO, limit: int = 20) -> None:
-    """After a run: the queued tasks nothing will start without a person, and why."""
+def print_left_waiting(home: Home, out: TextIO, limit: int = 20, budget_spent: str | None = None) -> None:
+    """After a run: the queued tasks nothing will start without a person, and why (all of
+    them, when the run ended because the budget was spent)."""
     from kugetsu_tui.engine.store import Store
 
     store = Store(home.db_path)
     try:
         waiting = store.waiting_on_a_person()
+        queued = store.runnable_count() if budget_spent else 0
     finally:
         store.close()
+    if queued:
+        out.write(
+            f"left waiting: {queued} task{'s' if queued > 1 else ''}: {budget_spent} "
+            "(raise [budget] in the config to go on)\n"
+        )
+        out.flush()
     if not waiting:
         return
     lines = [f"left waiting: {len(waiting)} task{'s' if len(waiting) > 1 else ''} that need a person"]

@@ -13,6 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from kugetsu_tui.engine import budget
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.messages import SupervisorFacts, agent_slots, lowered_limits
@@ -194,7 +195,7 @@ class Selection:
 
 def status_summary(store: Store, home: Home, config: Config, now: float) -> tuple[dict[str, Any], bool]:
     """Everything `kugetsu status --json` prints but the tasks: cap, live, counts (from
-    SQL, never from the rows), the advisor's suggestion and what the supervisor published;
+    SQL, never from the rows), the budget, the advisor's suggestion and what the supervisor published;
     and whether a supervisor runs (its pid may not be known yet)."""
     published = supervisor_facts(store, home, now)
     facts = published or SupervisorFacts()
@@ -216,6 +217,7 @@ def status_summary(store: Store, home: Home, config: Config, now: float) -> tupl
         "supervisor_pid": facts.supervisor_pid,
         "nodes": cluster_nodes(store, now) if published is not None else None,
         "counts": {str(s): counts[s] for s in State},
+        "budget": budget.report(store, config),  # None (and nothing read) when none is configured
     }
     return summary, published is not None
 

@@ -16,7 +16,7 @@ import pytest
 from kugetsu_tui.engine.config import Config, load_config
 from kugetsu_tui.engine.config.agent_keys import AGENT, HOOK
 from kugetsu_tui.engine.config.keys import REPO, SECTIONS, TOP, Key, Table
-from kugetsu_tui.engine.config.kinds import Cores, Duration, Size, Whole
+from kugetsu_tui.engine.config.kinds import Cores, Dollars, Duration, Size, Whole
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import ConfigError
 from tests.helpers.harness import Kugetsu, wait_until
@@ -88,6 +88,8 @@ def _edges(key: Key) -> tuple[list[Any], list[Any]]:
         return ["1PiB", 0], ["1025TiB", 2**50 + 1, HUGE, -1]
     if isinstance(kind, Cores):
         return [1024, 0.001], [1024.5, 0, HUGE, -1]
+    if isinstance(kind, Dollars):
+        return [10**9, 0.01], [10**9 + 0.5, 0, HUGE, -1, "20", float("nan")]
     return [], []
 
 

@@ -97,6 +97,8 @@ def _print_summary(report: dict[str, Any]) -> None:
             f"suggested cap {report['suggested_cap']} ({report['cap_mode']} mode): "
             f"{one_line(report['cap_reason'] or '')}"
         )
+    if report.get("budget"):
+        print(_budget_line(report["budget"]))
     for key in ("admission_blocked", "config_error"):
         if report[key]:
             print(f"note: {one_line(report[key])}")
@@ -112,6 +114,22 @@ def _print_slots(report: dict[str, Any]) -> None:
         if slots["rate_limited_at"] is not None:
             when = time.strftime("%H:%M", time.localtime(_ts(slots["rate_limited_at"])))
             print(f"{printable(agent)}: {slots['effective']} of {slots['max']} slots, rate-limited {when}")
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    """What the agents reported they spent against [budget], and the tasks that reported nothing."""
+    cost, tokens = budget["cost_usd"], budget["tokens"]
+    parts = []  # each measure with a limit, or reported without one
+    if cost["limit"] is not None or cost["spent"] is not None:
+        of = f" of ${cost['limit']:,.2f}" if cost["limit"] is not None else ""
+        parts.append(f"${cost['spent'] or 0:,.2f}{of}")
+    if tokens["limit"] is not None or tokens["spent"] is not None:
+        of = f" of {tokens['limit']:,}" if tokens["limit"] is not None else ""
+        parts.append(f"{tokens['spent'] or 0:,}{of} tokens")
+    unmetered = budget["unmetered_tasks"]
+    if unmetered:
+        parts.append(f"{unmetered} task{'' if unmetered == 1 else 's'} unmetered (reported no usage)")
+    return "budget: " + " · ".join(parts)
 
 
 def _print_nodes(report: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from kugetsu_tui.engine.agents import PRESETS, masked
 from kugetsu_tui.engine.config.agent_keys import AGENT, HOOK
 from kugetsu_tui.engine.config.keys import (
+    BUDGET,
     BUILTIN_AGENTS,
     CAP_MODES,
     CAPACITY,
@@ -82,6 +83,7 @@ _TOP = (
     | EXECUTOR.defaults()
     | MCP.defaults()
     | WEB.defaults()
+    | BUDGET.defaults()
 )
 _AGENT = AGENT.defaults()
 _HOOK = HOOK.defaults()
@@ -167,6 +169,9 @@ class Config:
     web_max_sessions: int = _TOP["web_max_sessions"]
     worktree_commit: bool = _TOP["worktree_commit"]
     review_strategy: str = _TOP["review_strategy"]  # how `kugetsu merge` lands a task by default
+    # [budget]: admission stops once the agents reported this much spent (None: no limit).
+    budget_cost_usd: float | None = _TOP["budget_cost_usd"]
+    budget_tokens: int | None = _TOP["budget_tokens"]
     repo_max_live: Mapping[str, int] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
     default_agent: str = _TOP["default_agent"]

@@ -14,8 +14,10 @@ from kugetsu_tui.engine.agents import PRESETS
 from kugetsu_tui.engine.config.kinds import (
     ATTEMPTS,
     CAP,
+    TOKENS,
     Argv,
     Choice,
+    Dollars,
     Duration,
     Flag,
     Invalid,
@@ -304,6 +306,31 @@ WEB = Table(
         ),
     ),
 )
+BUDGET = Table(
+    "[budget]",
+    (
+        Key(
+            "cost_usd",
+            Dollars(),
+            None,
+            "Stop admitting new tasks once the cost the agents reported (claude's total_cost_usd, "
+            "opencode's cost) adds up to this; agents already running go on. Raise it to resume. "
+            "Unset: no budget in dollars.",
+            attr="budget_cost_usd",
+            example=20.0,
+        ),
+        Key(
+            "tokens",
+            TOKENS,
+            None,
+            "The same for the tokens the agents reported (input, cache included, plus output). "
+            "An agent that reports no usage is unmetered: it runs, and `status` counts it apart. "
+            "Unset: no budget in tokens.",
+            attr="budget_tokens",
+            example=5000000,
+        ),
+    ),
+)
 REPO = Table(
     '[repos."PATH"]',
     (Key("max_live", CAP, None, "Live tasks of this repo at once.", example=1),),
@@ -318,6 +345,7 @@ SECTIONS = {
     "executor": EXECUTOR,
     "mcp": MCP,
     "web": WEB,
+    "budget": BUDGET,
 }
 TABLES = frozenset({*SECTIONS, "agents", "repos", "hooks"})
 TOP_KEYS = frozenset({*(k.name for k in TOP.keys), *TABLES})

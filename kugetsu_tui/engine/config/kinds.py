@@ -7,7 +7,8 @@ have. keys.py declares every key of config.toml with one of these; the CLI conve
 
 Bounds (also printed in config/kugetsu.example.toml): caps and per-agent or per-repo limits
 1 to 1024; attempts 1 to 1000; priority -1,000,000 to 1,000,000; durations 0 to 365 days;
-sizes 0 to 1 PiB; cores per agent above 0, at most 1024. Past them a value is a mistake,
+sizes 0 to 1 PiB; cores per agent above 0, at most 1024; a budget above $0, at most
+$1,000,000,000, or 1 to 10^15 tokens. Past them a value is a mistake,
 and SQLite (64-bit integers) or the event loop's timers would fail on it later.
 """
 
@@ -24,6 +25,7 @@ SIZE_HINT = 'a size like "512MiB" or "2GiB"'
 MAX_DURATION = 365 * 86400.0
 MAX_SIZE = float(2**50)
 MAX_CORES = 1024.0
+MAX_DOLLARS = 1e9
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -169,6 +171,24 @@ class Cores:
         if isinstance(value, str):
             raise TypeError(value)
         return _bounded(value, float, 0.0, MAX_CORES, True)
+
+
+@dataclass(frozen=True, slots=True)
+class Dollars:
+    """An amount of money in US dollars, above 0 (a budget)."""
+
+    @property
+    def limits(self) -> str:
+        return f"above 0, at most {MAX_DOLLARS:.0f}"
+
+    @property
+    def expected(self) -> str:
+        return f"an amount in US dollars above 0 like 20.0 (at most {MAX_DOLLARS:.0f})"
+
+    def __call__(self, value: Any) -> float:
+        if isinstance(value, str):
+            raise TypeError(value)
+        return _bounded(value, float, 0.0, MAX_DOLLARS, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,3 +343,4 @@ TIMEOUT = Duration(above_zero=True)  # a task's --timeout
 ROW_ID = Whole(0, 2**63 - 1)  # SQLite's INTEGER: an event id for --since
 TASK_ID = Whole(1, 2**63 - 1)
 ANSWER_MAX = Whole(1, 100)  # answers one rule may give an attempt
+TOKENS = Whole(1, 10**15)  # a budget in tokens

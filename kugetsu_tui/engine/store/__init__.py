@@ -20,6 +20,7 @@ from typing import Any
 from kugetsu_tui.engine.messages import Event
 from kugetsu_tui.engine.model import (
     AddRefused,
+    AgentUsage,
     EventType,
     IllegalTransition,
     NewTask,
@@ -42,6 +43,7 @@ from kugetsu_tui.engine.store.schema import (
     SCHEMA_VERSION,
     StoreCorrupt,
     _add_missing_columns,
+    _fill_spend,
     _sql_value,
     _stored_prompt,
     _task_from_row,
@@ -79,6 +81,7 @@ class Store(Admission, Reads, Side):
                         if statement.strip():
                             self.db.execute(statement)
                     _add_missing_columns(self.db)
+                    _fill_spend(self.db)
                     self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as err:
             self.db.close()
@@ -287,6 +290,9 @@ class Store(Admission, Reads, Side):
                 f"UPDATE tasks SET {assignments} WHERE id = ?",
                 (*[_sql_value(v) for v in values.values()], task_id),
             )
+            usage = changes.get("reported_usage")
+            if isinstance(usage, AgentUsage):
+                self._enter_spend(task_id, usage, now)
             self._event(now, event, task_id, event_data(task, extra))
             return task
 
@@ -303,7 +309,8 @@ class Store(Admission, Reads, Side):
         )
 
     def update(self, task_id: int, now: float, **changes: Any) -> None:
-        """Set fields that are not a change of state (pid, worktree path)."""
+        """Set fields that are not a change of state (pid, worktree path). A reported usage
+        also goes into the spend ledger, for the attempt the task is at."""
         bad = set(changes) - _WRITABLE
         if bad:
             raise ValueError(f"not task columns: {sorted(bad)}")
@@ -314,6 +321,9 @@ class Store(Admission, Reads, Side):
                 f"UPDATE tasks SET {assignments} WHERE id = ?",
                 (*[_sql_value(v) for v in values.values()], task_id),
             )
+            usage = changes.get("reported_usage")
+            if isinstance(usage, AgentUsage):
+                self._enter_spend(task_id, usage, now)
 
     def record(
         self, now: float, type_: EventType, task_id: int | None = None, data: dict[str, Any] | None = None

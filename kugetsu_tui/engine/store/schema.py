@@ -20,9 +20,9 @@ from kugetsu_tui.engine.model import (
 
 # 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent; 5: tasks.result,
 # tasks.reported_usage; 6: a task's base, changes and review; 7: tasks.needs_input; 8: tasks.session_id,
-# tasks_measured. The schema's statements are
+# tasks_measured; 9: spend (every attempt's reported usage, for the budget). The schema's statements are
 # idempotent and missing columns are added, so an older home is brought up to date by running them again.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -115,6 +115,17 @@ CREATE TABLE IF NOT EXISTS requests (
     result  TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (done_at, id);
+-- What each attempt's agent reported it used (tasks.reported_usage holds only the last
+-- attempt's): the budget is their sum. NULL: that figure was not reported.
+CREATE TABLE IF NOT EXISTS spend (
+    task_id       INTEGER NOT NULL,
+    attempt       INTEGER NOT NULL,
+    ts            REAL    NOT NULL,
+    input_tokens  INTEGER,
+    output_tokens INTEGER,
+    cost_usd      REAL,
+    PRIMARY KEY (task_id, attempt)
+);
 """
 # Columns added after version 1, as ALTER TABLE adds them to a database made before.
 # result, reported_usage: what the last attempt's agent printed, as engine/agents reads it (its
@@ -220,6 +231,17 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
         if name not in have:
             db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
     db.execute(_ADDED_INDEXES)
+
+
+def _fill_spend(db: sqlite3.Connection) -> None:
+    """Upgrade a database made before the spend ledger: the usage its tasks' last attempts
+    reported goes in (what earlier attempts reported was not kept)."""
+    db.execute(
+        "INSERT OR IGNORE INTO spend (task_id, attempt, ts, input_tokens, output_tokens, cost_usd)"
+        " SELECT id, attempts, updated_at, json_extract(reported_usage, '$.input_tokens'),"
+        " json_extract(reported_usage, '$.output_tokens'), json_extract(reported_usage, '$.cost_usd')"
+        " FROM tasks WHERE reported_usage IS NOT NULL"
+    )
 
 
 def _sql_value(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """The store's side tables: requests from other processes to the supervisor, the facts it
-publishes (meta), and usage samples of running agents; and a live task's needs-input flag."""
+publishes (meta), usage samples of running agents and the spend ledger (what agents
+reported they used, summed for the budget); and a live task's needs-input flag."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from kugetsu_tui.engine.budget import Spent
 from kugetsu_tui.engine.messages import Request, RequestAction
-from kugetsu_tui.engine.model import EventType
+from kugetsu_tui.engine.model import AgentUsage, EventType
 from kugetsu_tui.engine.store.schema import _LIVE, _LIVE_SQL
 
 
@@ -18,6 +20,9 @@ class Side:
     """Requests, meta and usage rows of Store (mixed into it)."""
 
     db: sqlite3.Connection
+    # Reports this connection entered in the spend ledger: a reader of spent() (the
+    # supervisor) reads the sums again only when this moved.
+    spend_reports: int = 0
 
     if TYPE_CHECKING:
 
@@ -93,6 +98,36 @@ class Side:
             (agent, min_wall, limit),
         ).fetchall()
         return [(float(peak), float(cpu or 0.0) / float(wall)) for peak, cpu, wall in rows]
+
+    def _enter_spend(self, task_id: int, usage: AgentUsage, now: float) -> None:
+        """An attempt's reported usage into the spend ledger, under the attempt the task is
+        at (inside the caller's write): a second report of one attempt replaces the first."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO spend (task_id, attempt, ts, input_tokens, output_tokens, cost_usd)"
+            " SELECT id, attempts, ?, ?, ?, ? FROM tasks WHERE id = ?",
+            (now, usage.input_tokens, usage.output_tokens, usage.cost_usd, task_id),
+        )
+        self.spend_reports += 1
+
+    def spent(self) -> Spent:
+        """What every attempt's agent reported it used, summed (unreported figures left out;
+        None where none was reported)."""
+        cost, tokens_in, tokens_out = self.db.execute(
+            "SELECT sum(cost_usd), sum(input_tokens), sum(output_tokens) FROM spend"
+        ).fetchone()
+        tokens: int | None = None
+        if tokens_in is not None or tokens_out is not None:
+            tokens = int(tokens_in or 0) + int(tokens_out or 0)
+        return Spent(None if cost is None else float(cost), tokens)
+
+    def unmetered_tasks(self) -> int:
+        """Tasks not live whose last attempt's agent reported no usage at all (they ran,
+        at a cost nobody told us)."""
+        row = self.db.execute(
+            f"SELECT count(*) FROM tasks WHERE attempts > 0 AND reported_usage IS NULL AND NOT {_LIVE_SQL}",
+            _LIVE,
+        ).fetchone()
+        return int(row[0])
 
     def set_meta(self, values: dict[str, Any], now: float) -> None:
         with self._write() as db:

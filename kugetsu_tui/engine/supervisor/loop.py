@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from kugetsu_tui.engine.agents import Activity, Cooldown, Slots
+from kugetsu_tui.engine.budget import Spent
 from kugetsu_tui.engine.capacity import Machine, PressureRelief, Smoother, Suggestion
 from kugetsu_tui.engine.config import Config
 from kugetsu_tui.engine.executor import Executor, Leftovers
@@ -126,6 +127,7 @@ class Supervisor:
         self.suggestion: Suggestion | None = None
         self.memory: tuple[float, int] | None = None  # (monotonic time, bytes available)
         self.admission_blocked: str | None = None
+        self.spent: tuple[int, Spent] | None = None  # (store.spend_reports, the budget's sums) when read
         self.cluster: ClusterReading | None = None  # the Ray cluster's last reading, if agents run there
         self.cluster_down: str | None = None  # why the cluster cannot be reached (admission waits)
         self.pressure = PressureRelief()  # memory_pressure = "pause_newest"
@@ -259,12 +261,13 @@ class Supervisor:
         self._wake.clear()
 
     def drained(self) -> bool:
+        """Nothing runs and nothing queued can start without a person (a spent budget too)."""
         return (
             not self.procs
             and not self.starting
             and not self.deferred
             and not self.running_marks
-            and not self.store.has_runnable(self.suspended)
+            and (not self.store.has_runnable(self.suspended) or start.budget_block(self) is not None)
         )
 
     def next_wakeup(self) -> float:

@@ -1,5 +1,5 @@
-"""Starting admitted tasks: admission (one transaction, under the cap, the memory reserve
-and the cooldowns), then the task's worktree (made in the background), then the spawn of
+"""Starting admitted tasks: admission (one transaction, under the cap, the memory reserve,
+the budget and the cooldowns), then the task's worktree (made in the background), then the spawn of
 its attempt through the executor. A task that cannot start settles as a failed attempt."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine import agents, markers, runner, worktree
+from kugetsu_tui.engine import agents, budget, markers, runner, worktree
 from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
 from kugetsu_tui.engine.commands import build_command
 from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
@@ -33,7 +33,7 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
     """Mark as many queued tasks starting as the cap allows; they are spawned after commit."""
     if len(sup.procs) + len(sup.starting) >= sup.cap and sup.store.live_count() >= sup.cap:
         return []
-    blocked = cluster.block(sup) or advisor.memory_block(sup)
+    blocked = cluster.block(sup) or budget_block(sup) or advisor.memory_block(sup)
     room = None if blocked else _memory_room(sup)
     if room == 0:
         assert sup.memory is not None
@@ -61,6 +61,17 @@ def admit(sup: Supervisor, now: float) -> list[Task]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(sup.home.exit_path(task.id))
     return admitted
+
+
+def budget_block(sup: Supervisor) -> str | None:
+    """Why nothing may be admitted: the agents reported spending the budget (fail closed),
+    or None. The sums are read again only after a report was entered since (a settle)."""
+    if not budget.configured(sup.config):
+        return None
+    entered = sup.store.spend_reports
+    if sup.spent is None or sup.spent[0] != entered:
+        sup.spent = (entered, sup.store.spent())
+    return budget.exhausted(sup.spent[1], sup.config)
 
 
 def _memory_room(sup: Supervisor) -> int | None:
