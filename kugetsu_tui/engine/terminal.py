@@ -201,9 +201,13 @@ def attach_argv(home: Path, task_id: int) -> list[str]:
     return [tmux_program() or "tmux", *_server_options(home), "attach", "-t", f"={session_name(task_id)}"]
 
 
-def prompt_line(screen: str) -> str | None:
-    """The screen's last non-blank line if it reads as a question waiting for an answer."""
+def prompt_line(screen: str, patterns: Sequence[str] = ()) -> str | None:
+    """The screen's last non-blank line if it reads as a question waiting for an answer
+    (PROMPT, or one of the agent's own `patterns`, searched case-insensitively)."""
     lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
-    if lines and PROMPT.search(lines[-1]):
-        return lines[-1].strip()
+    if not lines:
+        return None
+    last = lines[-1]
+    if PROMPT.search(last) or any(re.search(p, last, re.IGNORECASE) for p in patterns):
+        return last.strip()
     return None

@@ -113,6 +113,8 @@ class AgentConfig:
     terminal: bool = _AGENT["terminal"]  # in a tmux pane a person can attach to
     answer: tuple[Answer, ...] = ()  # rules that answer a terminal agent's routine prompts
     timeout_counts_waiting: bool = _AGENT["timeout_counts_waiting"]  # false: waiting pauses it
+    idle_after: float = _AGENT["idle_after"]  # a still screen asking this long: needs input
+    prompts: tuple[str, ...] = ()  # its own patterns of a line that asks, beside terminal.PROMPT
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.
@@ -126,6 +128,8 @@ class AgentConfig:
             object.__setattr__(self, "env", {})
         if self.answer is None:
             object.__setattr__(self, "answer", ())
+        if self.prompts is None:
+            object.__setattr__(self, "prompts", ())
         if self.args:
             at = next((i for i, part in enumerate(self.command) if "{prompt}" in part), len(self.command))
             object.__setattr__(self, "command", (*self.command[:at], *self.args, *self.command[at:]))

@@ -155,6 +155,21 @@ AGENT = Table(
             example=[{"match": "Proceed\\? \\[y/N\\]", "send": "y", "max": 3}],
         ),
         Key(
+            "idle_after",
+            Duration(above_zero=True),
+            5.0,
+            "A terminal agent whose screen has not changed for this long and whose last line asks "
+            "something needs input: an answer rule replies, else its flag is raised.",
+        ),
+        Key(
+            "prompts",
+            Patterns(),
+            None,
+            "More regular expressions for a terminal agent's last line that mean it asks something, "
+            "beside the built-in ones (?, [y/N], (y/n), >, Press Enter, Do you want).",
+            example=["Continue\\? \\(c\\)"],
+        ),
+        Key(
             "timeout_counts_waiting",
             Flag(),
             True,

@@ -24,9 +24,12 @@ from kugetsu_tui.engine.text import one_line
 if TYPE_CHECKING:
     from kugetsu_tui.engine.supervisor.loop import Supervisor
 
-# Per supervisor: task -> (what was seen last sample, what was seen when its flag was raised).
-# What is seen is a terminal agent's screen, or the size of another agent's log.
-_SEEN: weakref.WeakKeyDictionary[Supervisor, dict[int, tuple[object, object]]] = weakref.WeakKeyDictionary()
+Seen = tuple[object, object, "float | None"]
+
+# Per supervisor: task -> what was seen last sample, what was seen when its flag was
+# raised, and since when (supervisor clock) it has looked the same. What is seen is a
+# terminal agent's screen, or the size of another agent's log.
+_SEEN: weakref.WeakKeyDictionary[Supervisor, dict[int, Seen]] = weakref.WeakKeyDictionary()
 # Per supervisor: (task, attempt) -> answers given by each rule (its number, from 1),
 # counted from the events when first needed, so a supervisor that restarts keeps the count.
 _ANSWERED: weakref.WeakKeyDictionary[Supervisor, dict[tuple[int, int], dict[int, int]]] = (
@@ -79,32 +82,34 @@ def _watched(sup: Supervisor) -> tuple[dict[int, Proc], dict[int, bool]]:
     return procs, watched
 
 
-async def _judge(
-    sup: Supervisor, proc: Proc, now_seen: object, memory: dict[int, tuple[object, object]]
-) -> None:
+async def _judge(sup: Supervisor, proc: Proc, now_seen: object, memory: dict[int, Seen]) -> None:
     task_id = proc.task_id
-    before, raised_at = memory.get(task_id, (None, None))
+    before, raised_at, still_since = memory.get(task_id, (None, None, None))
     task = sup.store.get(task_id)
     if task is None or task.state is not State.RUNNING:
         memory.pop(task_id, None)
         return
     now = sup.clock()
+    if now_seen != before or still_since is None:
+        still_since = now
+    agent = sup.config.agents.get(proc.agent)
+    idle_after = agent.idle_after if agent is not None else 0.0
     if task.needs_input is not None:
         if raised_at is None:
             raised_at = now_seen  # first seen flagged: output after this clears it
         elif now_seen != raised_at:
             sup.store.set_needs_input(task_id, None, now, by="output")
             raised_at = None
-    elif isinstance(now_seen, str) and now_seen == before:
+    elif isinstance(now_seen, str) and now_seen == before and now - still_since >= idle_after:
         raised_at = None
-        question = terminal.prompt_line(now_seen)
+        question = terminal.prompt_line(now_seen, agent.prompts if agent is not None else ())
         if await _answer_by_rule(sup, proc, now_seen):
-            pass  # the screen changes with the answer; unchanged, the rule may answer again
+            still_since = None  # the screen changes with the answer; unchanged, a rule may answer again
         elif question:
             note = one_line(question)[:200]
             if sup.store.set_needs_input(task_id, note, now, by="screen"):
                 raised_at = now_seen
-    memory[task_id] = (now_seen, raised_at)
+    memory[task_id] = (now_seen, raised_at, still_since)
 
 
 def _last_line(screen: str) -> str | None:
