@@ -40,6 +40,11 @@ Modes:
 
 With more than one argument, the arguments are taken as the script's words directly
 (`fake_agent.py dump-argv FILE ...` keeps the rest of argv intact for dump-argv).
+
+`fake_agent.py as-cli ARGS...` stands in for an agent's own CLI (a `claude` on PATH that
+execs it): it appends {"argv": ARGS, "cwd": ...} as a JSON line to $FAKE_CLI_LOG, then runs
+the script for this run from $FAKE_CLI_PLAN, a JSON list of scripts, one per run (the
+number of lines in the log; the last script repeats), whatever its options and prompt.
 """
 
 from __future__ import annotations
@@ -207,7 +212,21 @@ def run(words: list[str]) -> int:
     return 0
 
 
+def as_cli(argv: list[str]) -> int:
+    line = json.dumps({"argv": argv, "cwd": os.getcwd(), "attempt": os.environ.get("KUGETSU_ATTEMPT")})
+    log = os.environ["FAKE_CLI_LOG"]
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+    with open(log, encoding="utf-8") as f:
+        runs = sum(1 for _ in f)
+    with open(os.environ["FAKE_CLI_PLAN"], encoding="utf-8") as f:
+        plan = json.load(f)
+    return run(shlex.split(plan[min(runs, len(plan)) - 1]))
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "as-cli":
+        return as_cli(argv[1:])
     if len(argv) == 1:
         return run(shlex.split(argv[0]))
     return run(argv)

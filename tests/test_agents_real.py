@@ -189,6 +189,31 @@ def test_an_overloaded_api_529_is_a_rate_limit_not_a_failure(
     assert "529" in task["reason"] and "cooling down until" in task["reason"]
 
 
+def test_after_a_rate_limit_claude_resumes_its_session(
+    kg: Kugetsu, cli_bin: Path, api: MockAPI, tmp_path: Path
+) -> None:
+    """The retry runs `claude -p --resume ID`, in the same worktree: the conversation the
+    API is sent holds the first prompt and then the message to go on."""
+    api.state.mode, api.state.retry_after = "429", 1
+    repo = make_repo(tmp_path / "repo")
+    claude_config(kg, cli_bin, api, cooldown="1s")
+    task_id = kg.add("write hello.txt", "--repo", str(repo))
+    kg.start_supervisor()
+    wait_until(
+        lambda: any(e["type"] == "task_retrying" for e in kg.events(task_id)), "a rate limit", timeout=90
+    )
+    with api.state.lock:
+        api.state.mode = "edit"
+        api.state.bodies.clear()
+    task = kg.wait_state(task_id, "succeeded", "failed", timeout=120)
+    assert task["state"] == "succeeded", task["reason"]
+    log = kg.cli("logs", str(task_id)).stdout
+    assert f"resuming session {task['session_id']} after a rate limit ──" in log
+    sent = [json.dumps(b.get("messages", "")) for b in api.state.bodies if "/messages" in b["path"]]
+    assert any("write hello.txt" in m and "cut short by a rate limit" in m for m in sent), sent
+    assert git(repo, "show", f"{task['branch']}:{FILE_NAME}") == FILE_TEXT
+
+
 def test_a_claude_that_is_not_installed_fails_at_once(kg: Kugetsu, tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -310,6 +335,12 @@ def test_codex_and_opencode_with_a_bad_key_fail_at_once(
 
 
 HELP = {"claude": ("--help",), "codex": ("exec", "--help"), "opencode": ("run", "--help")}
+# codex: exec's options before its resume subcommand, as the preset puts them.
+RESUME_HELP = {
+    "claude": ("--help",),
+    "codex": ("exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", "resume", "--help"),
+    "opencode": ("run", "--help"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(HELP))
@@ -331,3 +362,21 @@ def test_every_option_of_a_preset_is_in_the_installed_clis_help(cli_bin: Path, n
     for option, value in itertools.pairwise(preset):
         if option in ("--permission-mode", "--output-format", "--sandbox", "--format"):
             assert value in text, f"{name} {option} {value} is not offered"
+
+
+@pytest.mark.parametrize("name", sorted(RESUME_HELP))
+def test_the_resume_form_of_a_preset_is_in_the_installed_clis_help(cli_bin: Path, name: str) -> None:
+    form = agents.PRESETS[name].resume
+    shown = subprocess.run(
+        [str(cli_bin / name), *RESUME_HELP[name]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(CACHE.parent), "PATH": f"{cli_bin}:{os.environ['PATH']}"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout + shown.stderr
+    said = form[form.index("{session}") - 1]  # the option or subcommand that takes the id
+    assert said in (*RESUME_HELP[name], *re.findall(r"--[a-z-]+", text)), f"{name} no longer knows {said}"
+    if name == "codex":  # its resume subcommand takes the id and the prompt, in that order
+        assert re.search(r"\[SESSION_ID\]\s+\[PROMPT\]", text), text

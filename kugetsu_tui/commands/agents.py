@@ -76,6 +76,8 @@ def _row(agent: AgentConfig, default: str, found: str | None, version: str | Non
         "rate_limit": list(agent.rate_limit),  # what in its output counts as a rate limit
         "fatal": list(agent.fatal),  # and as an error no retry can fix
         "suspend_after": agent.suspend_after,
+        # how a retry after a rate limit, timeout … continues its session ({session}, {prompt})
+        "resume": list(agent.resume_command) if agent.resume and agent.resume_command else None,
         "env": masked(agent.env),
     }
 

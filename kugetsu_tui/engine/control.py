@@ -183,14 +183,16 @@ class Control:
 
     def requeue(self, ids: Sequence[int], note: str | None = None) -> list[ActionResult]:
         """Queue settled tasks again with fresh attempts. A note is appended to the prompt,
-        so the next attempt does not start blind ("the tests still fail")."""
+        so the next attempt does not start blind ("the tests still fail"); one that continues
+        the agent's session (its last attempt was cut short) is given the note alone."""
         tasks = self.find(ids, REQUEUEABLE_STATES, "requeued")
         outcomes = []
         for task in tasks:
             now = self.clock()
-            changes: dict[str, Any] = {}
+            changes: dict[str, Any] = {"requeue_note": None}
             if note and note.strip():
                 changes["prompt"] = f"{task.prompt}\n\nNote for this attempt: {note.strip()}"
+                changes["requeue_note"] = note.strip()
             done = self.store.transition(
                 task.id,
                 State.QUEUED,

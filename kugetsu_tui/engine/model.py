@@ -112,6 +112,24 @@ class EventType(StrEnum):
     SUPERVISOR_STOPPED = "supervisor_stopped"
 
 
+class EndedBy(StrEnum):
+    """Why a task's last attempt ended, as its next attempt needs to know: after a rate
+    limit, a timeout, a stall or an interruption the agent's conversation was cut short
+    and may be continued; after anything else the next attempt starts afresh."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # a plain failure: what the agent did so far is not to build on
+    FATAL = "fatal"
+    CANCELLED = "cancelled"
+    RATE_LIMIT = "rate_limit"
+    TIMEOUT = "timeout"
+    STALLED = "stalled"  # ended by on_stall = "fail": a timeout on silence
+    INTERRUPTED = "interrupted"
+
+
+CUT_SHORT = frozenset({EndedBy.RATE_LIMIT, EndedBy.TIMEOUT, EndedBy.STALLED, EndedBy.INTERRUPTED})
+
+
 class PromptVia(StrEnum):
     """How an agent is handed its prompt."""
 
@@ -244,6 +262,8 @@ class Task:
     # The agent's own session (claude's session_id, codex's thread_id, opencode's sessionID)
     # as the last attempt's output reported it: what a resumed conversation would continue.
     session_id: str | None = None
+    ended_by: str | None = None  # an EndedBy: why the last attempt ended (None: none has)
+    requeue_note: str | None = None  # `requeue --note` for the next attempt, until it has run
 
     def usage(self, now: float) -> dict[str, Any] | None:
         """Usage for status --json: measured (wall, CPU, RSS) and reported by the agent

@@ -26,10 +26,12 @@ PARSERS: dict[str, Callable[[dict[str, Any], Acc], None]] = {
 _ATTEMPT_HEADER = re.compile(r"^── attempt \d+ · .* ──$", re.MULTILINE)
 
 
-def attempt_header(attempt: int, agent: str, started: float) -> str:
-    """The line that opens an attempt's part of the log."""
+def attempt_header(attempt: int, agent: str, started: float, resuming: str | None = None) -> str:
+    """The line that opens an attempt's part of the log; `resuming` says which session it
+    continues ("resuming session ID after a rate limit"), for one that does."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
-    return f"── attempt {attempt} · {one_line(agent)} · started {when} ──\n"
+    more = f" · {one_line(resuming)}" if resuming else ""
+    return f"── attempt {attempt} · {one_line(agent)} · started {when}{more} ──\n"
 
 
 def attempt_footer(how: str, seconds: float | None, usage: AgentUsage | None) -> str:

@@ -1,7 +1,8 @@
 """The built-in agents: for each, the argv that runs it non-interactively, allowed to edit
-inside the worktree (never beyond it) and printing machine-readable output; the output
-format its log is read with; what counts as a rate limit or a fatal error; how to install
-it. Also how an agent's environment may be shown (masked). Pure data, no I/O."""
+inside the worktree (never beyond it) and printing machine-readable output; the argv that
+continues one of its sessions instead; the output format its log is read with; what counts
+as a rate limit or a fatal error; how to install it. Also how an agent's environment may be
+shown (masked). Pure data, no I/O."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ class Preset:
     rate_limit: tuple[str, ...] = RATE_LIMIT_PATTERNS
     fatal: tuple[str, ...] = FATAL_PATTERNS
     install: str = ""  # how to get the command, for a message when it is missing
+    # The same agent continuing session {session} with {prompt} as the new message; a
+    # config's `args` go where the {args} element stands. Empty: it cannot be resumed.
+    resume: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {
@@ -47,6 +51,7 @@ PRESETS: dict[str, Preset] = {
         ("opencode", "run", "--format", "json", "{prompt}"),
         "opencode-json",
         install="npm install -g opencode-ai",
+        resume=("opencode", "run", "--session", "{session}", "--format", "json", "{args}", "{prompt}"),
     ),
     "claude": Preset(
         (
@@ -61,11 +66,37 @@ PRESETS: dict[str, Preset] = {
         ),
         "claude-stream-json",
         install="npm install -g @anthropic-ai/claude-code",
+        resume=(
+            "claude",
+            "-p",
+            "--resume",
+            "{session}",
+            "--permission-mode",
+            "acceptEdits",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "{args}",
+            "{prompt}",
+        ),
     ),
     "codex": Preset(
         ("codex", "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", "{prompt}"),
         "codex-json",
         install="npm install -g @openai/codex",
+        # exec's options (and a config's args) before its `resume` subcommand: they are exec's.
+        resume=(
+            "codex",
+            "exec",
+            "--json",
+            "--sandbox",
+            "workspace-write",
+            "--skip-git-repo-check",
+            "{args}",
+            "resume",
+            "{session}",
+            "{prompt}",
+        ),
     ),
     "aider": Preset(("aider", "--yes", "--message", "{prompt}"), install="pip install aider-chat"),
 }

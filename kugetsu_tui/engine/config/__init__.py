@@ -115,10 +115,16 @@ class AgentConfig:
     timeout_counts_waiting: bool = _AGENT["timeout_counts_waiting"]  # false: waiting pauses it
     idle_after: float = _AGENT["idle_after"]  # a still screen asking this long: needs input
     prompts: tuple[str, ...] = ()  # its own patterns of a line that asks, beside terminal.PROMPT
+    resume: bool = _AGENT["resume"]  # a retry after a rate limit, timeout … continues the session
+    # The argv that continues session {session} with the message {prompt}: the preset's, with
+    # `args` folded in, while `command` is the preset's; () for an agent that cannot resume.
+    resume_command: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Unset in the file: the built-in preset's value, else the plain one.
         preset = PRESETS.get(self.name)
+        if self.resume_command is None:  # (derived once, before args are folded: a copy keeps it)
+            object.__setattr__(self, "resume_command", _resume_form(self.name, self.command, self.args))
         if self.output is None:
             object.__setattr__(self, "output", preset.output if preset else "text")
         for name in ("rate_limit", "fatal"):
@@ -137,6 +143,17 @@ class AgentConfig:
 
     def __repr__(self) -> str:  # env values never shown, not even in a traceback
         return f"AgentConfig(name={self.name!r}, command={self.command!r}, env={masked(self.env)!r})"
+
+
+def _resume_form(name: str, command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ...]:
+    """The preset's resume form with `args` where its {args} element stands, for an agent run
+    by its preset's own command; () otherwise (how another command resumes is not known)."""
+    preset = PRESETS.get(name)
+    if preset is None or not preset.resume or command != preset.command:
+        return ()
+    form = preset.resume
+    at = form.index("{args}") if "{args}" in form else len(form)
+    return (*form[:at], *args, *form[at + 1 :])
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,16 @@ AGENT = Table(
         ),
         Key("cooldown_max", Duration(), 1800.0, "The longest cooldown."),
         Key(
+            "resume",
+            Flag(),
+            True,
+            "A built-in agent (claude, codex, opencode) run by its own command (args allowed): the "
+            "attempt after a rate limit, a timeout, a stall or an interruption continues the agent's "
+            "session (claude --resume ID, codex exec resume ID, opencode run --session ID) with the "
+            "requeue note, else a short message to go on, as its prompt; after a plain failure it "
+            "starts afresh. false: every attempt starts afresh.",
+        ),
+        Key(
             "prompt_via",
             OneOf(PromptVia),
             PromptVia.ARGV,

@@ -20,9 +20,10 @@ from kugetsu_tui.engine.model import (
 
 # 2: tasks_by_state; 3: tasks.cancel_requested_at; 4: tasks.parent; 5: tasks.result,
 # tasks.reported_usage; 6: a task's base, changes and review; 7: tasks.needs_input; 8: tasks.session_id,
-# tasks_measured; 9: spend (every attempt's reported usage, for the budget). The schema's statements are
+# tasks_measured; 9: spend (every attempt's reported usage, for the budget); 10: tasks.ended_by,
+# tasks.requeue_note. The schema's statements are
 # idempotent and missing columns are added, so an older home is brought up to date by running them again.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -70,7 +71,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     commits      INTEGER,
     review       TEXT    NOT NULL DEFAULT 'unreviewed',
     needs_input  TEXT,
-    session_id   TEXT
+    session_id   TEXT,
+    ended_by     TEXT,
+    requeue_note TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key) WHERE key IS NOT NULL;
 -- A task runs only after these tasks succeeded (or settled at all, with after_any).
@@ -129,7 +132,8 @@ CREATE TABLE IF NOT EXISTS spend (
 """
 # Columns added after version 1, as ALTER TABLE adds them to a database made before.
 # result, reported_usage: what the last attempt's agent printed, as engine/agents reads it (its
-# final message; the usage it reported, as JSON); session_id: the agent's session it reported.
+# final message; the usage it reported, as JSON); session_id: the agent's session it reported;
+# ended_by: why the last attempt ended (model.EndedBy); requeue_note: a note not yet delivered.
 _ADDED_COLUMNS = (
     ("cancel_requested_at", "REAL"),
     ("parent", "INTEGER"),
@@ -144,6 +148,8 @@ _ADDED_COLUMNS = (
     ("review", "TEXT NOT NULL DEFAULT 'unreviewed'"),
     ("needs_input", "TEXT"),
     ("session_id", "TEXT"),
+    ("ended_by", "TEXT"),
+    ("requeue_note", "TEXT"),
 )
 # Made after the columns above exist (an older database gets them first).
 _ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL"

@@ -41,13 +41,8 @@ def read_attempt(sup: Supervisor, proc: Proc, now: float, status: int | None) ->
     reading = agents.read_log(agent.output if agent is not None else "text", agents.this_attempt(tail))
     if reading.result is not None or reading.usage is not None or reading.session_id is not None:
         # (admission cleared result and usage; the session stays until a new one is reported)
-        sup.store.update(
-            proc.task_id,
-            now,
-            result=reading.result,
-            reported_usage=reading.usage,
-            session_id=reading.session_id,
-        )
+        session = {"session_id": reading.session_id} if reading.session_id is not None else {}
+        sup.store.update(proc.task_id, now, result=reading.result, reported_usage=reading.usage, **session)
     write_footer(sup, proc, now, status, reading.usage)
     return agents.verdict(
         reading,

@@ -1,6 +1,7 @@
 """Settling ended attempts: succeeded, cancelled, or failed -> retried with backoff or
 failed for good; an attempt ended by a rate limit is given back, its agent cools down
-and runs fewer at once until successes give the slots back (limits.py). A settled
+and runs fewer at once until successes give the slots back (limits.py). Each records why
+it ended (`ended_by`: whether the next attempt continues the agent's session). A settled
 task's clean worktree is removed."""
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine import agents, review, runner
 from kugetsu_tui.engine.agents import Outcome, Verdict
 from kugetsu_tui.engine.config import format_duration
 from kugetsu_tui.engine.executor import Leftovers
 from kugetsu_tui.engine.messages import Ending
-from kugetsu_tui.engine.model import LIVE_STATES, EventType, State, Task, iso
+from kugetsu_tui.engine.model import LIVE_STATES, EndedBy, EventType, State, Task, iso
 from kugetsu_tui.engine.slots import retry_delay, should_retry
 from kugetsu_tui.engine.supervisor import advisor, limits
 from kugetsu_tui.engine.supervisor.attempt import Proc, terminate
@@ -30,6 +31,13 @@ if TYPE_CHECKING:
 
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def ending(why: EndedBy) -> dict[str, Any]:
+    """The columns a settled attempt leaves for the next one: why it ended (after a rate
+    limit, timeout, stall or interruption the next continues the agent's session, see
+    commands.resume_of), and no requeue note: that one has been given."""
+    return {"ended_by": str(why), "requeue_note": None}
 
 
 SWEEP_EVERY = 0.5  # seconds between looks for what settled attempts left running
@@ -120,6 +128,7 @@ def _ended_by_itself(
             ended_at=now,
             exit_code=0,
             reason=None,
+            **ending(EndedBy.SUCCEEDED),
         )
     if status is None and sup.executor.ended_at(task_id) is not None:
         # Its wrapper saw it end but could not write how (a full disk leaves the exit
@@ -161,13 +170,22 @@ def cancelled(sup: Supervisor, task_id: int, now: float, status: int | None = No
         ended_at=now,
         exit_code=status,
         reason="cancelled",
+        **ending(EndedBy.CANCELLED),
     )
 
 
 def fail(
-    sup: Supervisor, task_id: int, now: float, status: int | None, reason: str, *, retry: bool = True
+    sup: Supervisor,
+    task_id: int,
+    now: float,
+    status: int | None,
+    reason: str,
+    *,
+    retry: bool = True,
+    why: EndedBy = EndedBy.FAILED,
 ) -> Task | None:
-    """A failed attempt: queued again after a backoff while attempts remain, else failed."""
+    """A failed attempt: queued again after a backoff while attempts remain, else failed.
+    `why` says whether it failed or was cut short (a timeout, a stall)."""
     task = sup.store.get(task_id)
     if task is None:
         return None
@@ -190,6 +208,7 @@ def fail(
             pid=None,
             pid_started=None,
             extra={"retry_in": delay},
+            **ending(why),
         )
     return sup.store.transition(
         task_id,
@@ -200,6 +219,7 @@ def fail(
         exit_code=status,
         reason=reason,
         ended_at=now,
+        **ending(why),
     )
 
 
@@ -214,6 +234,8 @@ def interrupted(
     if task.cancel_requested_at is not None:
         return cancelled(sup, task_id, now)  # a cancel was acknowledged: finish it
     attempts = task.attempts - 1 if refund else task.attempts
+    # An attempt that never got past starting left the session (and note) as they were.
+    cut = ending(EndedBy.INTERRUPTED) if task.state is not State.STARTING else {}
     if not refund and sup.config.on_interrupt == "fail":
         return sup.store.transition(
             task_id,
@@ -225,6 +247,7 @@ def interrupted(
             ended_at=now,
             pid=None,
             pid_started=None,
+            **cut,
         )
     return sup.store.transition(
         task_id,
@@ -238,6 +261,7 @@ def interrupted(
         pid=None,
         pid_started=None,
         ended_at=now,
+        **cut,
     )
 
 
@@ -261,6 +285,10 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
 # --- rate limits and cooldowns -------------------------------------------------------
 
 
+# Ended by the supervisor's timers: the agent's work was cut short, not judged a failure.
+_CUT_BY = {Ending.TIMEOUT: EndedBy.TIMEOUT, Ending.STALL: EndedBy.STALLED}
+
+
 def ended_badly(
     sup: Supervisor, proc: Proc, now: float, status: int | None, verdict: Verdict, reason: str
 ) -> Task | None:
@@ -268,7 +296,10 @@ def ended_badly(
     if verdict.outcome is Outcome.FATAL:
         line = verdict.reason or reason
         return fatal(sup, proc.agent, proc.task_id, now, status, line, forced=True)
-    return rate_limited(sup, proc, now, status, verdict) or fail(sup, proc.task_id, now, status, reason)
+    why = _CUT_BY.get(proc.ending, EndedBy.FAILED) if proc.ending is not None else EndedBy.FAILED
+    return rate_limited(sup, proc, now, status, verdict) or fail(
+        sup, proc.task_id, now, status, reason, why=why
+    )
 
 
 def failure_reason(status: int, verdict: Verdict) -> str:
@@ -308,6 +339,7 @@ def fatal(
         reason=f"fatal: {line} (not retried)",
         ended_at=now,
         extra={"fatal": True},
+        **ending(EndedBy.FATAL),
     )
     limit = config.suspend_after if config is not None else 1
     if runs >= limit and agent not in sup.suspended:
@@ -375,6 +407,7 @@ def rate_limited(
         pid=None,
         pid_started=None,
         extra={"rate_limited": True, "cooldown_until": iso(cooldown.until)},
+        **ending(EndedBy.RATE_LIMIT),
     )
 
 

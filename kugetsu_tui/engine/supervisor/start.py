@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from kugetsu_tui.engine import agents, budget, markers, runner, worktree
 from kugetsu_tui.engine.capacity import admissions_that_fit, estimate_for, gib
-from kugetsu_tui.engine.commands import build_command
+from kugetsu_tui.engine.commands import build_command, resume_header
 from kugetsu_tui.engine.executor import Launch, Spawned, SpawnError
 from kugetsu_tui.engine.home import private_dir
 from kugetsu_tui.engine.messages import Ending
@@ -286,7 +286,8 @@ def _make_attempt(sup: Supervisor, task: Task, cwd: Path) -> tuple[Launch, Spawn
     """In the spawn thread: the run folder, the prompt file, the attempt's header in its
     log and the process."""
     launch = _launch(sup, task, cwd)
-    header = agents.attempt_header(task.attempts, task.agent, task.started_at or sup.clock())
+    resuming = resume_header(sup.config.agents.get(task.agent), task)
+    header = agents.attempt_header(task.attempts, task.agent, task.started_at or sup.clock(), resuming)
     runner.append_to_log(launch.run_dir / "log", header)
     return launch, sup.executor.spawn(launch)
 
@@ -308,7 +309,7 @@ def _launch(sup: Supervisor, task: Task, cwd: Path) -> Launch:
     run_dir = private_dir(sup.home.run_dir(task.id))
     command = build_command(agent, task, cwd, sup.home)
     if command.prompt_file is not None:
-        runner.write_private(command.prompt_file, task.prompt)
+        runner.write_private(command.prompt_file, command.prompt)
     env = sup.env | dict(command.env)
     return Launch(
         task.id,
