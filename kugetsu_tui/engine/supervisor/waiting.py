@@ -101,15 +101,23 @@ async def _judge(sup: Supervisor, proc: Proc, now_seen: object, memory: dict[int
             sup.store.set_needs_input(task_id, None, now, by="output")
             raised_at = None
     elif isinstance(now_seen, str) and now_seen == before and now - still_since >= idle_after:
-        raised_at = None
-        question = terminal.prompt_line(now_seen, agent.prompts if agent is not None else ())
-        if await _answer_by_rule(sup, proc, now_seen):
+        raised_at, answered = await _still_screen(sup, proc, now_seen, now)
+        if answered:
             still_since = None  # the screen changes with the answer; unchanged, a rule may answer again
-        elif question:
-            note = one_line(question)[:200]
-            if sup.store.set_needs_input(task_id, note, now, by="screen"):
-                raised_at = now_seen
     memory[task_id] = (now_seen, raised_at, still_since)
+
+
+async def _still_screen(sup: Supervisor, proc: Proc, screen: str, now: float) -> tuple[object, bool]:
+    """A screen that stayed the same for idle_after: answered by a rule, or, if its last
+    line asks something, the flag raised. (What the flag was raised on; whether a rule
+    answered.)"""
+    if await _answer_by_rule(sup, proc, screen):
+        return None, True
+    agent = sup.config.agents.get(proc.agent)
+    question = terminal.prompt_line(screen, agent.prompts if agent is not None else ())
+    if question and sup.store.set_needs_input(proc.task_id, one_line(question)[:200], now, by="screen"):
+        return screen, False
+    return None, False
 
 
 def _last_line(screen: str) -> str | None:
