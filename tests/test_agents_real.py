@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from kugetsu_tui.engine import agents
-from tests.helpers.harness import Kugetsu, git, make_repo, wait_until
-from tests.mock_api.server import FILE_NAME, FILE_TEXT, FINAL_TEXT, MockAPI
+from tests.helpers.harness import PY, Kugetsu, git, make_repo, wait_until
+from tests.mock_api.server import FILE_NAME, FILE_TEXT, FINAL_TEXT, PLANNED_TASK, MockAPI
 
 # The versions the captures under tests/agent_output/ were made with.
 PACKAGES = ("@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.171.0", "opencode-ai@1.18.33")
@@ -380,3 +380,48 @@ def test_the_resume_form_of_a_preset_is_in_the_installed_clis_help(cli_bin: Path
     assert said in (*RESUME_HELP[name], *re.findall(r"--[a-z-]+", text)), f"{name} no longer knows {said}"
     if name == "codex":  # its resume subcommand takes the id and the prompt, in that order
         assert re.search(r"\[SESSION_ID\]\s+\[PROMPT\]", text), text
+
+
+def test_a_claude_planner_delegates_through_kugetsu_mcp(kg: Kugetsu, cli_bin: Path) -> None:
+    """A real claude session as a planner: the model (the mock, in "plan" mode) calls
+    kugetsu's add_task over MCP; the task it asked for is queued under the same cap, with
+    the planner as its parent, and runs."""
+    api = MockAPI("plan").start()
+    try:
+        mcp = {
+            "mcpServers": {
+                "kugetsu": {"command": PY, "args": ["-m", "kugetsu_tui", "--home", str(kg.home), "mcp"]}
+            }
+        }
+        claude_config(
+            kg,
+            cli_bin,
+            api,
+            # (both take lists: a plain flag after them ends the list before the prompt)
+            args=[
+                "--mcp-config",
+                json.dumps(mcp),
+                "--allowedTools",
+                "mcp__kugetsu__add_task",
+                "--strict-mcp-config",
+            ],
+        )
+        config = (kg.home / "config.toml").read_text()
+        (kg.home / "config.toml").write_text(config + '\n[agents.worker]\ncommand = ["true", "{prompt}"]\n')
+        planner = kg.add("plan the release", "--no-worktree")
+        result = kg.run(timeout=180)
+        assert result.returncode == 0, result.stderr
+        tasks = kg.tasks()
+        assert tasks[planner]["state"] == "succeeded", tasks[planner]["reason"]
+        (child,) = [t for t in tasks.values() if t["id"] != planner]
+        assert (child["prompt"], child["agent"], child["state"]) == (
+            PLANNED_TASK["prompt"],
+            "worker",
+            "succeeded",
+        )
+        assert child["parent"] == planner and tasks[planner]["children"] == [child["id"]]
+        # The model was told what add_task answered: the new task's id.
+        answers = [b for b in api.state.bodies if '"tool_result"' in json.dumps(b.get("messages", ""))]
+        assert answers and str(child["id"]) in json.dumps(answers[-1]["messages"][-1])
+    finally:
+        api.stop()

@@ -26,6 +26,10 @@ FILE_NAME = "hello.txt"
 FILE_TEXT = "hello from the agent\n"
 
 
+# What a planner asks kugetsu to run ("plan" mode): a task for another agent.
+PLANNED_TASK = {"prompt": "write the changelog for the release", "agent": "worker", "no_worktree": True}
+
+
 @dataclass
 class MockState:
     mode: str = "edit"
@@ -175,12 +179,19 @@ class Handler(BaseHTTPRequestHandler):
             "cache_read_input_tokens": 0,
             "cache_creation_input_tokens": 0,
         }
-        edit = not _has_tool_result(body) and any(
-            t.get("name") == "Write" for t in body.get("tools", []) or []
+        tools = [str(t.get("name")) for t in body.get("tools", []) or []]
+        # In "plan" mode the model delegates: one call of kugetsu's add_task over MCP.
+        delegate = (
+            next((t for t in tools if t.endswith("__add_task")), None) if self.state.mode == "plan" else None
         )
-        if edit:
+        edit = not _has_tool_result(body) and (delegate is not None or "Write" in tools)
+        if edit and delegate is not None:
+            content: dict[str, Any] = {"type": "tool_use", "id": "toolu_mock1", "name": delegate, "input": {}}
+            arguments = json.dumps(PLANNED_TASK)
+            stop = "tool_use"
+        elif edit:
             path = f"{_working_dir(body)}/{FILE_NAME}"
-            content: dict[str, Any] = {"type": "tool_use", "id": "toolu_mock1", "name": "Write", "input": {}}
+            content = {"type": "tool_use", "id": "toolu_mock1", "name": "Write", "input": {}}
             arguments = json.dumps({"file_path": path, "content": FILE_TEXT})
             stop = "tool_use"
         else:
