@@ -96,6 +96,8 @@ async def test_shell_and_editor_on_a_task_without_a_worktree_say_so(harness: Das
         harness.store.update(task, time.time(), no_worktree=False)  # as if its worktree was removed
         app.dashboard.failed.focus()
         await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the failed task selected")
+        await pilot.press("down", "up")  # a person who moved keeps the focus where they put it
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id == task, "the failed task selected")
         for key in ("o", "e"):
             app._notifications.clear()
             await pilot.press(key)
