@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine.config import save_setting
+from kugetsu_tui.engine.config.kinds import PRIORITY
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.messages import ActionResult, RequestAction
 from kugetsu_tui.engine.model import (
@@ -38,6 +39,20 @@ if TYPE_CHECKING:
     from kugetsu_tui.engine.discard import Removal
 
 UNSETTLED = frozenset({State.QUEUED, *LIVE_STATES})
+
+
+def _requeue_changes(old: str, prompt: str | None, note: str | None) -> dict[str, Any]:
+    """The prompt and undelivered note a requeue leaves: an edited prompt, a note, both, or
+    neither (the prompt as it was)."""
+    changes: dict[str, Any] = {"requeue_note": None}
+    edited = prompt is not None and prompt != old
+    text = prompt if prompt is not None and edited else old
+    if edited:
+        changes["prompt"] = changes["requeue_note"] = text
+    if note and note.strip():
+        changes["prompt"] = f"{text}\n\nNote for this attempt: {note.strip()}"
+        changes["requeue_note"] = changes["prompt"] if edited else note.strip()
+    return changes
 
 
 class Control:
@@ -181,18 +196,20 @@ class Control:
         self.poke()
         return outcomes
 
-    def requeue(self, ids: Sequence[int], note: str | None = None) -> list[ActionResult]:
+    def requeue(
+        self, ids: Sequence[int], note: str | None = None, *, prompt: str | None = None
+    ) -> list[ActionResult]:
         """Queue settled tasks again with fresh attempts. A note is appended to the prompt,
         so the next attempt does not start blind ("the tests still fail"); one that continues
-        the agent's session (its last attempt was cut short) is given the note alone."""
+        the agent's session (its last attempt was cut short) is given the note alone. An
+        edited `prompt` replaces the task's; a continued session is then given all of it."""
+        if prompt is not None and not prompt.strip():
+            raise UsageError('empty prompt (expected the task\'s text, e.g. "fix the flaky test")')
         tasks = self.find(ids, REQUEUEABLE_STATES, "requeued")
         outcomes = []
         for task in tasks:
             now = self.clock()
-            changes: dict[str, Any] = {"requeue_note": None}
-            if note and note.strip():
-                changes["prompt"] = f"{task.prompt}\n\nNote for this attempt: {note.strip()}"
-                changes["requeue_note"] = note.strip()
+            changes = _requeue_changes(task.prompt, prompt, note)
             done = self.store.transition(
                 task.id,
                 State.QUEUED,
@@ -211,6 +228,29 @@ class Control:
                 **changes,
             )
             message = "requeued" if done else "changed meanwhile; not requeued"
+            outcomes.append(ActionResult(done is not None, message, task.id))
+        self.poke()
+        return outcomes
+
+    def set_priority(self, ids: Sequence[int], priority: int) -> list[ActionResult]:
+        """Give queued tasks a new priority (higher runs first), as `add --priority` takes it."""
+        try:
+            priority = PRIORITY(priority)
+        except (TypeError, ValueError):
+            raise UsageError(f"priority: expected {PRIORITY.expected}, got {priority!r}") from None
+        tasks = self.find(ids, {State.QUEUED}, "given a priority")
+        outcomes = []
+        for task in tasks:
+            done = self.store.transition(
+                task.id,
+                State.QUEUED,
+                now=self.clock(),
+                expect={State.QUEUED},
+                event=EventType.TASK_PRIORITY_SET,
+                extra={"was": task.priority},
+                priority=priority,
+            )
+            message = f"priority {priority}" if done else "changed meanwhile; priority not set"
             outcomes.append(ActionResult(done is not None, message, task.id))
         self.poke()
         return outcomes

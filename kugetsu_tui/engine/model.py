@@ -90,6 +90,7 @@ class EventType(StrEnum):
     TASK_RESUMED = "task_resumed"
     TASK_HELD = "task_held"
     TASK_RELEASED = "task_released"
+    TASK_PRIORITY_SET = "task_priority_set"
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
     TASK_STALLED = "task_stalled"
