@@ -32,7 +32,7 @@ from kugetsu_tui.engine.model import (
     State,
     Task,
 )
-from kugetsu_tui.engine.store import Store
+from kugetsu_tui.engine.store import QUEUE_ORDER, Store
 from kugetsu_tui.errors import UsageError
 
 if TYPE_CHECKING:
@@ -103,6 +103,22 @@ class Control:
                 raise UsageError(f"task {task_id} is {detail}; only {states} tasks can be {what}")
             tasks.append(task)
         return tasks
+
+    def search_queued(self, text: str, limit: int) -> list[int]:
+        """Ids of queued tasks whose id is `text`, or whose agent, branch or prompt holds it
+        (ASCII letters in any case), in admission order, at most `limit`: the dashboard's
+        filter, for a queue longer than the part of it the dashboard holds."""
+        needle = text.strip().lower()
+        if not needle:
+            return []
+        task_id = int(needle) if needle.isdigit() and len(needle) < 19 else -1
+        rows = self.store.db.execute(
+            "SELECT id FROM tasks WHERE state = 'queued' AND (id = ? OR instr(lower("
+            "agent || ' ' || coalesce(branch, '') || ' ' || CAST(prompt AS TEXT)), ?) > 0) "
+            f"{QUEUE_ORDER} LIMIT ?",
+            (task_id, needle, limit),
+        )
+        return [int(row[0]) for row in rows]
 
     # --- actions --------------------------------------------------------------------
 
