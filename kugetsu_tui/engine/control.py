@@ -31,28 +31,15 @@ from kugetsu_tui.engine.model import (
     Review,
     State,
     Task,
+    requeue_changes,
 )
-from kugetsu_tui.engine.store import QUEUE_ORDER, Store
+from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
 
 if TYPE_CHECKING:
     from kugetsu_tui.engine.discard import Removal
 
 UNSETTLED = frozenset({State.QUEUED, *LIVE_STATES})
-
-
-def _requeue_changes(old: str, prompt: str | None, note: str | None) -> dict[str, Any]:
-    """The prompt and undelivered note a requeue leaves: an edited prompt, a note, both, or
-    neither (the prompt as it was)."""
-    changes: dict[str, Any] = {"requeue_note": None}
-    edited = prompt is not None and prompt != old
-    text = prompt if prompt is not None and edited else old
-    if edited:
-        changes["prompt"] = changes["requeue_note"] = text
-    if note and note.strip():
-        changes["prompt"] = f"{text}\n\nNote for this attempt: {note.strip()}"
-        changes["requeue_note"] = changes["prompt"] if edited else note.strip()
-    return changes
 
 
 class Control:
@@ -103,22 +90,6 @@ class Control:
                 raise UsageError(f"task {task_id} is {detail}; only {states} tasks can be {what}")
             tasks.append(task)
         return tasks
-
-    def search_queued(self, text: str, limit: int) -> list[int]:
-        """Ids of queued tasks whose id is `text`, or whose agent, branch or prompt holds it
-        (ASCII letters in any case), in admission order, at most `limit`: the dashboard's
-        filter, for a queue longer than the part of it the dashboard holds."""
-        needle = text.strip().lower()
-        if not needle:
-            return []
-        task_id = int(needle) if needle.isdigit() and len(needle) < 19 else -1
-        rows = self.store.db.execute(
-            "SELECT id FROM tasks WHERE state = 'queued' AND (id = ? OR instr(lower("
-            "agent || ' ' || coalesce(branch, '') || ' ' || CAST(prompt AS TEXT)), ?) > 0) "
-            f"{QUEUE_ORDER} LIMIT ?",
-            (task_id, needle, limit),
-        )
-        return [int(row[0]) for row in rows]
 
     # --- actions --------------------------------------------------------------------
 
@@ -218,14 +189,14 @@ class Control:
         """Queue settled tasks again with fresh attempts. A note is appended to the prompt,
         so the next attempt does not start blind ("the tests still fail"); one that continues
         the agent's session (its last attempt was cut short) is given the note alone. An
-        edited `prompt` replaces the task's; a continued session is then given all of it."""
+        edited `prompt` replaces the task's (model.requeue_changes)."""
         if prompt is not None and not prompt.strip():
             raise UsageError('empty prompt (expected the task\'s text, e.g. "fix the flaky test")')
         tasks = self.find(ids, REQUEUEABLE_STATES, "requeued")
         outcomes = []
         for task in tasks:
             now = self.clock()
-            changes = _requeue_changes(task.prompt, prompt, note)
+            changes = requeue_changes(task.prompt, prompt, note)
             done = self.store.transition(
                 task.id,
                 State.QUEUED,
@@ -250,10 +221,8 @@ class Control:
 
     def set_priority(self, ids: Sequence[int], priority: int) -> list[ActionResult]:
         """Give queued tasks a new priority (higher runs first), as `add --priority` takes it."""
-        try:
-            priority = PRIORITY(priority)
-        except (TypeError, ValueError):
-            raise UsageError(f"priority: expected {PRIORITY.expected}, got {priority!r}") from None
+        if isinstance(priority, bool) or not PRIORITY.lo <= priority <= PRIORITY.hi:
+            raise UsageError(f"priority: expected {PRIORITY.expected}, got {priority!r}")
         tasks = self.find(ids, {State.QUEUED}, "given a priority")
         outcomes = []
         for task in tasks:

@@ -92,7 +92,7 @@ class KugetsuApp(App[int]):
         self.sample_every = sample_every
         self.store = Store(home.db_path)
         self.control = Control(home, store=self.store)
-        self.reader = BoardReader(self.store, search=self.control.search_queued)
+        self.reader = BoardReader(self.store)
         self.board = Board()
         self._board_config: Config | None = None  # the config the board was explained with
         self.dashboard = DashboardScreen(home.log_path)

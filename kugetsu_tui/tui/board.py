@@ -10,7 +10,7 @@ No Textual import here: this is plain data, testable on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,10 +114,8 @@ class BoardReader:
         *,
         queue_window: int = QUEUE_WINDOW,
         failed_window: int = FAILED_WINDOW,
-        search: Callable[[str, int], list[int]] | None = None,
     ) -> None:
         self.store = store
-        self.search = search  # the whole queue's matches for the filter (Control.search_queued)
         self._searched: tuple[tuple[str, int], list[Task]] = (("", -1), [])
         self.queue_window = queue_window
         self.failed_window = failed_window
@@ -244,11 +242,11 @@ class BoardReader:
     def _beyond_window(self, found: list[Task], text: str, view: QueueView) -> list[Task]:
         """The window's matches, then those the store finds further down the queue (once per
         filter text and queue change), each with its real position."""
-        if self.search is None or len(self.queued) >= self.counts[State.QUEUED]:
+        if len(self.queued) >= self.counts[State.QUEUED]:
             return found
         key = (text, self.versions[1])
         if self._searched[0] != key:
-            ids = self.search(text, SEARCH_LIMIT)
+            ids = self.store.search_queued(text, SEARCH_LIMIT)
             self._searched = (key, list(self.store.select([State.QUEUED], ids=ids)) if ids else [])
         seen = {t.id for t in found}
         more = [t for t in self._searched[1] if t.id not in seen]

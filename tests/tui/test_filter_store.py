@@ -1,11 +1,10 @@
 """The `/` filter finds queued tasks beyond the part of the queue the dashboard holds: the
-store is asked (with a limit) and each match shows its real queue position."""
+store is asked (Store.search_queued, with a limit) and each match shows its real queue position."""
 
 from __future__ import annotations
 
 import time
 
-from kugetsu_tui.engine.control import Control
 from kugetsu_tui.engine.model import NewTask
 from tests.helpers.tui import DashboardHarness, screen_lines, wait_for
 
@@ -41,8 +40,8 @@ async def test_the_filter_finds_a_queued_task_far_down_the_queue(harness: Dashbo
 
 def test_search_queued_by_id_and_text_with_a_limit(harness: DashboardHarness) -> None:
     ids = [harness.add(f"chore {n}") for n in range(5)]
-    control = Control(harness.home, harness.store)
-    assert control.search_queued("CHORE", 3) == ids[:3]
-    assert control.search_queued(str(ids[4]), 10) == [ids[4]]
-    assert control.search_queued("  ", 10) == []
-    assert control.search_queued("nowhere", 10) == []
+    store = harness.store
+    assert store.search_queued("CHORE", 3) == ids[:3]
+    assert store.search_queued(str(ids[4]), 10) == [ids[4]]
+    assert store.search_queued("  ", 10) == []
+    assert store.search_queued("nowhere", 10) == []
