@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kugetsu_tui.engine.config import save_setting
+from kugetsu_tui.engine.config.kinds import PRIORITY
 from kugetsu_tui.engine.home import Home
 from kugetsu_tui.engine.messages import ActionResult, RequestAction
 from kugetsu_tui.engine.model import (
@@ -30,6 +31,7 @@ from kugetsu_tui.engine.model import (
     Review,
     State,
     Task,
+    requeue_changes,
 )
 from kugetsu_tui.engine.store import Store
 from kugetsu_tui.errors import UsageError
@@ -181,18 +183,20 @@ class Control:
         self.poke()
         return outcomes
 
-    def requeue(self, ids: Sequence[int], note: str | None = None) -> list[ActionResult]:
+    def requeue(
+        self, ids: Sequence[int], note: str | None = None, *, prompt: str | None = None
+    ) -> list[ActionResult]:
         """Queue settled tasks again with fresh attempts. A note is appended to the prompt,
         so the next attempt does not start blind ("the tests still fail"); one that continues
-        the agent's session (its last attempt was cut short) is given the note alone."""
+        the agent's session (its last attempt was cut short) is given the note alone. An
+        edited `prompt` replaces the task's (model.requeue_changes)."""
+        if prompt is not None and not prompt.strip():
+            raise UsageError('empty prompt (expected the task\'s text, e.g. "fix the flaky test")')
         tasks = self.find(ids, REQUEUEABLE_STATES, "requeued")
         outcomes = []
         for task in tasks:
             now = self.clock()
-            changes: dict[str, Any] = {"requeue_note": None}
-            if note and note.strip():
-                changes["prompt"] = f"{task.prompt}\n\nNote for this attempt: {note.strip()}"
-                changes["requeue_note"] = note.strip()
+            changes = requeue_changes(task.prompt, prompt, note)
             done = self.store.transition(
                 task.id,
                 State.QUEUED,
@@ -211,6 +215,27 @@ class Control:
                 **changes,
             )
             message = "requeued" if done else "changed meanwhile; not requeued"
+            outcomes.append(ActionResult(done is not None, message, task.id))
+        self.poke()
+        return outcomes
+
+    def set_priority(self, ids: Sequence[int], priority: int) -> list[ActionResult]:
+        """Give queued tasks a new priority (higher runs first), as `add --priority` takes it."""
+        if isinstance(priority, bool) or not PRIORITY.lo <= priority <= PRIORITY.hi:
+            raise UsageError(f"priority: expected {PRIORITY.expected}, got {priority!r}")
+        tasks = self.find(ids, {State.QUEUED}, "given a priority")
+        outcomes = []
+        for task in tasks:
+            done = self.store.transition(
+                task.id,
+                State.QUEUED,
+                now=self.clock(),
+                expect={State.QUEUED},
+                event=EventType.TASK_PRIORITY_SET,
+                extra={"was": task.priority},
+                priority=priority,
+            )
+            message = f"priority {priority}" if done else "changed meanwhile; priority not set"
             outcomes.append(ActionResult(done is not None, message, task.id))
         self.poke()
         return outcomes

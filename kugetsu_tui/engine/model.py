@@ -90,6 +90,7 @@ class EventType(StrEnum):
     TASK_RESUMED = "task_resumed"
     TASK_HELD = "task_held"
     TASK_RELEASED = "task_released"
+    TASK_PRIORITY_SET = "task_priority_set"
     TASK_INTERRUPTED = "task_interrupted"
     TASK_ADOPTED = "task_adopted"
     TASK_STALLED = "task_stalled"
@@ -388,3 +389,17 @@ class AddRefused(UsageError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def requeue_changes(old: str, prompt: str | None, note: str | None) -> dict[str, Any]:
+    """The prompt and undelivered note a requeue leaves: an edited prompt, a note, both, or
+    neither (the prompt as it was)."""
+    changes: dict[str, Any] = {"requeue_note": None}
+    edited = prompt is not None and prompt != old
+    text = prompt if prompt is not None and edited else old
+    if edited:
+        changes["prompt"] = changes["requeue_note"] = text
+    if note and note.strip():
+        changes["prompt"] = f"{text}\n\nNote for this attempt: {note.strip()}"
+        changes["requeue_note"] = changes["prompt"] if edited else note.strip()
+    return changes

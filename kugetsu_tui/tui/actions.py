@@ -21,13 +21,21 @@ from textual.binding import Binding, BindingType
 
 from kugetsu_tui.tui.handlers.cap import accept_cap, cap_down, cap_up
 from kugetsu_tui.tui.handlers.marks import toggle_mark
-from kugetsu_tui.tui.handlers.queue import cancel_task, hold_release, new_task, pause_resume, requeue
+from kugetsu_tui.tui.handlers.queue import (
+    cancel_task,
+    hold_release,
+    new_task,
+    pause_resume,
+    requeue,
+    set_priority,
+)
 from kugetsu_tui.tui.handlers.review import discard_task, merge_task, open_done, show_diff
 from kugetsu_tui.tui.handlers.terminal import attach, editor, open_task, shell
 from kugetsu_tui.tui.handlers.view import (
     clear_filter,
     cycle_failed_kind,
     focus_log,
+    full_log,
     open_filter,
     quit_dashboard,
     show_help,
@@ -101,14 +109,20 @@ ACTIONS: tuple[Action, ...] = (
         panes=frozenset({ACTIVE, QUEUED}), confirms=True,
     ),
     Action(
-        "requeue", "r", "requeue", "requeue a failed, cancelled or expired task",
-        "Requeue task", "queue a failed, cancelled or expired task again", requeue,
+        "requeue", "r", "requeue",
+        "requeue a failed, cancelled or expired task: edit its prompt, add a note",
+        "Requeue task", "queue a failed, cancelled or expired task again, with a note", requeue,
         panes=frozenset({FAILED}),
     ),
     Action(
         "hold", "h", "hold", "hold / release a queued task",
         "Hold / release task", "park a queued task or let it run", hold_release,
         panes=frozenset({QUEUED}),
+    ),
+    Action(
+        "priority", "P", "priority", "set a queued task's priority (higher runs first)",
+        "Set priority", "give the selected queued task a new priority", set_priority,
+        panes=frozenset({QUEUED}), footer=False,
     ),
     Action("new", "n", "new", "new task", "New task", "queue a task", new_task),
     Action(
@@ -178,6 +192,11 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "focus_log", "l", "log", "focus the log of the selected task",
         "Focus log", "scroll the selected task's output", focus_log,
+        panes=TASK_PANES, footer=False,
+    ),
+    Action(
+        "full_log", "L", "full log", "the selected task's log full screen (/ search, n next)",
+        "Full log", "the selected task's whole log, with search", full_log,
         panes=TASK_PANES, footer=False,
     ),
     Action(

@@ -22,6 +22,7 @@ from kugetsu_tui.engine.store import Store
 from kugetsu_tui.present import cluster_label, constraints
 
 QUEUE_WINDOW = 300
+SEARCH_LIMIT = 200  # the filter finds at most this many queued tasks beyond the window
 FAILED_WINDOW = 200
 # Writers stamp updated_at with their own clock reading, taken before they commit; read
 # back this far so that a commit that lands late with an older stamp is not missed.
@@ -108,9 +109,14 @@ class Board:
 
 class BoardReader:
     def __init__(
-        self, store: Store, *, queue_window: int = QUEUE_WINDOW, failed_window: int = FAILED_WINDOW
+        self,
+        store: Store,
+        *,
+        queue_window: int = QUEUE_WINDOW,
+        failed_window: int = FAILED_WINDOW,
     ) -> None:
         self.store = store
+        self._searched: tuple[tuple[str, int], list[Task]] = (("", -1), [])
         self.queue_window = queue_window
         self.failed_window = failed_window
         self.active: dict[int, Task] = {}
@@ -218,6 +224,7 @@ class BoardReader:
             active, queued, failed = (
                 [t for t in group if matches(t, text_filter)] for group in (active, queued, failed)
             )
+            queued = self._beyond_window(queued, text_filter, view)
         return Board(
             active,
             queued,
@@ -231,6 +238,20 @@ class BoardReader:
             text_filter,
             (self.versions[0], self.versions[1], self.versions[2]),
         )
+
+    def _beyond_window(self, found: list[Task], text: str, view: QueueView) -> list[Task]:
+        """The window's matches, then those the store finds further down the queue (once per
+        filter text and queue change), each with its real position."""
+        if len(self.queued) >= self.counts[State.QUEUED]:
+            return found
+        key = (text, self.versions[1])
+        if self._searched[0] != key:
+            ids = self.store.search_queued(text, SEARCH_LIMIT)
+            self._searched = (key, list(self.store.select([State.QUEUED], ids=ids)) if ids else [])
+        seen = {t.id for t in found}
+        more = [t for t in self._searched[1] if t.id not in seen]
+        view.position.update(self.store.positions([t.id for t in more]))
+        return found + more
 
 
 def _ended(task: Task) -> tuple[float, int]:

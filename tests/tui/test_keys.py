@@ -146,7 +146,9 @@ async def test_requeue_a_failed_task(harness: DashboardHarness) -> None:
         app.dashboard.failed.focus()
         await pilot.pause()
         assert "error: 2 tests failed" in str(app.dashboard.failed.get_row_at(0))
-        await pilot.press("r")
+        await pilot.press("r")  # the form: the prompt as it was, no note
+        await wait_for(pilot, lambda: app.screen is not app.dashboard, "the requeue form")
+        await pilot.press("enter")
         await wait_for(
             pilot,
             lambda: any(e.type == "task_requeued" for e in harness.store.events(task_id=task)),

@@ -13,7 +13,10 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from kugetsu_tui.tui.board import SupervisorState
+from kugetsu_tui.tui.screens.full_log import FullLogScreen
+from kugetsu_tui.tui.screens.task_forms import RequeueScreen
 from tests.helpers.snapshots import snapshot_app
+from tests.helpers.tui import wait_for
 
 LARGE = (160, 45)
 MEDIUM = (120, 35)
@@ -79,3 +82,30 @@ def test_help(snap_compare: Any) -> None:
 
 def test_filter(snap_compare: Any) -> None:
     assert snap_compare(snapshot_app(), terminal_size=MEDIUM, press=["slash", *"add"], run_before=settle)
+
+
+def test_requeue_form(snap_compare: Any) -> None:
+    async def open_form(pilot: Pilot[Any]) -> None:
+        app: Any = pilot.app
+        await wait_for(pilot, lambda: app.dashboard.failed.row_count > 0, "the Failed pane")
+        app.dashboard.failed.focus()
+        await wait_for(pilot, lambda: app.dashboard.focused_pane() == "failed", "the focus there")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RequeueScreen), "the requeue form")
+        await pilot.press(*"the tests still fail")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app(), terminal_size=MEDIUM, run_before=open_form)
+
+
+def test_full_log_search(snap_compare: Any) -> None:
+    async def search(pilot: Pilot[Any]) -> None:
+        app: Any = pilot.app
+        await wait_for(pilot, lambda: app.dashboard.selected_task_id is not None, "a task selected")
+        await pilot.press("L")
+        await wait_for(pilot, lambda: isinstance(app.screen, FullLogScreen), "the full log")
+        await pilot.press("slash", *"plan", "enter")
+        await wait_for(pilot, lambda: app.screen.found is not None, "the match")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app(), terminal_size=MEDIUM, run_before=search)

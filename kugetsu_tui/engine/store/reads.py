@@ -118,6 +118,22 @@ class Reads:
         sql = "SELECT id FROM tasks WHERE id IN (" + ",".join("?" * len(ids)) + ")"
         return {int(i) for (i,) in self.db.execute(sql, list(ids))}
 
+    def search_queued(self, text: str, limit: int) -> list[int]:
+        """Ids of queued tasks whose id is `text`, or whose agent, branch or prompt holds it
+        (ASCII letters in any case), in admission order, at most `limit`: the dashboard's
+        filter, for a queue longer than the part of it the dashboard holds."""
+        needle = text.strip().lower()
+        if not needle:
+            return []
+        task_id = int(needle) if needle.isdigit() and len(needle) < 19 else -1
+        rows = self.db.execute(
+            "SELECT id FROM tasks WHERE state = 'queued' AND (id = ? OR instr(lower("
+            "agent || ' ' || coalesce(branch, '') || ' ' || CAST(prompt AS TEXT)), ?) > 0) "
+            f"{QUEUE_ORDER} LIMIT ?",
+            (task_id, needle, limit),
+        )
+        return [int(row[0]) for row in rows]
+
     def positions(self, ids: Collection[int]) -> dict[int, int]:
         """The 1-based queue position of each of these tasks that is queued and not held:
         one more than the runnable-or-waiting tasks ahead of it in admission order."""

@@ -1,19 +1,23 @@
-"""Handlers that change the queue: pause / resume, cancel, requeue, hold / release, new."""
+"""Handlers that change the queue: pause / resume, cancel, requeue, priority, hold / release,
+new."""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
+from kugetsu_tui.engine.config.kinds import PRIORITY
 from kugetsu_tui.engine.intake import Intake
 from kugetsu_tui.engine.messages import ActionResult
-from kugetsu_tui.engine.model import NewTask, State, Task
-from kugetsu_tui.engine.text import one_line
+from kugetsu_tui.engine.model import REQUEUEABLE_STATES, NewTask, State, Task
+from kugetsu_tui.engine.text import one_line, printable
+from kugetsu_tui.errors import UsageError
 from kugetsu_tui.first_run import agent_to_offer
 from kugetsu_tui.tui.handlers.common import need_task, short
 from kugetsu_tui.tui.handlers.marks import act_on_marked, marked_tasks
 from kugetsu_tui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from kugetsu_tui.tui.screens.new_task import NewTaskScreen
+from kugetsu_tui.tui.screens.task_forms import PriorityScreen, RequeueScreen
 
 if TYPE_CHECKING:
     from kugetsu_tui.tui.app import KugetsuApp
@@ -87,14 +91,48 @@ def ask_about_children(app: KugetsuApp, task: Task, children: list[Task], detail
 
 
 def requeue(app: KugetsuApp) -> None:
+    """Marked tasks: one question, then requeued as they were. One task: a form with its
+    prompt to edit and a note for the next attempt, as `kugetsu requeue N --note` takes it."""
     if marked := marked_tasks(app):
         act_on_marked(
             app, "requeue", marked, app.control.requeue, "Each is queued again with fresh attempts."
         )
         return
     task = need_task(app)
-    if task is not None:
-        app.act("requeue", lambda: app.control.requeue([task.id]))
+    if task is None:
+        return
+    if task.state not in REQUEUEABLE_STATES:
+        app.act("requeue", lambda: app.control.requeue([task.id]))  # says why not
+        return
+    shown = printable(task.prompt, lines=True)
+
+    def send(prompt: str, note: str) -> None:
+        # The prompt as shown, unedited, is the prompt as stored (not its printable form).
+        edited = None if prompt == shown else prompt
+        outcomes = app.control.requeue([task.id], note or None, prompt=edited)
+        app.act("requeue", lambda: outcomes)
+
+    app.push_screen(RequeueScreen(task.id, task.prompt, send))
+
+
+def set_priority(app: KugetsuApp) -> None:
+    """A queued task's priority, asked for in a small form."""
+    task = need_task(app)
+    if task is None:
+        return
+    if task.state is not State.QUEUED:
+        app.act("priority", lambda: app.control.set_priority([task.id], task.priority))  # says why not
+        return
+
+    def send(text: str) -> None:
+        try:
+            priority = int(text.strip())
+        except ValueError:
+            raise UsageError(f"priority: expected {PRIORITY.expected}, got {text.strip()!r}") from None
+        outcomes = app.control.set_priority([task.id], priority)
+        app.act("priority", lambda: outcomes)
+
+    app.push_screen(PriorityScreen(task.id, task.priority, send))
 
 
 def hold_release(app: KugetsuApp) -> None:

@@ -1,4 +1,4 @@
-"""Handlers that only change what is shown (details, help, log, filter, the Failed pane's
+"""Handlers that only change what is shown (details, help, log, the full log, filter, the Failed pane's
 kinds) and quitting the dashboard."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from kugetsu_tui.engine.model import State
 from kugetsu_tui.tui.handlers.common import need_task
 from kugetsu_tui.tui.screens.confirm import ConfirmScreen
 from kugetsu_tui.tui.screens.detail import DetailScreen
+from kugetsu_tui.tui.screens.full_log import FullLogScreen
 from kugetsu_tui.tui.screens.help import HelpScreen
 
 if TYPE_CHECKING:
@@ -92,6 +93,14 @@ def quit_words(live: int, queued: int, *, hosting: bool, pid: int | None) -> tup
 
 def focus_log(app: KugetsuApp) -> None:
     app.dashboard.focus_log()
+
+
+def full_log(app: KugetsuApp) -> None:
+    """The selected task's log full screen, with search."""
+    task = need_task(app)
+    if task is not None:
+        title = f"Log · task {task.id} · {task.state}"
+        app.push_screen(FullLogScreen(task.id, app.home.log_path(task.id), title))
 
 
 def cycle_failed_kind(app: KugetsuApp) -> None:

@@ -34,6 +34,7 @@ FIRST_READ = 32 * 1024  # how much of an existing log to show when a task is sel
 CHUNK = 256 * 1024  # at most this much new output per refresh
 MAX_LINES = 2000
 _SGR = re.compile(r"(\x1b\[[0-9;:]*m)")  # colour and weight: the one sequence kept, as styles
+FOUND = Style(reverse=True, bold=True)  # a search's match, in the full-screen log
 _SPLITS_LINES = {0x2028: " ", 0x2029: " "}  # printable keeps them; Log would break the line there
 
 
@@ -52,8 +53,8 @@ def shown_line(raw: str) -> Text:
 
 
 class LogPane(Log):
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=MAX_LINES, auto_scroll=True)
+    def __init__(self, *, id: str | None = None, max_lines: int = MAX_LINES) -> None:
+        super().__init__(id=id, max_lines=max_lines, auto_scroll=True)
         self.task_id: int | None = None
         self.path: Path | None = None
         self._offset = 0
@@ -125,8 +126,11 @@ class LogPane(Log):
             text.stylize(style, start, len(text) if end == -1 else end)
         return Strip(text.render(self.app.console), cell_len(line))
 
-    def follow(self, task_id: int | None, path: Path | None, title: str) -> None:
-        """Show this task's log from (near) its end; a no-op if it is already shown."""
+    def follow(
+        self, task_id: int | None, path: Path | None, title: str, *, first_read: int = FIRST_READ
+    ) -> None:
+        """Show this task's log from (near) its end, at most `first_read` bytes of it; a
+        no-op if it is already shown."""
         if title != self._title:
             self._title = title
             self.border_title = Text(title)
@@ -144,11 +148,24 @@ class LogPane(Log):
         except OSError:
             self.write_line("(no output yet)")
             return
-        if size > FIRST_READ:
-            self._offset = size - FIRST_READ
+        if size > first_read:
+            self._offset = size - first_read
             self._read(skip_partial_first=True)
         else:
             self._read()
+        while self._offset < size and self._read():  # more than one chunk asked for
+            pass
+
+    def mark_found(self, y: int, start: int, end: int, *, on: bool) -> None:
+        """Show (or stop showing) line y's columns start..end as found by a search."""
+        if y >= len(self._spans):
+            return
+        mark = Span(start, end, FOUND)
+        if on:
+            self._spans[y].append(mark)
+        elif mark in self._spans[y]:
+            self._spans[y].remove(mark)
+        self.refresh_lines(y)
 
     def poll(self) -> None:
         """Append what the agent wrote since the last call."""
@@ -167,14 +184,15 @@ class LogPane(Log):
                 self.clear()
             self._read()
 
-    def _read(self, *, skip_partial_first: bool = False) -> None:
+    def _read(self, *, skip_partial_first: bool = False) -> bool:
+        """Read one chunk on; whether there was anything to read."""
         assert self.path is not None
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
                 data = f.read(CHUNK)
         except OSError:
-            return
+            return False
         self._offset += len(data)
         text = self._partial + data.decode("utf-8", errors="replace")
         lines = text.split("\n")
@@ -183,3 +201,4 @@ class LogPane(Log):
             lines = lines[1:]
         if lines:
             self.write_lines([line.rstrip("\r") for line in lines])
+        return bool(data)
