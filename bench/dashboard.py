@@ -249,7 +249,9 @@ def main() -> None:
         with scratch("dashboard") as work:
             # `sleep` holds a few MiB: said so, or the memory guard would admit by a coding
             # agent's estimate and hold most of the 50 back.
-            home = fresh_home(work, live, {"sleep": ["sleep", "600"], "fail": ["false"]}, "sleep", est_rss="16MiB")
+            home = fresh_home(
+                work, live, {"sleep": ["sleep", "600"], "fail": ["false"]}, "sleep", est_rss="16MiB"
+            )
             supervisor = fill(home, work, queued, live, failed, supervise=mode == "attached")
             rounds = []
             try:
