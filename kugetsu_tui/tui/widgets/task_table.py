@@ -86,6 +86,7 @@ class TaskTable(DataTable[Text]):
             self._title = title
             self.border_title = Text(printable(title))  # Text, not markup: a filter may hold brackets
         self.reconcile([(t.id, self._with_mark(t.id, self.cells_for(t, board))) for t in tasks])
+        self.set_class(not tasks, "-empty")  # an empty pane gives its rows to the others
 
     def _with_mark(self, task_id: int, cells: Cells) -> Cells:
         if task_id not in self.marked:
