@@ -23,7 +23,7 @@ from kugetsu_tui.commands.agents import cmd_agents
 from kugetsu_tui.commands.context import Context
 from kugetsu_tui.commands.events import cmd_events
 from kugetsu_tui.commands.logs import cmd_logs
-from kugetsu_tui.commands.queue import cmd_add, cmd_cap, task_action
+from kugetsu_tui.commands.queue import cmd_add, cmd_cap, cmd_priority, task_action
 from kugetsu_tui.commands.run import cmd_demo, cmd_mcp, cmd_run, cmd_tui, cmd_web
 from kugetsu_tui.commands.status import STATUS_LIMIT, cmd_status
 from kugetsu_tui.commands.terminal import cmd_attach, cmd_notify, cmd_send
@@ -207,6 +207,7 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
         action.add_argument("ids", nargs="+", type=task_id, metavar="ID")
         if name == "requeue":
             action.add_argument("--note", metavar="TEXT", help="appended to the prompt of the next attempt")
+            action.add_argument("--prompt", metavar="TEXT", help="the task's new prompt (instead of its own)")
         if name == "cancel":
             action.add_argument(
                 "--children",
@@ -214,6 +215,11 @@ def _queue_commands(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
                 help="also the tasks they added (queued or live), and theirs",
             )
         action.set_defaults(func=task_action(name))
+
+    priority = sub.add_parser("priority", parents=[common], help="give queued tasks a new priority")
+    priority.add_argument("priority", type=bounded(PRIORITY), metavar="N", help="higher runs first")
+    priority.add_argument("ids", nargs="+", type=task_id, metavar="ID")
+    priority.set_defaults(func=cmd_priority)
 
     cap = sub.add_parser("cap", parents=[common], help="show or set how many agents may be live")
     cap.add_argument("cap", nargs="?", type=bounded(CAP), metavar="N")

@@ -174,3 +174,33 @@ def test_status_says_kept_only_for_a_worktree_that_is_still_there(kg: Kugetsu, r
     shown = kg.cli("status").stdout
     assert "exit code 1" in shown
     assert "[kept" not in shown
+
+
+def test_priority_reorders_the_queue_and_requeue_takes_a_new_prompt(kg: Kugetsu) -> None:
+    """`priority N ID…` moves queued tasks (an event says from what); a settled task is
+    refused; `requeue --prompt` replaces the prompt, a note still follows it; bad input is
+    one line, exit 2, and changes nothing."""
+    first, second = kg.add(script(["fail", 1])), kg.add(script(["fail", 1]))
+    code, out, err = kg.main("priority", "5", str(second))
+    assert code == 0 and f"task {second}: priority 5" in out, err
+    queue = [(t["id"], t["position"]) for t in json.loads(kg.main("status", "--json")[1])["tasks"]]
+    assert queue == [(second, 1), (first, 2)]
+    (event,) = [e for e in kg.events(second) if e["type"] == "task_priority_set"]
+    assert (event["priority"], event["was"]) == (5, 0)
+    for bad in (
+        ["priority", "high", str(first)],
+        ["priority", "5", "0"],
+        ["priority", "9999999", str(first)],
+    ):
+        done = kg.cli(*bad)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+    assert kg.task(first)["priority"] == 0
+    assert kg.run().returncode == 1  # both fail
+    code, out, err = kg.main("priority", "3", str(first))
+    assert code != 0 and "queued" in out + err
+    code, out, err = kg.main("requeue", str(first), "--prompt", "do it right", "--note", "the tests")
+    assert code == 0, err
+    assert kg.task(first)["prompt"] == "do it right\n\nNote for this attempt: the tests"
+    code, out, err = kg.main("requeue", str(second), "--prompt", " ")
+    assert code == 2 and "empty prompt" in err and kg.task(second)["state"] == "failed"

@@ -68,12 +68,16 @@ def task_action(name: str) -> Callable[[Context, argparse.Namespace], int]:
     def run(ctx: Context, args: argparse.Namespace) -> int:
         method: Callable[..., list[ActionResult]] = getattr(ctx.control, name)
         if name == "requeue":
-            return print_outcomes(ctx, method(args.ids, note=args.note))
+            return print_outcomes(ctx, method(args.ids, note=args.note, prompt=args.prompt))
         if name == "cancel":
             return _cancel(ctx, args)
         return print_outcomes(ctx, method(args.ids))
 
     return run
+
+
+def cmd_priority(ctx: Context, args: argparse.Namespace) -> int:
+    return print_outcomes(ctx, ctx.control.set_priority(args.ids, args.priority))
 
 
 def _cancel(ctx: Context, args: argparse.Namespace) -> int:
