@@ -129,6 +129,23 @@ def test_every_attempts_report_counts(kg: Kugetsu, tmp_path: Path) -> None:
     assert kg.status()["budget"]["cost_usd"] == {"spent": 0.5, "limit": 10.0}
 
 
+def test_an_attempt_given_back_keeps_what_it_spent(tmp_path: Path) -> None:
+    """A rate-limited attempt is given back, so the next one has its number: both reports
+    count (the ledger tells attempts apart by when they were admitted)."""
+    from kugetsu_tui.engine.model import EventType, State
+
+    store = Store(tmp_path / "state.db")
+    (task_id,) = store.add([NewTask(prompt="p", agent="claude", repo=None, no_worktree=True)], 1.0)
+    for started in (10.0, 20.0):
+        (task,) = store.admit(1, started)
+        assert task.attempts == 1
+        store.update(task_id, started + 1, reported_usage=AgentUsage(100, 10, 0.5))
+        store.transition(task_id, State.QUEUED, now=started + 2, event=EventType.TASK_RETRYING, attempts=0)
+    spent = store.spent()
+    assert (spent.cost_usd, spent.tokens) == (1.0, 220)
+    store.close()
+
+
 def test_status_without_a_budget_reads_nothing_of_it(kg: Kugetsu) -> None:
     _config(kg)
     kg.add(script(["say", reported(0.5)]))

@@ -127,7 +127,10 @@ CREATE TABLE IF NOT EXISTS spend (
     input_tokens  INTEGER,
     output_tokens INTEGER,
     cost_usd      REAL,
-    PRIMARY KEY (task_id, attempt)
+    -- An attempt given back (a rate limit, a stop) leaves the next one its number: the
+    -- attempt is told apart by when it was admitted.
+    started_at    REAL    NOT NULL,
+    PRIMARY KEY (task_id, started_at)
 );
 """
 # Columns added after version 1, as ALTER TABLE adds them to a database made before.
@@ -243,10 +246,11 @@ def _fill_spend(db: sqlite3.Connection) -> None:
     """Upgrade a database made before the spend ledger: the usage its tasks' last attempts
     reported goes in (what earlier attempts reported was not kept)."""
     db.execute(
-        "INSERT OR IGNORE INTO spend (task_id, attempt, ts, input_tokens, output_tokens, cost_usd)"
+        "INSERT OR IGNORE INTO spend"
+        " (task_id, attempt, ts, input_tokens, output_tokens, cost_usd, started_at)"
         " SELECT id, attempts, updated_at, json_extract(reported_usage, '$.input_tokens'),"
-        " json_extract(reported_usage, '$.output_tokens'), json_extract(reported_usage, '$.cost_usd')"
-        " FROM tasks WHERE reported_usage IS NOT NULL"
+        " json_extract(reported_usage, '$.output_tokens'), json_extract(reported_usage, '$.cost_usd'),"
+        " coalesce(started_at, 0) FROM tasks WHERE reported_usage IS NOT NULL"
     )
 
 

@@ -103,8 +103,9 @@ class Side:
         """An attempt's reported usage into the spend ledger, under the attempt the task is
         at (inside the caller's write): a second report of one attempt replaces the first."""
         self.db.execute(
-            "INSERT OR REPLACE INTO spend (task_id, attempt, ts, input_tokens, output_tokens, cost_usd)"
-            " SELECT id, attempts, ?, ?, ?, ? FROM tasks WHERE id = ?",
+            "INSERT OR REPLACE INTO spend"
+            " (task_id, attempt, ts, input_tokens, output_tokens, cost_usd, started_at)"
+            " SELECT id, attempts, ?, ?, ?, ?, coalesce(started_at, 0) FROM tasks WHERE id = ?",
             (now, usage.input_tokens, usage.output_tokens, usage.cost_usd, task_id),
         )
         self.spend_reports += 1
