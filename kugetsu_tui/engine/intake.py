@@ -119,13 +119,13 @@ class Intake:
             raise UsageError(f"agent: expected an agent name, got {name!r}")
         agent = self.config.agent(name)  # raises for an unknown agent
         _check_command(agent, self.config.path)
-        check_terminal(agent)
-        # On a cluster the program is looked for on the node that runs it, not here.
-        local = self.config.executor_kind == "local"
-        if self.check_program and local and name not in self._checked_programs:
-            if missing := missing_program(agent, self.environ):
+        if name not in self._checked_programs:  # (a file of 10,000 tasks looks once per agent)
+            check_terminal(agent)
+            # On a cluster the program is looked for on the node that runs it, not here.
+            local = self.config.executor_kind == "local"
+            if self.check_program and local and (missing := missing_program(agent, self.environ)):
                 raise UsageError(missing)
-            self._checked_programs.add(name)  # (a file of 10,000 tasks looks once per agent)
+            self._checked_programs.add(name)
         if agent.prompt_via == PromptVia.ARGV:
             _fits_argv(prompt)
         return name

@@ -201,13 +201,18 @@ def attach_argv(home: Path, task_id: int) -> list[str]:
     return [tmux_program() or "tmux", *_server_options(home), "attach", "-t", f"={session_name(task_id)}"]
 
 
+def last_line(screen: str) -> str | None:
+    """The screen's last non-blank line (trailing blanks cut), or None for a blank screen."""
+    lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
 def prompt_line(screen: str, patterns: Sequence[str] = ()) -> str | None:
     """The screen's last non-blank line if it reads as a question waiting for an answer
     (PROMPT, or one of the agent's own `patterns`, searched case-insensitively)."""
-    lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
-    if not lines:
+    last = last_line(screen)
+    if last is None:
         return None
-    last = lines[-1]
     if PROMPT.search(last) or any(re.search(p, last, re.IGNORECASE) for p in patterns):
         return last.strip()
     return None

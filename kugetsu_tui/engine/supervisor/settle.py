@@ -286,7 +286,7 @@ def clean_worktree(sup: Supervisor, task: Task) -> None:
 
 
 # Ended by the supervisor's timers: the agent's work was cut short, not judged a failure.
-_CUT_BY = {Ending.TIMEOUT: EndedBy.TIMEOUT, Ending.STALL: EndedBy.STALLED}
+_CUT_BY: dict[Ending | None, EndedBy] = {Ending.TIMEOUT: EndedBy.TIMEOUT, Ending.STALL: EndedBy.STALLED}
 
 
 def ended_badly(
@@ -296,7 +296,7 @@ def ended_badly(
     if verdict.outcome is Outcome.FATAL:
         line = verdict.reason or reason
         return fatal(sup, proc.agent, proc.task_id, now, status, line, forced=True)
-    why = _CUT_BY.get(proc.ending, EndedBy.FAILED) if proc.ending is not None else EndedBy.FAILED
+    why = _CUT_BY.get(proc.ending, EndedBy.FAILED)
     return rate_limited(sup, proc, now, status, verdict) or fail(
         sup, proc.task_id, now, status, reason, why=why
     )

@@ -245,6 +245,7 @@ async def _spawn_off_loop(sup: Supervisor, task: Task, cwd: Path, now: float) ->
         return
     except OSError as err:
         if not disk_full(err):
+            sup.wake()
             raise
         # Its prompt file could not be written: not the task's failure. Queued again,
         # the attempt given back; admission waits until there is room.

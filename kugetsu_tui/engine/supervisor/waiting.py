@@ -15,7 +15,7 @@ import re
 import weakref
 from typing import TYPE_CHECKING
 
-from kugetsu_tui.engine import terminal
+from kugetsu_tui.engine import runner, terminal
 from kugetsu_tui.engine.model import EventType, State
 from kugetsu_tui.engine.supervisor.attempt import Proc
 from kugetsu_tui.engine.supervisor.deadlines import pause_timeout, resume_timeout
@@ -120,17 +120,12 @@ async def _still_screen(sup: Supervisor, proc: Proc, screen: str, now: float) ->
     return None, False
 
 
-def _last_line(screen: str) -> str | None:
-    lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
-    return lines[-1] if lines else None
-
-
 async def _answer_by_rule(sup: Supervisor, proc: Proc, screen: str) -> bool:
     """Type the answer of the first of the agent's rules that matches the screen's last line
     (where a prompt waits: a prompt answered earlier, higher up, never matches again) and
     has answers left this attempt; True if one was sent."""
     agent = sup.config.agents.get(proc.agent)
-    line = _last_line(screen)
+    line = terminal.last_line(screen)
     if agent is None or not agent.answer or line is None:
         return False
     answered = _ANSWERED.setdefault(sup, {})
@@ -155,7 +150,7 @@ async def _answer_by_rule(sup: Supervisor, proc: Proc, screen: str) -> bool:
             attempt=proc.attempt,
         )
         note = f"answered {prompt!r} with {rule.send!r} (answer rule {n}: {used[n]} of {rule.max})"
-        _log_line(sup, proc.task_id, f"\n--- kugetsu: {note} ---\n")
+        runner.append_to_log(sup.home.log_path(proc.task_id), f"--- kugetsu: {note} ---\n")
         return True
     return False
 
@@ -174,20 +169,6 @@ def _answers_given(sup: Supervisor, proc: Proc) -> dict[int, int]:
         ):
             used[data["rule"]] = used.get(data["rule"], 0) + 1
     return used
-
-
-def _log_line(sup: Supervisor, task_id: int, text: str) -> None:
-    """Append to the task's log (opened for appending, as the terminal's mirror writes it)."""
-    try:
-        fd = os.open(sup.home.log_path(task_id), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.write(fd, text.encode("utf-8", "replace"))
-    except OSError:
-        pass  # a full disk: the event still says it
-    finally:
-        os.close(fd)
 
 
 def hold_clocks(sup: Supervisor, now: float) -> None:
