@@ -225,7 +225,8 @@ class KugetsuApp(App[int]):
         if changed:
             self._generation += 1
         self._dirty = False
-        now, state, cap = self.clock(), self.supervisor_state(), self.current_cap()
+        now, state = self.clock(), self.supervisor_state()
+        cap = state.cap if state.cap is not None else self.config.cap  # (current_cap, read once)
         board = self.board
         # Explaining the queue's window is most of a refresh: done again when something
         # changed, else every REBUILD_EVERY seconds (for the countdowns in wait reasons).

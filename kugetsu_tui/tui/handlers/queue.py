@@ -53,29 +53,22 @@ def cancel_task(app: KugetsuApp) -> None:
 
     what = "end its agent (SIGTERM, then SIGKILL)" if task.state.is_live else "drop it from the queue"
     detail = f"{short(one_line(task.prompt), 200)}\n\nThis will {what}."
-    children = unsettled_children(app, task)
+    children = app.control.descendants(task.id)  # queued or live, as cancel --children ends them
     if children:
         ask_about_children(app, task, children, detail)
         return
     app.push_screen(ConfirmScreen(f"Cancel task {task.id}?", detail, yes="Cancel it"), answered)
 
 
-def unsettled_children(app: KugetsuApp, task: Task) -> list[Task]:
-    """The tasks this one added from inside its run that are still queued or live."""
-    ids = app.store.children([task.id]).get(task.id, [])
-    found = (app.store.get(child) for child in ids)
-    return [t for t in found if t is not None and not t.state.is_settled]
-
-
-def ask_about_children(app: KugetsuApp, task: Task, children: list[Task], detail: str) -> None:
+def ask_about_children(app: KugetsuApp, task: Task, ids: list[int], detail: str) -> None:
     """Cancelling a planner: its children may be orphaned work, so offer to cancel them too."""
-    ids = [t.id for t in children]
     named = ", ".join(str(i) for i in ids[:CHILDREN_NAMED]) + (", …" if len(ids) > CHILDREN_NAMED else "")
     noun = "child" if len(ids) == 1 else "children"
 
     def answered(choice: str | None) -> None:
         if choice == "also":
-            app.act("cancel", lambda: app.control.cancel([task.id, *ids]))
+            # (those unfinished when it is carried out: one that ended meanwhile is no refusal)
+            app.act("cancel", lambda: app.control.cancel([task.id], children=True))
         elif choice == "yes":
             app.act("cancel", lambda: app.control.cancel([task.id]))
 

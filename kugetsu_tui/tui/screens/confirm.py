@@ -27,7 +27,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="confirm"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(printable(self.question), classes="dialog-title", markup=False)
             if self.detail:
                 yield Static(printable(self.detail, lines=True), classes="dialog-detail", markup=False)
             with Horizontal(classes="dialog-buttons"):
@@ -62,7 +62,7 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="confirm"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(printable(self.question), classes="dialog-title", markup=False)
             yield Static(printable(self.detail, lines=True), classes="dialog-detail", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.labels['also']} (a)", variant="error", id="also", compact=True)

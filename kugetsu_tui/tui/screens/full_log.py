@@ -4,6 +4,7 @@ bytes of the log and keeps following it while the agent writes, as the log pane 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.text import Text
@@ -96,14 +97,10 @@ class FullLogScreen(Screen[None]):
         )
 
     def matches(self) -> list[tuple[int, int]]:
-        wanted = self.query_text.casefold()
-        found = []
-        for y, line in enumerate(self.pane.lines):
-            start = line.casefold().find(wanted)
-            while start >= 0:
-                found.append((y, start))
-                start = line.casefold().find(wanted, start + 1)
-        return found
+        # Case-insensitive on the line itself: a case-folded copy can change its length
+        # (ß → ss), and its columns would not be the line's.
+        wanted = re.compile(f"(?=({re.escape(self.query_text)}))", re.IGNORECASE)
+        return [(y, m.start()) for y, line in enumerate(self.pane.lines) for m in wanted.finditer(line)]
 
     def show_match(self, match: tuple[int, int] | None) -> None:
         pane, width = self.pane, len(self.query_text)

@@ -24,7 +24,7 @@ class ActivePane(TaskTable):
     # dashboard's idle CPU: while `hold` is set, each row keeps the time, CPU and RSS it
     # last showed (they step with the dashboard's tick); a change of state shows at once.
     hold = False
-    _metered: dict[int, tuple[Text, Text, Text]] | None = None
+    _metered: dict[tuple[int, float | None], tuple[Text, Text, Text]] | None = None  # by attempt
 
     COLUMNS = (
         Column("id", "ID", 4),
@@ -65,15 +65,15 @@ class ActivePane(TaskTable):
         place = ""
         if task.repo:
             place = Path(task.repo).name + (f":{task.branch}" if task.branch else "")
-        shown = self._metered if self._metered is not None else {}
-        metered = shown.get(task.id) if self.hold else None
+        assert self._metered is not None  # (show() made it)
+        metered = self._metered.get((task.id, since)) if self.hold else None
         if metered is None:
             metered = (
                 look.right(elapsed(board.now - since if since else None)),
                 look.right(look.percent(task.cpu_percent)),
                 look.right(look.size(task.rss)),
             )
-            shown[task.id] = metered
+            self._metered[task.id, since] = metered
         return {
             "id": look.right(str(task.id)),
             "state": Text("! input", "bold yellow") if task.needs_input else look.state_text(task.state),
